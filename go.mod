@@ -1,0 +1,3 @@
+module github.com/tracseq/transaction-service
+
+go 1.26

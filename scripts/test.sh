@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Runs every test of the module against a real PostgreSQL.
+#
+# The database: TEST_DATABASE_URL when set; otherwise a server answering on
+# 127.0.0.1:5432 or the local unix socket; otherwise the local Debian cluster
+# is started (and Debian's postgresql installed first if it is absent).
+# Each test package creates and drops its own database on that server.
+#
+# Extra arguments go to `go test` (e.g. scripts/test.sh -run TestClaim ./postgres).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[test.sh] %s\n' "$*" >&2; }
+
+pg_answers() { pg_isready -q -d "$1" -t 3 >/dev/null 2>&1; }
+
+ensure_postgres() {
+  if [ -n "${TEST_DATABASE_URL:-}" ]; then
+    log "using TEST_DATABASE_URL"
+    return
+  fi
+  if ! command -v pg_isready >/dev/null 2>&1; then
+    log "PostgreSQL client tools absent: installing Debian's postgresql"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq postgresql >/dev/null
+  fi
+  local user="${PGUSER:-$(id -un)}"
+  local url="postgres://${user}@127.0.0.1:5432/postgres?sslmode=disable"
+  if ! pg_answers "$url"; then
+    if [ ! -d /etc/postgresql ] || [ -z "$(ls /etc/postgresql 2>/dev/null)" ]; then
+      log "no local PostgreSQL cluster: installing Debian's postgresql"
+      export DEBIAN_FRONTEND=noninteractive
+      apt-get update -qq && apt-get install -y -qq postgresql >/dev/null
+    fi
+    local version
+    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+    log "starting PostgreSQL $version"
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    for _ in $(seq 1 30); do
+      pg_answers "$url" && break
+      sleep 1
+    done
+  fi
+  if ! pg_answers "$url"; then
+    log "PostgreSQL does not answer on 127.0.0.1:5432"
+    exit 1
+  fi
+  # A fresh cluster knows only the postgres role: make sure ours exists.
+  if ! psql "$url" -Atc 'select 1' >/dev/null 2>&1; then
+    log "creating role $user"
+    su postgres -c "psql -qc \"create role \\\"$user\\\" superuser login\"" || true
+  fi
+  export TEST_DATABASE_URL="$url"
+}
+
+ensure_postgres
+log "TEST_DATABASE_URL=${TEST_DATABASE_URL}"
+
+args=("$@")
+[ ${#args[@]} -eq 0 ] && args=(./...)
+# -p 2: two packages at a time on a 2-core machine; each has its own database.
+exec go test -race -count=1 -p 2 -timeout 20m "${args[@]}"
