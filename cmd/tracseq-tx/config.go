@@ -1,0 +1,280 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Defaults of the environment variables. DESIGN.md and the specification
+// fix most of them; README.md lists them all.
+const (
+	// DatabaseURLDefault matches docker-compose.yml: `docker compose up -d
+	// postgres` and the service is durable without further configuration.
+	DatabaseURLDefault         = "postgres://tracseq:tracseq_password@localhost:5432/tracseq_transactions?sslmode=disable"
+	DBMaxConnectionsDefault    = 20
+	DBMinConnectionsDefault    = 5
+	DBConnectionTimeoutDefault = 30 * time.Second
+	PersistenceDefault         = true
+	CleanupAfterDefault        = 24 * time.Hour
+	HTTPAddrDefault            = ":8080"
+	LogLevelDefault            = slog.LevelInfo
+	LogFormatDefault           = "text"
+	LeaseDurationDefault       = 15 * time.Second
+	MaxConcurrentSagasDefault  = 1000
+	SlowQueryDefault           = 200 * time.Millisecond
+)
+
+// Upper bounds that catch typos (an extra zero or two) rather than limit
+// real deployments.
+const (
+	maxDBConnections     = 10_000
+	maxConnectTimeoutSec = 3600
+	maxCleanupHours      = 24 * 365 * 10
+	maxLeaseSeconds      = 3600
+	maxConcurrentSagas   = 1_000_000
+	maxSlowQueryMs       = 3_600_000
+	maxInstanceIDLength  = 200
+)
+
+// Config is the service's configuration, read from the environment by
+// LoadConfig. Every field has a default.
+type Config struct {
+	DatabaseURL        string        // DATABASE_URL
+	DBMaxConns         int32         // DB_MAX_CONNECTIONS
+	DBMinConns         int32         // DB_MIN_CONNECTIONS
+	DBConnectTimeout   time.Duration // DB_CONNECTION_TIMEOUT_SECONDS
+	Persistence        bool          // ENABLE_PERSISTENCE
+	CleanupAfter       time.Duration // CLEANUP_AFTER_HOURS
+	HTTPAddr           string        // HTTP_ADDR
+	LogLevel           slog.Level    // LOG_LEVEL
+	LogFormat          string        // LOG_FORMAT: text or json
+	APITokens          []string      // API_TOKENS; empty: the API is open
+	InstanceID         string        // INSTANCE_ID
+	LeaseDuration      time.Duration // LEASE_SECONDS
+	MaxConcurrentSagas int           // MAX_CONCURRENT_SAGAS
+	AllowedHosts       []string      // PARTICIPANT_ALLOWED_HOSTS; empty: any host
+	SlowQuery          time.Duration // DB_SLOW_QUERY_MS
+	PprofAddr          string        // PPROF_ADDR; empty: no profiling listener
+}
+
+// LoadConfig reads the configuration from env (os.Getenv in production).
+// Unset or empty variables take their defaults. Every bad value is reported,
+// each naming the variable and the value, joined in one error; the service
+// must not start with any of them.
+func LoadConfig(env func(string) string) (Config, error) {
+	p := envParser{env: env}
+	cfg := Config{
+		DatabaseURL:        p.databaseURL("DATABASE_URL"),
+		DBMaxConns:         int32(p.integer("DB_MAX_CONNECTIONS", DBMaxConnectionsDefault, 1, maxDBConnections)),
+		DBMinConns:         int32(p.integer("DB_MIN_CONNECTIONS", DBMinConnectionsDefault, 0, maxDBConnections)),
+		DBConnectTimeout:   time.Duration(p.integer("DB_CONNECTION_TIMEOUT_SECONDS", int(DBConnectionTimeoutDefault/time.Second), 1, maxConnectTimeoutSec)) * time.Second,
+		Persistence:        p.boolean("ENABLE_PERSISTENCE", PersistenceDefault),
+		CleanupAfter:       time.Duration(p.integer("CLEANUP_AFTER_HOURS", int(CleanupAfterDefault/time.Hour), 1, maxCleanupHours)) * time.Hour,
+		HTTPAddr:           p.address("HTTP_ADDR", HTTPAddrDefault),
+		LogLevel:           p.logLevel("LOG_LEVEL"),
+		LogFormat:          p.logFormat("LOG_FORMAT"),
+		APITokens:          p.tokens("API_TOKENS"),
+		InstanceID:         p.instanceID("INSTANCE_ID"),
+		LeaseDuration:      time.Duration(p.integer("LEASE_SECONDS", int(LeaseDurationDefault/time.Second), 1, maxLeaseSeconds)) * time.Second,
+		MaxConcurrentSagas: p.integer("MAX_CONCURRENT_SAGAS", MaxConcurrentSagasDefault, 1, maxConcurrentSagas),
+		AllowedHosts:       p.hosts("PARTICIPANT_ALLOWED_HOSTS"),
+		SlowQuery:          time.Duration(p.integer("DB_SLOW_QUERY_MS", int(SlowQueryDefault/time.Millisecond), 1, maxSlowQueryMs)) * time.Millisecond,
+		PprofAddr:          p.address("PPROF_ADDR", ""),
+	}
+	if cfg.DBMinConns > cfg.DBMaxConns && p.ok("DB_MIN_CONNECTIONS") && p.ok("DB_MAX_CONNECTIONS") {
+		p.fail("DB_MIN_CONNECTIONS", fmt.Sprintf("DB_MIN_CONNECTIONS=%d must not exceed DB_MAX_CONNECTIONS=%d", cfg.DBMinConns, cfg.DBMaxConns))
+	}
+	if cfg.PprofAddr != "" && cfg.PprofAddr == cfg.HTTPAddr {
+		p.fail("PPROF_ADDR", fmt.Sprintf("PPROF_ADDR=%q must differ from HTTP_ADDR", cfg.PprofAddr))
+	}
+	if len(p.errs) > 0 {
+		return Config{}, fmt.Errorf("invalid configuration: %w", errors.Join(p.errs...))
+	}
+	return cfg, nil
+}
+
+// envParser reads variables and collects one error per bad variable.
+type envParser struct {
+	env  func(string) string
+	errs []error
+	bad  map[string]bool
+}
+
+// value returns the trimmed value of name and whether it is set.
+func (p *envParser) value(name string) (string, bool) {
+	v := strings.TrimSpace(p.env(name))
+	return v, v != ""
+}
+
+// fail records a problem with the variable name.
+func (p *envParser) fail(name, msg string) {
+	if p.bad == nil {
+		p.bad = make(map[string]bool)
+	}
+	p.bad[name] = true
+	p.errs = append(p.errs, errors.New(msg))
+}
+
+// failValue records that name holds a bad value, quoting it.
+func (p *envParser) failValue(name, value, why string) {
+	p.fail(name, fmt.Sprintf("%s=%q: %s", name, value, why))
+}
+
+// ok reports whether name was read without a problem.
+func (p *envParser) ok(name string) bool { return !p.bad[name] }
+
+func (p *envParser) integer(name string, def, lo, hi int) int {
+	v, set := p.value(name)
+	if !set {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		kind := "a positive integer"
+		if lo == 0 {
+			kind = "a non-negative integer"
+		}
+		p.failValue(name, v, fmt.Sprintf("must be %s (at most %d)", kind, hi))
+		return def
+	}
+	return n
+}
+
+func (p *envParser) boolean(name string, def bool) bool {
+	v, set := p.value(name)
+	if !set {
+		return def
+	}
+	switch strings.ToLower(v) {
+	case "true", "1", "yes", "on":
+		return true
+	case "false", "0", "no", "off":
+		return false
+	}
+	p.failValue(name, v, "must be true or false")
+	return def
+}
+
+func (p *envParser) address(name, def string) string {
+	v, set := p.value(name)
+	if !set {
+		return def
+	}
+	_, port, err := net.SplitHostPort(v)
+	if err != nil {
+		p.failValue(name, v, "must be host:port or :port")
+		return def
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > math.MaxUint16 {
+		p.failValue(name, v, "port must be a number between 0 and 65535")
+		return def
+	}
+	return v
+}
+
+func (p *envParser) databaseURL(name string) string {
+	v, set := p.value(name)
+	if !set {
+		return DatabaseURLDefault
+	}
+	if _, err := pgxpool.ParseConfig(v); err != nil {
+		// pgx quotes the value with its password masked; never echo it raw.
+		p.fail(name, fmt.Sprintf("%s: not a PostgreSQL connection string: %v", name, err))
+		return DatabaseURLDefault
+	}
+	return v
+}
+
+func (p *envParser) logLevel(name string) slog.Level {
+	v, set := p.value(name)
+	if !set {
+		return LogLevelDefault
+	}
+	switch strings.ToLower(v) {
+	case "debug":
+		return slog.LevelDebug
+	case "info":
+		return slog.LevelInfo
+	case "warn", "warning":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	}
+	p.failValue(name, v, "must be one of debug, info, warn, error")
+	return LogLevelDefault
+}
+
+func (p *envParser) logFormat(name string) string {
+	v, set := p.value(name)
+	if !set {
+		return LogFormatDefault
+	}
+	switch f := strings.ToLower(v); f {
+	case "text", "json":
+		return f
+	}
+	p.failValue(name, v, "must be text or json")
+	return LogFormatDefault
+}
+
+// list splits a comma-separated value, dropping empty items.
+func list(v string) []string {
+	var out []string
+	for item := range strings.SplitSeq(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
+func (p *envParser) tokens(name string) []string {
+	v, _ := p.value(name)
+	tokens := list(v)
+	for i, tok := range tokens {
+		if strings.IndexFunc(tok, func(r rune) bool { return unicode.IsSpace(r) || !unicode.IsPrint(r) }) >= 0 {
+			// Secrets are never echoed.
+			p.fail(name, fmt.Sprintf("%s: token %d contains whitespace or a control character (value not shown)", name, i+1))
+			return nil
+		}
+	}
+	return tokens
+}
+
+func (p *envParser) instanceID(name string) string {
+	v, set := p.value(name)
+	if !set {
+		host, err := os.Hostname()
+		if err != nil || host == "" {
+			host = "tracseq-tx"
+		}
+		return fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	if len(v) > maxInstanceIDLength || strings.IndexFunc(v, func(r rune) bool { return unicode.IsSpace(r) || !unicode.IsPrint(r) }) >= 0 {
+		p.failValue(name, v, fmt.Sprintf("must be at most %d printable characters without spaces", maxInstanceIDLength))
+		return ""
+	}
+	return v
+}
+
+func (p *envParser) hosts(name string) []string {
+	v, _ := p.value(name)
+	hosts := list(v)
+	for _, h := range hosts {
+		if strings.Contains(h, "/") || strings.ContainsAny(h, " \t@") {
+			p.failValue(name, v, fmt.Sprintf("%q is not a host name (give host or host:port, not a URL)", h))
+			return nil
+		}
+	}
+	return hosts
+}

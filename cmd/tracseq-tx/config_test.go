@@ -1,0 +1,177 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// envOf returns an env function over a map.
+func envOf(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestLoadConfigDefaults(t *testing.T) {
+	t.Parallel()
+	cfg, err := LoadConfig(envOf(nil))
+	if err != nil {
+		t.Fatalf("LoadConfig: %v", err)
+	}
+	host, _ := os.Hostname()
+	want := Config{
+		DatabaseURL:        DatabaseURLDefault,
+		DBMaxConns:         20,
+		DBMinConns:         5,
+		DBConnectTimeout:   30 * time.Second,
+		Persistence:        true,
+		CleanupAfter:       24 * time.Hour,
+		HTTPAddr:           ":8080",
+		LogLevel:           slog.LevelInfo,
+		LogFormat:          "text",
+		InstanceID:         fmt.Sprintf("%s-%d", host, os.Getpid()),
+		LeaseDuration:      15 * time.Second,
+		MaxConcurrentSagas: 1000,
+		SlowQuery:          200 * time.Millisecond,
+	}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Fatalf("defaults:\n got %+v\nwant %+v", cfg, want)
+	}
+}
+
+func TestLoadConfigValues(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{
+		"DATABASE_URL":                  "postgres://u:p@db:5433/x?sslmode=disable",
+		"DB_MAX_CONNECTIONS":            "40",
+		"DB_MIN_CONNECTIONS":            "0",
+		"DB_CONNECTION_TIMEOUT_SECONDS": "5",
+		"ENABLE_PERSISTENCE":            "false",
+		"CLEANUP_AFTER_HOURS":           "48",
+		"HTTP_ADDR":                     "127.0.0.1:0",
+		"LOG_LEVEL":                     "DEBUG",
+		"LOG_FORMAT":                    "JSON",
+		"API_TOKENS":                    " a1 , ,b2,",
+		"INSTANCE_ID":                   "node-7",
+		"LEASE_SECONDS":                 "30",
+		"MAX_CONCURRENT_SAGAS":          "64",
+		"PARTICIPANT_ALLOWED_HOSTS":     "inventory.local, payments.local:8443",
+		"DB_SLOW_QUERY_MS":              "50",
+		"PPROF_ADDR":                    "localhost:6060",
+	}
+	cfg, err := LoadConfig(envOf(env))
+	if err != nil {
+		t.Fatalf("LoadConfig: %v", err)
+	}
+	want := Config{
+		DatabaseURL:        "postgres://u:p@db:5433/x?sslmode=disable",
+		DBMaxConns:         40,
+		DBMinConns:         0,
+		DBConnectTimeout:   5 * time.Second,
+		Persistence:        false,
+		CleanupAfter:       48 * time.Hour,
+		HTTPAddr:           "127.0.0.1:0",
+		LogLevel:           slog.LevelDebug,
+		LogFormat:          "json",
+		APITokens:          []string{"a1", "b2"},
+		InstanceID:         "node-7",
+		LeaseDuration:      30 * time.Second,
+		MaxConcurrentSagas: 64,
+		AllowedHosts:       []string{"inventory.local", "payments.local:8443"},
+		SlowQuery:          50 * time.Millisecond,
+		PprofAddr:          "localhost:6060",
+	}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Fatalf("values:\n got %+v\nwant %+v", cfg, want)
+	}
+}
+
+func TestLoadConfigBadValues(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		env  map[string]string
+		want []string // substrings of the error
+		not  string   // must not appear in the error
+	}{
+		{"max conns not a number", map[string]string{"DB_MAX_CONNECTIONS": "abc"},
+			[]string{`DB_MAX_CONNECTIONS="abc": must be a positive integer`}, ""},
+		{"max conns zero", map[string]string{"DB_MAX_CONNECTIONS": "0"},
+			[]string{`DB_MAX_CONNECTIONS="0": must be a positive integer`}, ""},
+		{"max conns huge", map[string]string{"DB_MAX_CONNECTIONS": "99999999999"},
+			[]string{`DB_MAX_CONNECTIONS="99999999999"`}, ""},
+		{"min conns negative", map[string]string{"DB_MIN_CONNECTIONS": "-1"},
+			[]string{`DB_MIN_CONNECTIONS="-1": must be a non-negative integer`}, ""},
+		{"min above max", map[string]string{"DB_MIN_CONNECTIONS": "30", "DB_MAX_CONNECTIONS": "10"},
+			[]string{"DB_MIN_CONNECTIONS=30 must not exceed DB_MAX_CONNECTIONS=10"}, ""},
+		{"min above default max", map[string]string{"DB_MIN_CONNECTIONS": "21"},
+			[]string{"DB_MIN_CONNECTIONS=21 must not exceed DB_MAX_CONNECTIONS=20"}, ""},
+		{"timeout float", map[string]string{"DB_CONNECTION_TIMEOUT_SECONDS": "1.5"},
+			[]string{`DB_CONNECTION_TIMEOUT_SECONDS="1.5": must be a positive integer`}, ""},
+		{"persistence", map[string]string{"ENABLE_PERSISTENCE": "maybe"},
+			[]string{`ENABLE_PERSISTENCE="maybe": must be true or false`}, ""},
+		{"cleanup", map[string]string{"CLEANUP_AFTER_HOURS": "0"},
+			[]string{`CLEANUP_AFTER_HOURS="0": must be a positive integer`}, ""},
+		{"http addr", map[string]string{"HTTP_ADDR": "8080"},
+			[]string{`HTTP_ADDR="8080": must be host:port or :port`}, ""},
+		{"http port", map[string]string{"HTTP_ADDR": ":99999"},
+			[]string{`HTTP_ADDR=":99999": port must be a number`}, ""},
+		{"log level", map[string]string{"LOG_LEVEL": "verbose"},
+			[]string{`LOG_LEVEL="verbose": must be one of debug, info, warn, error`}, ""},
+		{"log format", map[string]string{"LOG_FORMAT": "xml"},
+			[]string{`LOG_FORMAT="xml": must be text or json`}, ""},
+		{"token with space", map[string]string{"API_TOKENS": "good,bad token"},
+			[]string{"API_TOKENS: token 2 contains whitespace"}, "bad token"},
+		{"instance id", map[string]string{"INSTANCE_ID": "a b"},
+			[]string{`INSTANCE_ID="a b": must be at most`}, ""},
+		{"lease", map[string]string{"LEASE_SECONDS": "-5"},
+			[]string{`LEASE_SECONDS="-5": must be a positive integer`}, ""},
+		{"max sagas", map[string]string{"MAX_CONCURRENT_SAGAS": "lots"},
+			[]string{`MAX_CONCURRENT_SAGAS="lots": must be a positive integer`}, ""},
+		{"allowed hosts url", map[string]string{"PARTICIPANT_ALLOWED_HOSTS": "ok.local,http://x.local/"},
+			[]string{`PARTICIPANT_ALLOWED_HOSTS="ok.local,http://x.local/"`, "not a host name"}, ""},
+		{"slow query", map[string]string{"DB_SLOW_QUERY_MS": "fast"},
+			[]string{`DB_SLOW_QUERY_MS="fast": must be a positive integer`}, ""},
+		{"pprof addr", map[string]string{"PPROF_ADDR": "nowhere"},
+			[]string{`PPROF_ADDR="nowhere": must be host:port`}, ""},
+		{"pprof on api addr", map[string]string{"PPROF_ADDR": ":8080"},
+			[]string{`PPROF_ADDR=":8080" must differ from HTTP_ADDR`}, ""},
+		{"database url", map[string]string{"DATABASE_URL": "postgres://u:secret@db:notaport/x"},
+			[]string{"DATABASE_URL: not a PostgreSQL connection string", "invalid port"}, "secret"},
+		{"several at once", map[string]string{"DB_MAX_CONNECTIONS": "x", "LOG_FORMAT": "yaml"},
+			[]string{`DB_MAX_CONNECTIONS="x"`, `LOG_FORMAT="yaml"`}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := LoadConfig(envOf(tt.env))
+			if err == nil {
+				t.Fatalf("LoadConfig(%v) succeeded, want an error", tt.env)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+			if tt.not != "" && strings.Contains(err.Error(), tt.not) {
+				t.Errorf("error %q reveals %q", err, tt.not)
+			}
+		})
+	}
+}
+
+func TestLoadConfigBooleans(t *testing.T) {
+	t.Parallel()
+	for v, want := range map[string]bool{"true": true, "TRUE": true, "1": true, "yes": true, "false": false, "0": false, "off": false, "": true} {
+		cfg, err := LoadConfig(envOf(map[string]string{"ENABLE_PERSISTENCE": v}))
+		if err != nil {
+			t.Fatalf("ENABLE_PERSISTENCE=%q: %v", v, err)
+		}
+		if cfg.Persistence != want {
+			t.Errorf("ENABLE_PERSISTENCE=%q: got %v, want %v", v, cfg.Persistence, want)
+		}
+	}
+}
