@@ -1,0 +1,401 @@
+package participant
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	saga "github.com/tracseq/transaction-service"
+)
+
+// Kind says whether a call runs a step's action or its compensation.
+type Kind string
+
+// The kinds of call.
+const (
+	KindAction       Kind = "action"
+	KindCompensation Kind = "compensation"
+)
+
+// Call is one attempt of a step's action or compensation.
+type Call struct {
+	SagaID        saga.ID
+	TransactionID saga.ID
+	StepIndex     int
+	StepName      string
+	Kind          Kind
+	Attempt       int
+	// Request is the definition's request: method, URL, headers, body (the
+	// step input) and timeout.
+	Request saga.Request
+	// Context is the saga's context object.
+	Context json.RawMessage
+	// Outputs holds the outputs of the completed steps the call may depend
+	// on, by step name.
+	Outputs map[string]json.RawMessage
+}
+
+// IdempotencyKey returns the key participants use to recognise a repeated
+// call: "<saga id>:<step index>:<kind>". It is the same for every attempt.
+func (c Call) IdempotencyKey() string {
+	return c.SagaID.String() + ":" + strconv.Itoa(c.StepIndex) + ":" + string(c.Kind)
+}
+
+// Outcome classifies the result of a call.
+type Outcome int
+
+// The outcomes.
+const (
+	// OutcomeSuccess is a 2xx answer.
+	OutcomeSuccess Outcome = iota
+	// OutcomeTransient is a failure worth retrying: 408, 429, 5xx, a
+	// timeout or a connection error.
+	OutcomeTransient
+	// OutcomePermanent is a refusal that retrying cannot change: any other
+	// status, or an answer too large to keep.
+	OutcomePermanent
+)
+
+// String returns "success", "transient" or "permanent".
+func (o Outcome) String() string {
+	switch o {
+	case OutcomeSuccess:
+		return "success"
+	case OutcomeTransient:
+		return "transient"
+	case OutcomePermanent:
+		return "permanent"
+	}
+	return "outcome(" + strconv.Itoa(int(o)) + ")"
+}
+
+// Result is what came of one call.
+type Result struct {
+	Outcome    Outcome
+	StatusCode int             // 0 when no HTTP answer came
+	Output     json.RawMessage // the 2xx body: JSON as sent, other text as a JSON string, empty as null
+	Error      string          // a human-readable cause when not a success
+	RetryAfter time.Duration   // from a Retry-After header, 0 if none
+	// Uncertain is true when the participant may have acted although the
+	// call did not succeed: a timeout, a 5xx, a broken connection.
+	Uncertain bool
+	Duration  time.Duration
+}
+
+// Defaults of Config.
+const (
+	MaxBodyBytesDefault    = 1 << 20
+	MaxConnsPerHostDefault = 256
+)
+
+// ErrBodyTooLarge means a participant answered with a body larger than
+// Config.MaxBodyBytes. Classify rates it permanent and uncertain: the
+// participant acted, but its answer cannot be kept.
+var ErrBodyTooLarge = errors.New("participant answer exceeds the body size limit")
+
+// Config configures a Client. The zero value is ready to use.
+type Config struct {
+	// MaxBodyBytes bounds the answer body read (default 1 MiB).
+	MaxBodyBytes int64
+	// MaxConnsPerHost bounds the connections to one participant host, and
+	// the idle connections kept for reuse (default 256).
+	MaxConnsPerHost int
+	// Transport replaces the HTTP transport (tests).
+	Transport http.RoundTripper
+}
+
+// Client calls participants. It is safe for concurrent use and keeps its
+// connections alive between calls.
+type Client struct {
+	http    *http.Client
+	maxBody int64
+}
+
+// New returns a Client with one shared transport sized for many concurrent
+// calls.
+func New(cfg Config) *Client {
+	rt := cfg.Transport
+	if rt == nil {
+		conns := cmp.Or(cfg.MaxConnsPerHost, MaxConnsPerHostDefault)
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxConnsPerHost = conns
+		tr.MaxIdleConnsPerHost = conns
+		tr.MaxIdleConns = max(conns*4, 100)
+		tr.IdleConnTimeout = 90 * time.Second
+		rt = tr
+	}
+	return &Client{
+		http: &http.Client{
+			Transport: rt,
+			// A participant's redirect is its answer (3xx is permanent).
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		maxBody: cmp.Or(cfg.MaxBodyBytes, MaxBodyBytesDefault),
+	}
+}
+
+// callBody is the JSON body of a call.
+type callBody struct {
+	SagaID        saga.ID                    `json:"saga_id"`
+	TransactionID saga.ID                    `json:"transaction_id"`
+	Step          string                     `json:"step"`
+	StepIndex     int                        `json:"step_index"`
+	Kind          Kind                       `json:"kind"`
+	Attempt       int                        `json:"attempt"`
+	Input         json.RawMessage            `json:"input"`
+	Context       json.RawMessage            `json:"context"`
+	Outputs       map[string]json.RawMessage `json:"outputs"`
+}
+
+var jsonNull = json.RawMessage("null")
+
+// nullIfEmpty returns raw, or JSON null when raw is empty.
+func nullIfEmpty(raw json.RawMessage) json.RawMessage {
+	if len(raw) == 0 {
+		return jsonNull
+	}
+	return raw
+}
+
+// Invoke makes one call and classifies its answer. Its timeout is the
+// request's timeout, shortened by ctx's deadline; the call is abandoned when
+// ctx is cancelled. Invoke never returns an error: every failure is a
+// Result.
+func (c *Client) Invoke(ctx context.Context, call Call) Result {
+	start := time.Now()
+	res := c.invoke(ctx, call)
+	res.Duration = time.Since(start)
+	return res
+}
+
+func (c *Client) invoke(ctx context.Context, call Call) Result {
+	ctx, cancel := context.WithTimeout(ctx, call.Request.Timeout())
+	defer cancel()
+
+	req, err := c.newRequest(ctx, call)
+	if err != nil {
+		return Result{Outcome: OutcomePermanent, Error: err.Error()}
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		outcome, uncertain := Classify(0, err)
+		return Result{Outcome: outcome, Uncertain: uncertain, Error: describe(ctx, err)}
+	}
+	defer resp.Body.Close()
+
+	body, err := readLimited(resp.Body, c.maxBody)
+	res := Result{
+		StatusCode: resp.StatusCode,
+		RetryAfter: ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
+	}
+	if err != nil {
+		res.Outcome, res.Uncertain = Classify(resp.StatusCode, err)
+		if errors.Is(err, ErrBodyTooLarge) {
+			res.Error = fmt.Sprintf("HTTP %d: answer larger than %d bytes", resp.StatusCode, c.maxBody)
+		} else {
+			res.Error = fmt.Sprintf("HTTP %d: read answer: %s", resp.StatusCode, describe(ctx, err))
+		}
+		return res
+	}
+	res.Outcome, res.Uncertain = Classify(resp.StatusCode, nil)
+	if res.Outcome == OutcomeSuccess {
+		res.Output = outputOf(body)
+		return res
+	}
+	res.Error = "HTTP " + strconv.Itoa(resp.StatusCode) + " " + http.StatusText(resp.StatusCode)
+	if snippet := errorSnippet(body); snippet != "" {
+		res.Error += ": " + snippet
+	}
+	return res
+}
+
+// newRequest builds the HTTP request of call.
+func (c *Client) newRequest(ctx context.Context, call Call) (*http.Request, error) {
+	var body io.Reader
+	if call.Request.Method != http.MethodGet {
+		outputs := call.Outputs
+		if outputs == nil {
+			outputs = map[string]json.RawMessage{}
+		}
+		b, err := json.Marshal(callBody{
+			SagaID:        call.SagaID,
+			TransactionID: call.TransactionID,
+			Step:          call.StepName,
+			StepIndex:     call.StepIndex,
+			Kind:          call.Kind,
+			Attempt:       call.Attempt,
+			Input:         nullIfEmpty(call.Request.Body),
+			Context:       nullIfEmpty(call.Context),
+			Outputs:       outputs,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("encode call body: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, call.Request.Method, call.Request.URL, body)
+	if err != nil {
+		return nil, fmt.Errorf("build request: %w", err)
+	}
+	for name, value := range call.Request.Headers {
+		req.Header.Set(name, value)
+	}
+	req.Header.Set("Idempotency-Key", call.IdempotencyKey())
+	req.Header.Set("X-Saga-Id", call.SagaID.String())
+	req.Header.Set("X-Transaction-Id", call.TransactionID.String())
+	req.Header.Set("X-Saga-Step", strconv.Itoa(call.StepIndex))
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return req, nil
+}
+
+// readLimited reads r up to limit bytes, then drains what is left so that
+// the connection can be reused. ErrBodyTooLarge when r holds more.
+func readLimited(r io.Reader, limit int64) ([]byte, error) {
+	body, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(body)) > limit {
+		// Drain a bounded amount more for reuse; past that the connection
+		// is closed by Close.
+		_, _ = io.CopyN(io.Discard, r, 4<<20)
+		return nil, ErrBodyTooLarge
+	}
+	return body, nil
+}
+
+// outputOf turns a 2xx body into the step output.
+func outputOf(body []byte) json.RawMessage {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 {
+		return jsonNull
+	}
+	if json.Valid(trimmed) {
+		return json.RawMessage(trimmed)
+	}
+	s := string(body)
+	if !utf8.ValidString(s) {
+		s = string(bytes.ToValidUTF8(body, []byte("\uFFFD")))
+	}
+	b, _ := json.Marshal(s) // a string always marshals
+	return b
+}
+
+// errorSnippet returns the start of a failure answer for the error message.
+func errorSnippet(body []byte) string {
+	const maxSnippet = 512
+	b := bytes.TrimSpace(body)
+	if len(b) > maxSnippet {
+		b = b[:maxSnippet]
+		for len(b) > 0 && !utf8.Valid(b) {
+			b = b[:len(b)-1]
+		}
+		return string(bytes.ToValidUTF8(b, nil)) + "…"
+	}
+	return string(bytes.ToValidUTF8(b, nil))
+}
+
+// describe turns a transport error into a message, naming a timeout plainly.
+func describe(ctx context.Context, err error) string {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return "timeout: " + err.Error()
+	}
+	return err.Error()
+}
+
+// Classify rates an answer: status is the HTTP status (0 when none came),
+// err the transport error, if any. It returns the outcome and whether the
+// participant may have acted anyway.
+//
+//   - 2xx: success.
+//   - 408, 429: transient, certain (the participant refused to act now).
+//   - 5xx: transient, uncertain.
+//   - other statuses (1xx, 3xx, other 4xx): permanent, certain.
+//   - a refused connection or another failure before the request was sent
+//     (dial, DNS): transient, certain.
+//   - a timeout or a broken connection: transient, uncertain.
+//   - ErrBodyTooLarge: permanent, uncertain.
+func Classify(status int, err error) (Outcome, bool) {
+	if err != nil {
+		switch {
+		case errors.Is(err, ErrBodyTooLarge):
+			return OutcomePermanent, true
+		case notSent(err):
+			return OutcomeTransient, false
+		}
+		return OutcomeTransient, true
+	}
+	switch {
+	case status >= 200 && status <= 299:
+		return OutcomeSuccess, false
+	case status == http.StatusRequestTimeout, status == http.StatusTooManyRequests:
+		return OutcomeTransient, false
+	case status >= 500 && status <= 599:
+		return OutcomeTransient, true
+	}
+	return OutcomePermanent, false
+}
+
+// notSent reports whether err happened before any byte of the request could
+// reach the participant: the connection was never made.
+func notSent(err error) bool {
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Op == "dial" {
+		return true
+	}
+	var dnsErr *net.DNSError
+	return errors.As(err, &dnsErr)
+}
+
+// ParseRetryAfter reads a Retry-After header value: a number of seconds or
+// an HTTP date, relative to now. It returns 0 for an empty, invalid or past
+// value.
+func ParseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs <= 0 {
+			return 0
+		}
+		const maxSecs = int64(saga.MaxBackoffLimit / time.Second)
+		return time.Duration(min(secs, maxSecs)) * time.Second
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0
+	}
+	if d := t.Sub(now); d > 0 {
+		return d
+	}
+	return 0
+}
+
+// Backoff returns how long to wait after failed attempt number attempt
+// (1-based) before the next: initial × multiplier^(attempt-1), capped at the
+// policy's maximum, with full jitter (a uniformly random part of it drawn
+// with random, which returns values in [0, 1)). Zero fields of p take the
+// defaults.
+func Backoff(p saga.RetryPolicy, attempt int, random func() float64) time.Duration {
+	p = p.WithDefaults()
+	initial := time.Duration(p.InitialBackoffMs) * time.Millisecond
+	ceiling := time.Duration(p.MaxBackoffMs) * time.Millisecond
+	d := float64(initial)
+	for i := 1; i < attempt && d < float64(ceiling); i++ {
+		d *= p.Multiplier
+	}
+	d = min(d, float64(ceiling))
+	return time.Duration(d * random())
+}
