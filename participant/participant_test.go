@@ -481,4 +481,3 @@ func TestOutcomeString(t *testing.T) {
 		}
 	}
 }
-
