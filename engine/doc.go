@@ -1,0 +1,38 @@
+// Package engine is the saga coordinator: it accepts sagas, runs their steps
+// through participants in order, retries transient failures, compensates in
+// reverse order when a step fails for good, honours deadlines and operator
+// requests, and shares the work with the other instances on the same store
+// through leases.
+//
+// # How a saga runs
+//
+// A saga is run by one goroutine of the instance that holds its lease (a
+// runner). Every transition is one fenced Store.Apply written before the
+// next participant call goes out; "step k completed" and "step k+1 started"
+// are one write, so a two-step saga that succeeds costs three writes. After
+// every write the runner looks at what the store answered (a pending operator
+// request, a passed deadline) and acts on it between calls.
+//
+// A Coordinator runs three background loops once started: the claim loop
+// (takes runnable sagas: new ones, due retries, paused sagas with a request,
+// sagas whose owner died), the lease renewer (one RenewLeases for every held
+// lease each LeaseDuration/3) and the cleanup loop (deletes old finished
+// sagas).
+//
+// # Decisions
+//
+//   - A call found in flight when a saga is claimed (its step still
+//     Executing) is made again with the next attempt number and the same
+//     idempotency key, even when that exceeds max_attempts: the lost attempt
+//     had no observed outcome.
+//   - A Retry-After header wins over the computed backoff when it is longer,
+//     even past max_backoff_ms: the participant asked for it.
+//   - A compensation call carries the outputs of every completed step up to
+//     and including the step it undoes.
+//   - Steps that will never run are marked Skipped when compensation begins.
+//   - A compensation refused with a permanent failure (4xx) is not retried:
+//     the saga turns Failed at once and waits for an operator's retry, which
+//     runs every unfinished compensation again with a fresh attempt budget.
+//   - An operator request that is no longer allowed when the runner gets to
+//     it is cleared with an EventControlIgnored event.
+package engine
