@@ -13,9 +13,13 @@ import (
 	"github.com/prometheus/common/model"
 
 	saga "github.com/tracseq/transaction-service"
+	"github.com/tracseq/transaction-service/engine"
 	"github.com/tracseq/transaction-service/metrics"
 	"github.com/tracseq/transaction-service/participant"
 )
+
+// Metrics is the engine's Observer.
+var _ engine.Observer = (*metrics.Metrics)(nil)
 
 type bundle struct {
 	reg *prometheus.Registry
