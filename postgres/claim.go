@@ -1,0 +1,148 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	saga "github.com/tracseq/transaction-service"
+)
+
+// ClaimSagas leases up to limit runnable sagas to owner for leaseFor, in
+// one statement, and returns them with their steps (read by one more
+// query). See saga.Store.
+func (s *Store) ClaimSagas(ctx context.Context, owner string, leaseFor time.Duration, limit int) (claimed []*saga.Saga, err error) {
+	defer s.observe(opClaim, time.Now(), &err)
+	switch {
+	case owner == "":
+		return nil, errors.New("claim sagas: owner is empty")
+	case leaseFor <= 0:
+		return nil, fmt.Errorf("claim sagas: lease duration %v is not positive", leaseFor)
+	case limit <= 0:
+		return nil, nil
+	}
+	err = retry(ctx, func(ctx context.Context) error {
+		rows, err := s.pool.Query(ctx, sqlClaimSagas, owner, max(micros(leaseFor), 1), limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		claimed = claimed[:0]
+		for rows.Next() {
+			sg, err := scanSaga(rows)
+			if err != nil {
+				return err
+			}
+			claimed = append(claimed, sg)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, interpretError("claim sagas", err)
+	}
+	if len(claimed) == 0 {
+		return nil, nil
+	}
+	slices.SortFunc(claimed, func(a, b *saga.Saga) int {
+		if c := deref(a.NextRunAt).Compare(deref(b.NextRunAt)); c != 0 {
+			return c
+		}
+		return slices.Compare(a.ID[:], b.ID[:])
+	})
+
+	// The claimed sagas are ours now: their steps cannot change under us.
+	ids := make([]saga.ID, len(claimed))
+	for i, sg := range claimed {
+		ids[i] = sg.ID
+	}
+	var steps map[saga.ID][]saga.Step
+	err = retry(ctx, func(ctx context.Context) error {
+		rows, err := s.pool.Query(ctx, sqlGetSteps, ids)
+		if err != nil {
+			return err
+		}
+		steps, err = collectSteps(rows)
+		return err
+	})
+	if err != nil {
+		// The sagas stay leased to owner until the lease expires; then
+		// another claim takes them.
+		return nil, interpretError("load steps of claimed sagas", err)
+	}
+	for _, sg := range claimed {
+		sg.Steps = steps[sg.ID]
+		if sg.Steps == nil {
+			sg.Steps = []saga.Step{}
+		}
+	}
+	return claimed, nil
+}
+
+// RenewLeases extends the live leases owner holds on the given sagas (at
+// the given epochs) and returns the ids it renewed. See saga.Store.
+func (s *Store) RenewLeases(ctx context.Context, owner string, leases map[saga.ID]int64, leaseFor time.Duration) (renewed []saga.ID, err error) {
+	defer s.observe(opRenewLeases, time.Now(), &err)
+	if len(leases) == 0 {
+		return nil, nil
+	}
+	if leaseFor <= 0 {
+		return nil, fmt.Errorf("renew leases: lease duration %v is not positive", leaseFor)
+	}
+	ids := make([]saga.ID, 0, len(leases))
+	epochs := make([]int64, 0, len(leases))
+	for id, epoch := range leases {
+		ids = append(ids, id)
+		epochs = append(epochs, epoch)
+	}
+	err = retry(ctx, func(ctx context.Context) error {
+		rows, err := s.pool.Query(ctx, sqlRenewLeases, owner, max(micros(leaseFor), 1), ids, epochs)
+		if err != nil {
+			return err
+		}
+		renewed, err = pgx.CollectRows(rows, pgx.RowTo[saga.ID])
+		return err
+	})
+	if err != nil {
+		return nil, interpretError("renew leases", err)
+	}
+	return renewed, nil
+}
+
+// RequestControl records an operator action on a saga whose status allows
+// it and makes the saga runnable at once, in one statement. See
+// saga.Store.
+func (s *Store) RequestControl(ctx context.Context, id saga.ID, action saga.ControlAction) (sg *saga.Saga, err error) {
+	defer s.observe(opRequestControl, time.Now(), &err)
+	doing := fmt.Sprintf("request %s of saga %s", action, id)
+	allowed := action.AllowedStatuses()
+	if len(allowed) == 0 {
+		return nil, fmt.Errorf("%s: unknown operator action %q: %w", doing, action, saga.ErrInvalidTransition)
+	}
+	statuses := make([]string, len(allowed))
+	for i, st := range allowed {
+		statuses[i] = string(st)
+	}
+	err = retry(ctx, func(ctx context.Context) error {
+		var err error
+		sg, err = scanSaga(s.pool.QueryRow(ctx, sqlRequestControl, id, string(action), statuses))
+		return err
+	})
+	if err == nil {
+		return sg, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return nil, interpretError(doing, err)
+	}
+	var status string
+	err = retry(ctx, func(ctx context.Context) error {
+		return s.pool.QueryRow(ctx, sqlSagaStatus, id).Scan(&status)
+	})
+	if err != nil {
+		return nil, interpretError(doing, err)
+	}
+	return nil, fmt.Errorf("%s: cannot %s a saga that is %s: %w", doing, action, status, saga.ErrInvalidTransition)
+}

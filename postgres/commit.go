@@ -1,0 +1,242 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	saga "github.com/tracseq/transaction-service"
+)
+
+// Group commit. A synchronous commit costs a flush of the WAL; by sending
+// the writes that arrive while another transaction commits together, as
+// one pipelined transaction, many writers share one flush. Nothing waits on
+// a timer: a lone write is sent at once, as a batch of one.
+const (
+	// writersDefault transactions may be in flight at once, so that one
+	// batch is gathered and sent while another commits.
+	writersDefault = 2
+	// batchTimeout bounds one group-committed transaction, retries aside.
+	batchTimeout = time.Minute
+)
+
+// errClosed is returned by writes submitted after Close.
+var errClosed = fmt.Errorf("store closed: %w", saga.ErrUnavailable)
+
+// writeOp is one write in a group commit: a statement that returns at most
+// one row and never fails for an expected outcome (a fenced update that
+// matched nothing, an insert that conflicted: both return no row).
+type writeOp struct {
+	ctx  context.Context // the caller's: a write whose caller gave up is not sent
+	sql  string
+	args []any
+	dest []any // scan targets of the returned row
+
+	// Set by the committer before done is signalled.
+	found bool // the statement returned its row
+	sent  int  // how many times the write was sent to the database
+	done  chan error
+}
+
+// committer gathers writeOps and commits them in batches.
+type committer struct {
+	pool     *pgxpool.Pool
+	store    *Store
+	queue    chan *writeOp
+	maxBatch int
+
+	mu     sync.RWMutex // guards closed against sends on a closed queue
+	closed bool
+	wg     sync.WaitGroup
+}
+
+func newCommitter(s *Store, writers, maxBatch int) *committer {
+	c := &committer{
+		pool:     s.pool,
+		store:    s,
+		queue:    make(chan *writeOp, maxBatch*writers),
+		maxBatch: maxBatch,
+	}
+	for range max(writers, 1) {
+		c.wg.Go(c.run)
+	}
+	return c
+}
+
+// submit hands op to a writer and waits for the commit of its transaction
+// (or ctx). A nil error means op was committed; op.found then says whether
+// its statement returned its row.
+func (c *committer) submit(ctx context.Context, op *writeOp) error {
+	op.ctx = ctx
+	op.done = make(chan error, 1)
+	c.mu.RLock()
+	if c.closed {
+		c.mu.RUnlock()
+		return errClosed
+	}
+	select {
+	case c.queue <- op:
+		c.mu.RUnlock()
+	case <-ctx.Done():
+		c.mu.RUnlock()
+		return ctx.Err()
+	}
+	select {
+	case err := <-op.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// close stops accepting writes and waits until those accepted are
+// committed (or have failed).
+func (c *committer) close() {
+	c.mu.Lock()
+	if !c.closed {
+		c.closed = true
+		close(c.queue)
+	}
+	c.mu.Unlock()
+	c.wg.Wait()
+}
+
+// run is one writer: it takes the first waiting write, adds whatever else
+// is waiting (up to maxBatch), commits them together, and repeats.
+func (c *committer) run() {
+	batch := make([]*writeOp, 0, c.maxBatch)
+	for op := range c.queue {
+		batch = append(batch[:0], op)
+	gather:
+		for len(batch) < c.maxBatch {
+			select {
+			case op, ok := <-c.queue:
+				if !ok {
+					break gather
+				}
+				batch = append(batch, op)
+			default:
+				break gather
+			}
+		}
+		c.commit(batch)
+	}
+}
+
+// commit writes ops in one transaction, retried on transient errors. When
+// the transaction fails for another reason (a bad value in one write), the
+// writes are retried one per transaction so that only the bad one fails.
+func (c *committer) commit(ops []*writeOp) {
+	live := make([]*writeOp, 0, len(ops))
+	for _, op := range ops {
+		if err := op.ctx.Err(); err != nil {
+			op.done <- err
+			continue
+		}
+		live = append(live, op)
+	}
+	if len(live) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
+	defer cancel()
+	err := retry(ctx, func(ctx context.Context) error { return c.exec(ctx, live) })
+	if err == nil {
+		for _, op := range live {
+			op.done <- nil
+		}
+		return
+	}
+	if len(live) > 1 && !isTransient(err) && ctx.Err() == nil {
+		c.store.logger.Warn("group commit failed; writing its writes one by one",
+			"writes", len(live), "error", err)
+		for _, op := range live {
+			c.commit([]*writeOp{op})
+		}
+		return
+	}
+	for _, op := range live {
+		op.done <- err
+	}
+}
+
+// exec sends BEGIN, the writes and COMMIT as one pipelined batch: one
+// round trip and one WAL flush for all of them.
+func (c *committer) exec(ctx context.Context, ops []*writeOp) (err error) {
+	defer c.store.observe(opGroupCommit, time.Now(), &err)
+	conn, err := c.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+
+	b := &pgx.Batch{}
+	b.Queue(sqlBegin)
+	for _, op := range ops {
+		b.Queue(op.sql, op.args...)
+		op.sent++
+	}
+	var extra []string
+	if c.store.hooks.beforeCommit != nil {
+		extra = c.store.hooks.beforeCommit()
+	}
+	for _, q := range extra {
+		b.Queue(q)
+	}
+	b.Queue(sqlCommit)
+
+	br := conn.SendBatch(ctx, b)
+	err = readBatch(br, ops, len(extra))
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		rollback(ctx, conn)
+	}
+	return err
+}
+
+// readBatch reads the results of a batch made by exec.
+func readBatch(br pgx.BatchResults, ops []*writeOp, extra int) error {
+	if _, err := br.Exec(); err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	for _, op := range ops {
+		err := br.QueryRow().Scan(op.dest...)
+		switch {
+		case err == nil:
+			op.found = true
+		case errors.Is(err, pgx.ErrNoRows):
+			op.found = false
+		default:
+			return err
+		}
+	}
+	for range extra {
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+	}
+	if _, err := br.Exec(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// rollback ends a transaction a failed batch left open, so that the
+// connection can be reused; the pool discards a connection it cannot
+// clean.
+func rollback(ctx context.Context, conn *pgxpool.Conn) {
+	pc := conn.Conn().PgConn()
+	if conn.Conn().IsClosed() || pc.TxStatus() == 'I' {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_, _ = conn.Exec(ctx, sqlRollback)
+}

@@ -1,0 +1,183 @@
+package postgres
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	saga "github.com/tracseq/transaction-service"
+)
+
+// Rows of an imported saga, passed as JSON arrays.
+type (
+	importStepJSON struct {
+		ID          saga.ID         `json:"id"`
+		Name        string          `json:"name"`
+		Index       int             `json:"idx"`
+		Status      saga.StepStatus `json:"status"`
+		Input       json.RawMessage `json:"input,omitempty"`
+		Output      json.RawMessage `json:"output,omitempty"`
+		Attempts    int             `json:"attempts"`
+		Error       string          `json:"error,omitempty"`
+		Uncertain   bool            `json:"uncertain"`
+		StartedAt   *time.Time      `json:"started_at,omitempty"`
+		CompletedAt *time.Time      `json:"completed_at,omitempty"`
+	}
+	importCompensationJSON struct {
+		ID          saga.ID                 `json:"id"`
+		Index       int                     `json:"idx"`
+		Status      saga.CompensationStatus `json:"status"`
+		Attempts    int                     `json:"attempts"`
+		Output      json.RawMessage         `json:"output,omitempty"`
+		Error       string                  `json:"error,omitempty"`
+		StartedAt   *time.Time              `json:"started_at,omitempty"`
+		CompletedAt *time.Time              `json:"completed_at,omitempty"`
+	}
+	importEventJSON struct {
+		ID        saga.ID         `json:"id"`
+		Seq       int64           `json:"seq"`
+		Type      saga.EventType  `json:"type"`
+		Step      *int            `json:"step,omitempty"`
+		Data      json.RawMessage `json:"data,omitempty"`
+		Instance  string          `json:"instance,omitempty"`
+		CreatedAt time.Time       `json:"created_at"`
+	}
+	importCheckpointJSON struct {
+		ID        saga.ID         `json:"id"`
+		Index     int             `json:"idx"`
+		Context   json.RawMessage `json:"context"`
+		CreatedAt time.Time       `json:"created_at"`
+	}
+)
+
+// Import writes a whole saga (row, steps, compensations, events,
+// checkpoints) as it is, timestamps and lease included, in one statement.
+// When a saga with its id exists it writes nothing and returns existed =
+// true; that includes a retry after a first attempt whose commit answer was
+// lost, which is harmless since the saga is then stored. It moves sagas
+// accepted in memory during an outage to the database. A saga whose
+// idempotency key another saga holds is refused with an error.
+func (s *Store) Import(ctx context.Context, r saga.SagaRecord) (existed bool, err error) {
+	defer s.observe(opImport, time.Now(), &err)
+	if r.Saga == nil {
+		return false, errors.New("import saga: no saga given")
+	}
+	doing := "import saga " + r.Saga.ID.String()
+	args, err := importArgs(r)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", doing, err)
+	}
+	var id saga.ID
+	err = retry(ctx, func(ctx context.Context) error {
+		return s.pool.QueryRow(ctx, sqlImport, args...).Scan(&id)
+	})
+	var pgErr *pgconn.PgError
+	switch {
+	case err == nil:
+		return false, nil
+	case errors.Is(err, pgx.ErrNoRows):
+		return true, nil
+	case errors.As(err, &pgErr) && pgErr.Code == codeUniqueViolation && pgErr.ConstraintName == "sagas_idempotency_key_key":
+		return false, fmt.Errorf("%s: another saga holds its idempotency key %q", doing, r.Saga.IdempotencyKey)
+	}
+	return false, interpretError(doing, err)
+}
+
+// importArgs returns the arguments of sqlImport.
+func importArgs(r saga.SagaRecord) ([]any, error) {
+	sg := r.Saga
+	if sg.ID.IsZero() {
+		return nil, errors.New("the saga has no id")
+	}
+	if !sg.Status.Valid() {
+		return nil, fmt.Errorf("unknown saga status %q", sg.Status)
+	}
+	if sg.CompensateTo != "" && !sg.CompensateTo.Valid() {
+		return nil, fmt.Errorf("unknown compensate_to status %q", sg.CompensateTo)
+	}
+	createdAt := sg.CreatedAt
+	if createdAt.IsZero() {
+		createdAt = time.Now()
+	}
+	updatedAt := sg.UpdatedAt
+	if updatedAt.IsZero() {
+		updatedAt = createdAt
+	}
+	def, err := json.Marshal(sg.Definition)
+	if err != nil {
+		return nil, fmt.Errorf("encode definition: %w", err)
+	}
+	var (
+		steps []importStepJSON
+		comps []importCompensationJSON
+	)
+	for _, st := range sg.Steps {
+		if !st.Status.Valid() {
+			return nil, fmt.Errorf("step %d: unknown step status %q", st.Index, st.Status)
+		}
+		steps = append(steps, importStepJSON{
+			ID: saga.NewID(), Name: st.Name, Index: st.Index, Status: st.Status, Input: st.Input, Output: st.Output,
+			Attempts: st.Attempts, Error: st.Error, Uncertain: st.Uncertain, StartedAt: st.StartedAt, CompletedAt: st.CompletedAt,
+		})
+		if c := st.Compensation; c != nil {
+			if !c.Status.Valid() {
+				return nil, fmt.Errorf("compensation %d: unknown compensation status %q", st.Index, c.Status)
+			}
+			comps = append(comps, importCompensationJSON{
+				ID: saga.NewID(), Index: st.Index, Status: c.Status, Attempts: c.Attempts, Output: c.Output,
+				Error: c.Error, StartedAt: c.StartedAt, CompletedAt: c.CompletedAt,
+			})
+		}
+	}
+	eventSeq := sg.EventSeq
+	events := make([]importEventJSON, len(r.Events))
+	for i, e := range r.Events {
+		id := e.ID
+		if id.IsZero() {
+			id = saga.NewID()
+		}
+		seq := cmp.Or(e.Seq, int64(i+1))
+		eventSeq = max(eventSeq, seq)
+		events[i] = importEventJSON{ID: id, Seq: seq, Type: e.Type, Step: e.StepIndex, Data: e.Data,
+			Instance: e.InstanceID, CreatedAt: cmp.Or(e.CreatedAt, createdAt)}
+	}
+	checkpoints := make([]importCheckpointJSON, len(r.Checkpoints))
+	for i, cp := range r.Checkpoints {
+		ctxJSON := cp.Context
+		if len(ctxJSON) == 0 {
+			ctxJSON = json.RawMessage(`{}`)
+		}
+		checkpoints[i] = importCheckpointJSON{ID: saga.NewID(), Index: cp.StepIndex, Context: ctxJSON,
+			CreatedAt: cmp.Or(cp.CreatedAt, createdAt)}
+	}
+	stepsJSON, err := encodeArray(steps)
+	if err != nil {
+		return nil, fmt.Errorf("encode steps: %w", err)
+	}
+	compsJSON, err := encodeArray(comps)
+	if err != nil {
+		return nil, fmt.Errorf("encode compensations: %w", err)
+	}
+	eventsJSON, err := encodeArray(events)
+	if err != nil {
+		return nil, fmt.Errorf("encode events: %w", err)
+	}
+	checkpointsJSON, err := encodeArray(checkpoints)
+	if err != nil {
+		return nil, fmt.Errorf("encode checkpoints: %w", err)
+	}
+	return []any{
+		sg.ID, sg.Name, string(sg.Status), sg.TransactionID, sg.UserID, nullJSON(sg.Context), def,
+		nullString(sg.IdempotencyKey), sg.CompletedSteps, sg.TotalSteps, nullString(sg.Error),
+		nullString(sg.CompensateTo), nullString(sg.Control), sg.Deadline,
+		nullString(sg.OwnerID), sg.LeaseExpiresAt, sg.LeaseEpoch, sg.NextRunAt, eventSeq,
+		createdAt, updatedAt, sg.StartedAt, sg.CompletedAt,
+		stepsJSON, compsJSON, eventsJSON, checkpointsJSON,
+	}, nil
+}

@@ -1,0 +1,101 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	saga "github.com/tracseq/transaction-service"
+)
+
+// Stats counts sagas by status (every status present, zero or not) and
+// summarises those created and ended within window before now(). See
+// saga.Store.
+func (s *Store) Stats(ctx context.Context, window time.Duration) (st saga.Stats, err error) {
+	defer s.observe(opStats, time.Now(), &err)
+	if window < 0 {
+		return saga.Stats{}, fmt.Errorf("read statistics: window %v is negative", window)
+	}
+	err = retry(ctx, func(ctx context.Context) error {
+		st = saga.Stats{ByStatus: make(map[saga.SagaStatus]int64, len(saga.SagaStatuses)), Window: window}
+		for _, status := range saga.SagaStatuses {
+			st.ByStatus[status] = 0
+		}
+		b := &pgx.Batch{}
+		b.Queue(sqlCountByStatus)
+		b.Queue(sqlWindowStats, micros(window))
+		br := s.pool.SendBatch(ctx, b)
+		defer br.Close()
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var (
+				status string
+				n      int64
+			)
+			if err := rows.Scan(&status, &n); err != nil {
+				rows.Close()
+				return err
+			}
+			st.ByStatus[saga.SagaStatus(status)] = n
+			st.Total += n
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		var mean, p95 float64
+		if err := br.QueryRow().Scan(&st.Started, &st.Completed, &st.Failed, &st.EndedInWindow, &mean, &p95); err != nil {
+			return err
+		}
+		st.MeanDuration = seconds(mean)
+		st.P95Duration = seconds(p95)
+		return br.Close()
+	})
+	if err != nil {
+		return saga.Stats{}, interpretError("read statistics", err)
+	}
+	return st, nil
+}
+
+// seconds converts a number of seconds to a Duration, rounded to the
+// microsecond (the database's precision).
+func seconds(secs float64) time.Duration {
+	return time.Duration(secs * float64(time.Second)).Round(time.Microsecond)
+}
+
+// DeleteFinished deletes sagas that ended (Completed, Compensated,
+// Cancelled, TimedOut) longer than age ago, batch sagas per transaction
+// (DeleteBatchDefault when batch <= 0), their other rows following by
+// cascade, and returns how many it deleted. See saga.Store.
+func (s *Store) DeleteFinished(ctx context.Context, age time.Duration, batch int) (deleted int, err error) {
+	defer s.observe(opDeleteFinished, time.Now(), &err)
+	if age < 0 {
+		return 0, fmt.Errorf("delete finished sagas: age %v is negative", age)
+	}
+	if batch <= 0 {
+		batch = deleteBatchDefault
+	}
+	for {
+		var n int64
+		err = retry(ctx, func(ctx context.Context) error {
+			tag, err := s.pool.Exec(ctx, sqlDeleteFinished, micros(age), batch)
+			n = tag.RowsAffected()
+			return err
+		})
+		if err != nil {
+			return deleted, interpretError("delete finished sagas", err)
+		}
+		deleted += int(n)
+		if n < int64(batch) {
+			return deleted, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return deleted, fmt.Errorf("delete finished sagas: %w", err)
+		}
+	}
+}

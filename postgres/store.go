@@ -1,0 +1,156 @@
+package postgres
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	saga "github.com/tracseq/transaction-service"
+)
+
+// Operation names passed to Config.Observe.
+const (
+	opCreateSaga       = "create_saga"
+	opGetSaga          = "get_saga"
+	opListSagas        = "list_sagas"
+	opListEvents       = "list_events"
+	opLatestCheckpoint = "latest_checkpoint"
+	opApply            = "apply"
+	opClaim            = "claim"
+	opRenewLeases      = "renew_leases"
+	opRequestControl   = "request_control"
+	opStats            = "stats"
+	opDeleteFinished   = "delete_finished"
+	opHealth           = "health"
+	opImport           = "import"
+	opGroupCommit      = "group_commit"
+)
+
+// deleteBatchDefault is DeleteFinished's batch when the caller gives none.
+const deleteBatchDefault = 1000
+
+// Store is the saga.Store on PostgreSQL. It is safe for concurrent use.
+type Store struct {
+	pool     *pgxpool.Pool
+	logger   *slog.Logger
+	observeF func(op string, d time.Duration, err error)
+	slow     time.Duration
+	hooks    hooks
+
+	committer *committer
+	closeOnce sync.Once
+}
+
+var _ saga.Store = (*Store)(nil)
+
+// hooks let tests of this package intervene in the store's work.
+type hooks struct {
+	// beforeCommit returns statements to run in a group-committed
+	// transaction after its writes and before its COMMIT.
+	beforeCommit func() []string
+}
+
+// Open connects to PostgreSQL as cfg says and checks the connection with a
+// ping. It does not migrate: call Migrate on Pool() first. The error names
+// the configuration problem or, wrapping saga.ErrUnavailable, why the
+// database cannot be reached.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	return open(ctx, cfg, hooks{})
+}
+
+func open(ctx context.Context, cfg Config, h hooks) (*Store, error) {
+	pc, err := cfg.poolConfig()
+	if err != nil {
+		return nil, fmt.Errorf("configure PostgreSQL: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("configure PostgreSQL: %w", err)
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, pc.ConnConfig.ConnectTimeout)
+	defer cancel()
+	if err := pool.Ping(pingCtx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect to PostgreSQL at %s:%d/%s: %w: %w",
+			pc.ConnConfig.Host, pc.ConnConfig.Port, pc.ConnConfig.Database, saga.ErrUnavailable, err)
+	}
+	s := &Store{
+		pool:     pool,
+		logger:   orDiscard(cfg.Logger).With("component", "postgres"),
+		observeF: cfg.Observe,
+		slow:     cmp.Or(cfg.SlowQuery, SlowQueryDefault),
+		hooks:    h,
+	}
+	writers := min(writersDefault, int(pc.MaxConns))
+	s.committer = newCommitter(s, writers, cmp.Or(cfg.MaxBatch, MaxBatchDefault))
+	return s, nil
+}
+
+// Pool returns the store's connection pool (for Migrate and health
+// checks). It is closed by Close.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Close waits for the writes already accepted to be committed, then closes
+// the pool. Writes submitted after Close fail with saga.ErrUnavailable.
+func (s *Store) Close() {
+	s.closeOnce.Do(func() {
+		s.committer.close()
+		s.pool.Close()
+	})
+}
+
+// Health reports the database round-trip time, the pool's figures and the
+// schema version. A failing round trip is reported in Error.
+func (s *Store) Health(ctx context.Context) (h saga.Health) {
+	var err error
+	defer s.observe(opHealth, time.Now(), &err)
+	h = saga.Health{Durable: true, Mode: "durable"}
+	start := time.Now()
+	var one int
+	if err = s.pool.QueryRow(ctx, sqlPing).Scan(&one); err != nil {
+		h.Error = interpretError("ping database", err).Error()
+	} else {
+		h.RoundTrip = time.Since(start)
+		version, verr := MigrationVersion(ctx, s.pool)
+		if verr != nil {
+			err = verr
+			h.Error = verr.Error()
+		}
+		h.MigrationVersion = version
+	}
+	st := s.pool.Stat()
+	h.PoolTotal = st.TotalConns()
+	h.PoolIdle = st.IdleConns()
+	h.PoolInUse = st.AcquiredConns()
+	h.PoolMax = st.MaxConns()
+	return h
+}
+
+// observe reports one operation to Config.Observe and logs it when slow.
+// Use it deferred: defer s.observe(op, time.Now(), &err).
+func (s *Store) observe(op string, start time.Time, errp *error) {
+	d := time.Since(start)
+	var err error
+	if errp != nil {
+		err = *errp
+	}
+	if s.observeF != nil {
+		s.observeF(op, d, err)
+	}
+	if d >= s.slow {
+		s.logger.Warn("slow store operation", "op", op, "duration_ms", d.Milliseconds(),
+			"slow_ms", s.slow.Milliseconds(), "error", errString(err))
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}

@@ -1,0 +1,443 @@
+package postgres
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	saga "github.com/tracseq/transaction-service"
+)
+
+// createAttempts bounds CreateSaga's loop when the saga holding its
+// idempotency key disappears between the conflict and the read.
+const createAttempts = 3
+
+// Rows passed to the statements as JSON arrays (jsonb_to_recordset).
+type (
+	newStepJSON struct {
+		ID        saga.ID         `json:"id"`
+		Name      string          `json:"name"`
+		Index     int             `json:"idx"`
+		Status    saga.StepStatus `json:"status"`
+		Input     json.RawMessage `json:"input,omitempty"`
+		Output    json.RawMessage `json:"output,omitempty"`
+		Attempts  int             `json:"attempts"`
+		Error     string          `json:"error,omitempty"`
+		Uncertain bool            `json:"uncertain"`
+		Started   bool            `json:"started"`
+		Ended     bool            `json:"ended"`
+	}
+	stepUpdateJSON struct {
+		Index     int             `json:"idx"`
+		Status    saga.StepStatus `json:"status"`
+		Attempts  int             `json:"attempts"`
+		Output    json.RawMessage `json:"output,omitempty"`
+		Error     string          `json:"error,omitempty"`
+		Uncertain bool            `json:"uncertain"`
+		Start     bool            `json:"start"`
+		Stop      bool            `json:"stop"`
+	}
+	compensationUpdateJSON struct {
+		ID       saga.ID                 `json:"id"`
+		Index    int                     `json:"idx"`
+		Status   saga.CompensationStatus `json:"status"`
+		Attempts int                     `json:"attempts"`
+		Output   json.RawMessage         `json:"output,omitempty"`
+		Error    string                  `json:"error,omitempty"`
+		Start    bool                    `json:"start"`
+		Stop     bool                    `json:"stop"`
+	}
+	eventJSON struct {
+		ID       saga.ID         `json:"id"`
+		N        int64           `json:"n"` // position in the write, from 1
+		Type     saga.EventType  `json:"type"`
+		Step     *int            `json:"step,omitempty"`
+		Data     json.RawMessage `json:"data,omitempty"`
+		Instance string          `json:"instance,omitempty"`
+	}
+)
+
+// CreateSaga inserts a new saga with its steps and events, group-committed
+// with other writes. See saga.Store.
+func (s *Store) CreateSaga(ctx context.Context, c saga.NewSaga) (out *saga.Saga, existed bool, err error) {
+	defer s.observe(opCreateSaga, time.Now(), &err)
+	in := c.Saga
+	if in == nil {
+		return nil, false, errors.New("create saga: no saga given")
+	}
+	id := in.ID
+	if id.IsZero() {
+		id = saga.NewID()
+	}
+	args, def, err := createArgs(id, c)
+	if err != nil {
+		return nil, false, fmt.Errorf("create saga %s: %w", id, err)
+	}
+	doing := "create saga " + id.String()
+	for range createAttempts {
+		var (
+			now      time.Time
+			deadline *time.Time
+			leaseExp *time.Time
+		)
+		op := &writeOp{sql: sqlCreateSaga, args: args, dest: []any{&now, &deadline, &leaseExp}}
+		if err := s.committer.submit(ctx, op); err != nil {
+			return nil, false, interpretError(doing, err)
+		}
+		if op.found {
+			return created(in, id, def, c, now.UTC(), utc(deadline), utc(leaseExp)), false, nil
+		}
+
+		// Nothing inserted: a saga holds the id or the idempotency key.
+		sg, err := s.loadSaga(ctx, id)
+		switch {
+		case err == nil && op.sent > 1:
+			// An earlier attempt committed but its answer was lost.
+			return sg, false, nil
+		case err == nil:
+			return nil, false, fmt.Errorf("%s: a saga with this id already exists", doing)
+		case !errors.Is(err, pgx.ErrNoRows):
+			return nil, false, interpretError(doing, err)
+		}
+		if in.IdempotencyKey == "" {
+			continue
+		}
+		var existingID saga.ID
+		err = retry(ctx, func(ctx context.Context) error {
+			return s.pool.QueryRow(ctx, sqlGetSagaByKey, in.IdempotencyKey).Scan(&existingID)
+		})
+		if err == nil {
+			sg, err = s.loadSaga(ctx, existingID)
+		}
+		switch {
+		case err == nil:
+			return sg, true, nil
+		case !errors.Is(err, pgx.ErrNoRows):
+			return nil, false, interpretError(doing, err)
+		}
+		// The saga holding the key was deleted in between: try again.
+	}
+	return nil, false, fmt.Errorf("%s: it conflicts with a saga that cannot be read", doing)
+}
+
+// createArgs validates a new saga and returns the arguments of
+// sqlCreateSaga and the definition as stored.
+func createArgs(id saga.ID, c saga.NewSaga) ([]any, []byte, error) {
+	in := c.Saga
+	status := cmp.Or(in.Status, saga.SagaStatusCreated)
+	if !status.Valid() {
+		return nil, nil, fmt.Errorf("unknown saga status %q", in.Status)
+	}
+	if in.CompensateTo != "" && !in.CompensateTo.Valid() {
+		return nil, nil, fmt.Errorf("unknown compensate_to status %q", in.CompensateTo)
+	}
+	if c.LeaseFor > 0 && in.OwnerID == "" {
+		return nil, nil, errors.New("a lease needs an owner id")
+	}
+	def, err := json.Marshal(in.Definition)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode definition: %w", err)
+	}
+	steps := make([]newStepJSON, len(in.Steps))
+	for i, st := range in.Steps {
+		stStatus := cmp.Or(st.Status, saga.StepStatusPending)
+		if !stStatus.Valid() {
+			return nil, nil, fmt.Errorf("step %d: unknown step status %q", st.Index, st.Status)
+		}
+		steps[i] = newStepJSON{
+			ID: saga.NewID(), Name: st.Name, Index: st.Index, Status: stStatus,
+			Input: st.Input, Output: st.Output, Attempts: st.Attempts, Error: st.Error, Uncertain: st.Uncertain,
+			Started: st.StartedAt != nil || stepStarted(stStatus),
+			Ended:   st.CompletedAt != nil || stStatus == saga.StepStatusCompleted || stStatus == saga.StepStatusFailed,
+		}
+	}
+	stepsJSON, err := json.Marshal(steps)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode steps: %w", err)
+	}
+	eventsJSON, _, err := encodeEvents(c.Events)
+	if err != nil {
+		return nil, nil, err
+	}
+	var leaseFor int64
+	if c.LeaseFor > 0 {
+		leaseFor = max(micros(c.LeaseFor), 1)
+	}
+	args := []any{
+		id, in.Name, string(status), in.TransactionID, in.UserID, nullJSON(in.Context), def,
+		nullString(in.IdempotencyKey), in.CompletedSteps, cmp.Or(in.TotalSteps, len(in.Steps)),
+		nullString(in.Error), nullString(in.CompensateTo),
+		micros(in.Definition.Timeout()), in.OwnerID, leaseFor,
+		!status.Terminal(), // runnable: claimable once no lease holds it
+		len(c.Events),
+		status != saga.SagaStatusCreated || in.StartedAt != nil,
+		status.Terminal() || in.CompletedAt != nil,
+		stepsJSON, eventsJSON,
+	}
+	return args, def, nil
+}
+
+// created is the saga CreateSaga returns: the input as stored, with the
+// store's timestamps, lease and event sequence.
+func created(in *saga.Saga, id saga.ID, def []byte, c saga.NewSaga, now time.Time, deadline, leaseExp *time.Time) *saga.Saga {
+	out := &saga.Saga{
+		ID:             id,
+		Name:           in.Name,
+		Status:         cmp.Or(in.Status, saga.SagaStatusCreated),
+		TransactionID:  in.TransactionID,
+		Context:        cloneJSON(in.Context),
+		IdempotencyKey: in.IdempotencyKey,
+		CompletedSteps: in.CompletedSteps,
+		TotalSteps:     cmp.Or(in.TotalSteps, len(in.Steps)),
+		Error:          in.Error,
+		CompensateTo:   in.CompensateTo,
+		Deadline:       deadline,
+		LeaseExpiresAt: leaseExp,
+		EventSeq:       int64(len(c.Events)),
+		Durable:        true,
+		CreatedAt:      now,
+		UpdatedAt:      now,
+		Steps:          make([]saga.Step, len(in.Steps)),
+	}
+	if out.Context == nil {
+		out.Context = json.RawMessage(`{}`)
+	}
+	_ = json.Unmarshal(def, &out.Definition) // def was just encoded from a Definition
+	if in.UserID != nil {
+		u := *in.UserID
+		out.UserID = &u
+	}
+	if c.LeaseFor > 0 {
+		out.OwnerID = in.OwnerID
+		out.LeaseEpoch = 1
+	}
+	at := func(set bool) *time.Time {
+		if !set {
+			return nil
+		}
+		t := now
+		return &t
+	}
+	out.NextRunAt = at(!out.Status.Terminal())
+	out.StartedAt = at(out.Status != saga.SagaStatusCreated || in.StartedAt != nil)
+	out.CompletedAt = at(out.Status.Terminal() || in.CompletedAt != nil)
+	for i, st := range in.Steps {
+		status := cmp.Or(st.Status, saga.StepStatusPending)
+		out.Steps[i] = saga.Step{
+			Index: st.Index, Name: st.Name, Status: status, Attempts: st.Attempts,
+			Input: cloneJSON(st.Input), Output: cloneJSON(st.Output), Error: st.Error, Uncertain: st.Uncertain,
+			StartedAt:   at(st.StartedAt != nil || stepStarted(status)),
+			CompletedAt: at(st.CompletedAt != nil || status == saga.StepStatusCompleted || status == saga.StepStatusFailed),
+		}
+	}
+	return out
+}
+
+// stepStarted reports whether a step created in status has started.
+func stepStarted(status saga.StepStatus) bool {
+	switch status {
+	case saga.StepStatusExecuting, saga.StepStatusRetrying, saga.StepStatusCompleted, saga.StepStatusFailed:
+		return true
+	}
+	return false
+}
+
+// Apply writes one fenced transition, group-committed with other writes.
+// See saga.Store.
+func (s *Store) Apply(ctx context.Context, t saga.Transition) (a saga.Applied, err error) {
+	defer s.observe(opApply, time.Now(), &err)
+	doing := "apply transition to saga " + t.SagaID.String()
+	args, marker, err := applyArgs(t)
+	if err != nil {
+		return saga.Applied{}, fmt.Errorf("%s: %w", doing, err)
+	}
+	var (
+		now      time.Time
+		leaseExp *time.Time
+		control  *string
+		exceeded bool
+		seq      int64
+	)
+	op := &writeOp{sql: sqlApply, args: args, dest: []any{&now, &leaseExp, &control, &exceeded, &seq}}
+	if err := s.committer.submit(ctx, op); err != nil {
+		return saga.Applied{}, interpretError(doing, err)
+	}
+	if op.found {
+		return saga.Applied{
+			Now:              now.UTC(),
+			LeaseExpiresAt:   deref(utc(leaseExp)),
+			Control:          saga.ControlAction(deref(control)),
+			DeadlineExceeded: exceeded,
+			EventSeq:         seq,
+		}, nil
+	}
+
+	// Refused: no such saga, a lost lease, or already written by an
+	// earlier attempt whose answer was lost.
+	var markerSeq *int64
+	err = retry(ctx, func(ctx context.Context) error {
+		return s.pool.QueryRow(ctx, sqlApplyRefused, t.SagaID, marker).
+			Scan(&markerSeq, &now, &leaseExp, &control, &exceeded)
+	})
+	switch {
+	case err != nil:
+		return saga.Applied{}, interpretError(doing, err)
+	case markerSeq == nil:
+		return saga.Applied{}, fmt.Errorf("%s: %w", doing, saga.ErrLeaseLost)
+	}
+	return saga.Applied{
+		Now:              now.UTC(),
+		LeaseExpiresAt:   deref(utc(leaseExp)),
+		Control:          saga.ControlAction(deref(control)),
+		DeadlineExceeded: exceeded,
+		EventSeq:         *markerSeq + int64(len(t.Events)) - 1,
+	}, nil
+}
+
+// applyArgs validates a transition and returns the arguments of sqlApply
+// and the id of its first event (nil when it has none).
+func applyArgs(t saga.Transition) ([]any, *saga.ID, error) {
+	if t.Status != "" && !t.Status.Valid() {
+		return nil, nil, fmt.Errorf("unknown saga status %q", t.Status)
+	}
+	if t.CompensateTo != "" && !t.CompensateTo.Valid() {
+		return nil, nil, fmt.Errorf("unknown compensate_to status %q", t.CompensateTo)
+	}
+
+	// Updates keyed by step index: the last one of an index wins.
+	steps := make([]stepUpdateJSON, 0, len(t.Steps))
+	stepAt := make(map[int]int, len(t.Steps))
+	for _, u := range t.Steps {
+		if !u.Status.Valid() {
+			return nil, nil, fmt.Errorf("step %d: unknown step status %q", u.Index, u.Status)
+		}
+		row := stepUpdateJSON{Index: u.Index, Status: u.Status, Attempts: u.Attempts, Output: u.Output,
+			Error: u.Error, Uncertain: u.Uncertain, Start: u.Start, Stop: u.End}
+		if i, ok := stepAt[u.Index]; ok {
+			steps[i] = row
+			continue
+		}
+		stepAt[u.Index] = len(steps)
+		steps = append(steps, row)
+	}
+	comps := make([]compensationUpdateJSON, 0, len(t.Compensations))
+	compAt := make(map[int]int, len(t.Compensations))
+	for _, u := range t.Compensations {
+		if !u.Status.Valid() {
+			return nil, nil, fmt.Errorf("compensation %d: unknown compensation status %q", u.StepIndex, u.Status)
+		}
+		row := compensationUpdateJSON{ID: saga.NewID(), Index: u.StepIndex, Status: u.Status, Attempts: u.Attempts,
+			Output: u.Output, Error: u.Error, Start: u.Start, Stop: u.End}
+		if i, ok := compAt[u.StepIndex]; ok {
+			comps[i] = row
+			continue
+		}
+		compAt[u.StepIndex] = len(comps)
+		comps = append(comps, row)
+	}
+	stepsJSON, err := encodeArray(steps)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode step updates: %w", err)
+	}
+	compsJSON, err := encodeArray(comps)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode compensation updates: %w", err)
+	}
+	eventsJSON, marker, err := encodeEvents(t.Events)
+	if err != nil {
+		return nil, nil, err
+	}
+
+	var wakeAt *time.Time
+	switch t.Wake.Kind {
+	case saga.WakeUnchanged, saga.WakeNever, saga.WakeAfter:
+	case saga.WakeAt:
+		at := t.Wake.At
+		wakeAt = &at
+	default:
+		return nil, nil, fmt.Errorf("unknown wake kind %d", t.Wake.Kind)
+	}
+	var leaseFor int64
+	if t.LeaseFor > 0 {
+		leaseFor = max(micros(t.LeaseFor), 1)
+	}
+	var (
+		cpID      *saga.ID
+		cpStep    int
+		cpContext []byte
+	)
+	if cp := t.Checkpoint; cp != nil {
+		id := saga.NewID()
+		cpID, cpStep, cpContext = &id, cp.StepIndex, cp.Context
+		if len(cpContext) == 0 {
+			cpContext = []byte(`{}`)
+		}
+		if !json.Valid(cpContext) {
+			return nil, nil, errors.New("checkpoint context is not valid JSON")
+		}
+	}
+	args := []any{
+		t.SagaID, t.Lease.Owner, t.Lease.Epoch,
+		nullString(t.Status), t.CompletedSteps, nullString(t.Error), nullString(t.CompensateTo),
+		t.ClearControl, t.Started, t.Ended,
+		int(t.Wake.Kind), micros(t.Wake.After), wakeAt,
+		t.Release, leaseFor,
+		len(t.Events), marker,
+		stepsJSON, compsJSON, eventsJSON,
+		cpID, cpStep, cpContext,
+	}
+	return args, marker, nil
+}
+
+// encodeEvents returns events as the JSON array the statements read, with
+// an id given to each event that has none, and the id of the first event.
+func encodeEvents(events []saga.Event) ([]byte, *saga.ID, error) {
+	if len(events) == 0 {
+		return nil, nil, nil
+	}
+	rows := make([]eventJSON, len(events))
+	for i, e := range events {
+		id := e.ID
+		if id.IsZero() {
+			id = saga.NewID()
+		}
+		if e.Type == "" {
+			return nil, nil, fmt.Errorf("event %d has no type", i)
+		}
+		rows[i] = eventJSON{ID: id, N: int64(i + 1), Type: e.Type, Step: e.StepIndex, Data: e.Data, Instance: e.InstanceID}
+	}
+	b, err := json.Marshal(rows)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode events: %w", err)
+	}
+	return b, &rows[0].ID, nil
+}
+
+// encodeArray returns rows as a JSON array, or nil (SQL NULL: no rows).
+func encodeArray[T any](rows []T) ([]byte, error) {
+	if len(rows) == 0 {
+		return nil, nil
+	}
+	return json.Marshal(rows)
+}
+
+// nullJSON maps empty JSON to SQL NULL.
+func nullJSON(raw json.RawMessage) []byte {
+	if len(raw) == 0 {
+		return nil
+	}
+	return raw
+}
+
+// cloneJSON returns a copy of raw that shares no memory with it.
+func cloneJSON(raw json.RawMessage) json.RawMessage {
+	if raw == nil {
+		return nil
+	}
+	return append(json.RawMessage(nil), raw...)
+}
