@@ -285,9 +285,15 @@ func newSaga(def saga.Definition) *saga.Saga {
 func (c *Coordinator) launch(s *saga.Saga, claimed bool) {
 	r := newRunner(c, s, claimed)
 	c.mu.Lock()
+	old := c.runners[s.ID]
 	c.runners[s.ID] = r
 	n := len(c.runners)
 	c.mu.Unlock()
+	if old != nil {
+		// Our own earlier lease ran out and this instance claimed the saga
+		// again: the old runner is fenced off.
+		old.loseLease("saga claimed again")
+	}
 	c.obs.InFlight(n)
 	go r.run()
 }
@@ -296,7 +302,9 @@ func (c *Coordinator) launch(s *saga.Saga, claimed bool) {
 func (c *Coordinator) finish(r *runner) {
 	r.cancel()
 	c.mu.Lock()
-	delete(c.runners, r.id)
+	if c.runners[r.id] == r {
+		delete(c.runners, r.id)
+	}
 	ws := c.waiters[r.id]
 	delete(c.waiters, r.id)
 	n := len(c.runners)

@@ -210,6 +210,17 @@ func (r *runner) run() {
 		}
 		r.record(next, res)
 		next = nil
+		if !r.tx.release {
+			select {
+			case <-r.poke:
+				// An operator request arrived during the call: write the
+				// outcome alone and learn the request before deciding.
+				if !r.flush() {
+					return
+				}
+			default:
+			}
+		}
 	}
 }
 
