@@ -175,23 +175,26 @@ func (c *committer) exec(ctx context.Context, ops []*writeOp) (err error) {
 	}
 	defer conn.Release()
 
+	var before, after []string
+	if c.store.hooks.beforeSend != nil {
+		before, after = c.store.hooks.beforeSend(len(ops))
+	}
 	b := &pgx.Batch{}
 	b.Queue(sqlBegin)
 	for _, op := range ops {
 		b.Queue(op.sql, op.args...)
 		op.sent++
 	}
-	var extra []string
-	if c.store.hooks.beforeCommit != nil {
-		extra = c.store.hooks.beforeCommit()
-	}
-	for _, q := range extra {
+	for _, q := range before {
 		b.Queue(q)
 	}
 	b.Queue(sqlCommit)
+	for _, q := range after {
+		b.Queue(q)
+	}
 
 	br := conn.SendBatch(ctx, b)
-	err = readBatch(br, ops, len(extra))
+	err = readBatch(br, ops, len(before), len(after))
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
@@ -201,8 +204,9 @@ func (c *committer) exec(ctx context.Context, ops []*writeOp) (err error) {
 	return err
 }
 
-// readBatch reads the results of a batch made by exec.
-func readBatch(br pgx.BatchResults, ops []*writeOp, extra int) error {
+// readBatch reads the results of a batch made by exec, with before and
+// after statements added by a test hook.
+func readBatch(br pgx.BatchResults, ops []*writeOp, before, after int) error {
 	if _, err := br.Exec(); err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
@@ -217,13 +221,18 @@ func readBatch(br pgx.BatchResults, ops []*writeOp, extra int) error {
 			return err
 		}
 	}
-	for range extra {
+	for range before {
 		if _, err := br.Exec(); err != nil {
 			return err
 		}
 	}
 	if _, err := br.Exec(); err != nil {
 		return fmt.Errorf("commit: %w", err)
+	}
+	for range after {
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -28,6 +28,11 @@ const (
 const (
 	codeUniqueViolation     = "23505"
 	codeForeignKeyViolation = "23503"
+	codeNotNullViolation    = "23502"
+
+	// Constraints named in errors.
+	constraintIdempotencyKey   = "sagas_idempotency_key_key"
+	constraintCompensationStep = "saga_compensations_saga_id_step_index_fkey"
 )
 
 // transientCodes are the SQLSTATEs after which the same statement may
@@ -72,9 +77,10 @@ func interpretError(doing string, err error) error {
 		return nil
 	case errors.Is(err, pgx.ErrNoRows):
 		return fmt.Errorf("%s: %w", doing, saga.ErrNotFound)
-	case errors.As(err, &pgErr) && pgErr.Code == codeForeignKeyViolation:
-		// A row written for a saga that is not (or no longer) there.
-		return fmt.Errorf("%s: %w", doing, saga.ErrNotFound)
+	case errors.As(err, &pgErr) && pgErr.Code == codeForeignKeyViolation && pgErr.ConstraintName == constraintCompensationStep:
+		return fmt.Errorf("%s: a compensation names a step index the saga does not have: %w", doing, err)
+	case errors.As(err, &pgErr) && pgErr.Code == codeNotNullViolation && pgErr.TableName == "saga_steps" && pgErr.ColumnName == "step_name":
+		return fmt.Errorf("%s: a step update names a step index the saga does not have: %w", doing, err)
 	case isTransient(err):
 		return fmt.Errorf("%s: %w: %w", doing, saga.ErrUnavailable, err)
 	}

@@ -83,7 +83,7 @@ func (s *Store) Import(ctx context.Context, r saga.SagaRecord) (existed bool, er
 		return false, nil
 	case errors.Is(err, pgx.ErrNoRows):
 		return true, nil
-	case errors.As(err, &pgErr) && pgErr.Code == codeUniqueViolation && pgErr.ConstraintName == "sagas_idempotency_key_key":
+	case errors.As(err, &pgErr) && pgErr.Code == codeUniqueViolation && pgErr.ConstraintName == constraintIdempotencyKey:
 		return false, fmt.Errorf("%s: another saga holds its idempotency key %q", doing, r.Saga.IdempotencyKey)
 	}
 	return false, interpretError(doing, err)

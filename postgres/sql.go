@@ -72,7 +72,9 @@ SELECT now(), deadline, lease_expires_at FROM ins`
 // sqlApply writes one fenced transition in one statement. The saga row is
 // updated only while the writer's lease is live; every other write joins
 // the updated row, so a refused write changes nothing and, returning no
-// row, raises no error. The NOT EXISTS guard makes a retried write whose
+// row, raises no error. A step or compensation update naming a step the
+// saga does not have fails the statement (a NOT NULL and a foreign key
+// violation), so nothing of the transition is written. The NOT EXISTS guard makes a retried write whose
 // first attempt did commit (its reply lost with the connection) a no-op.
 //
 // $1 id, $2 owner, $3 epoch, $4 status (NULL: keep), $5 completed_steps,
@@ -120,6 +122,15 @@ WITH upd AS (
 	FROM upd, jsonb_to_recordset($18::jsonb) AS u(idx int, status step_status, attempts int,
 		output jsonb, error text, uncertain bool, start bool, stop bool)
 	WHERE st.saga_id = upd.id AND st.step_index = u.idx
+	RETURNING st.step_index
+), missing_steps AS (
+	-- A step update whose step has no row would be lost: turn it into an
+	-- insert without a name, which fails (step_name is NOT NULL) and so
+	-- fails the whole transition.
+	INSERT INTO saga_steps (id, saga_id, step_name, step_index, status)
+	SELECT gen_random_uuid(), upd.id, NULL, u.idx, u.status
+	FROM upd, jsonb_to_recordset($18::jsonb) AS u(idx int, status step_status)
+	WHERE u.idx NOT IN (SELECT step_index FROM step_rows)
 ), compensation_rows AS (
 	INSERT INTO saga_compensations AS c (id, saga_id, step_index, status, attempts, output_data, error,
 		started_at, completed_at, created_at, updated_at)
@@ -224,7 +235,8 @@ WITH runnable AS (
 UPDATE sagas AS s SET
 	owner_id = $1,
 	lease_expires_at = now() + $2::bigint * interval '1 microsecond',
-	lease_epoch = s.lease_epoch + 1
+	lease_epoch = s.lease_epoch + 1,
+	updated_at = now()
 FROM runnable
 WHERE s.id = runnable.id
 RETURNING ` + sagaColumns

@@ -50,9 +50,10 @@ var _ saga.Store = (*Store)(nil)
 
 // hooks let tests of this package intervene in the store's work.
 type hooks struct {
-	// beforeCommit returns statements to run in a group-committed
-	// transaction after its writes and before its COMMIT.
-	beforeCommit func() []string
+	// beforeSend is called by a writer before it sends a batch of writes
+	// (it may block). It returns statements to add to the batch's pipeline:
+	// some after the writes, before COMMIT, and some after COMMIT.
+	beforeSend func(writes int) (beforeCommit, afterCommit []string)
 }
 
 // Open connects to PostgreSQL as cfg says and checks the connection with a

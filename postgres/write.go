@@ -139,6 +139,9 @@ func createArgs(id saga.ID, c saga.NewSaga) ([]any, []byte, error) {
 	if c.LeaseFor > 0 && in.OwnerID == "" {
 		return nil, nil, errors.New("a lease needs an owner id")
 	}
+	if len(in.Steps) != len(in.Definition.Steps) {
+		return nil, nil, fmt.Errorf("%d step rows for %d definition steps", len(in.Steps), len(in.Definition.Steps))
+	}
 	def, err := json.Marshal(in.Definition)
 	if err != nil {
 		return nil, nil, fmt.Errorf("encode definition: %w", err)
@@ -147,10 +150,10 @@ func createArgs(id saga.ID, c saga.NewSaga) ([]any, []byte, error) {
 	for i, st := range in.Steps {
 		stStatus := cmp.Or(st.Status, saga.StepStatusPending)
 		if !stStatus.Valid() {
-			return nil, nil, fmt.Errorf("step %d: unknown step status %q", st.Index, st.Status)
+			return nil, nil, fmt.Errorf("step %d: unknown step status %q", i, st.Status)
 		}
 		steps[i] = newStepJSON{
-			ID: saga.NewID(), Name: st.Name, Index: st.Index, Status: stStatus,
+			ID: saga.NewID(), Name: st.Name, Index: i, Status: stStatus,
 			Input: st.Input, Output: st.Output, Attempts: st.Attempts, Error: st.Error, Uncertain: st.Uncertain,
 			Started: st.StartedAt != nil || stepStarted(stStatus),
 			Ended:   st.CompletedAt != nil || stStatus == saga.StepStatusCompleted || stStatus == saga.StepStatusFailed,
@@ -229,7 +232,7 @@ func created(in *saga.Saga, id saga.ID, def []byte, c saga.NewSaga, now time.Tim
 	for i, st := range in.Steps {
 		status := cmp.Or(st.Status, saga.StepStatusPending)
 		out.Steps[i] = saga.Step{
-			Index: st.Index, Name: st.Name, Status: status, Attempts: st.Attempts,
+			Index: i, Name: st.Name, Status: status, Attempts: st.Attempts,
 			Input: cloneJSON(st.Input), Output: cloneJSON(st.Output), Error: st.Error, Uncertain: st.Uncertain,
 			StartedAt:   at(st.StartedAt != nil || stepStarted(status)),
 			CompletedAt: at(st.CompletedAt != nil || status == saga.StepStatusCompleted || status == saga.StepStatusFailed),
@@ -316,6 +319,9 @@ func applyArgs(t saga.Transition) ([]any, *saga.ID, error) {
 		if !u.Status.Valid() {
 			return nil, nil, fmt.Errorf("step %d: unknown step status %q", u.Index, u.Status)
 		}
+		if u.Index < 0 {
+			return nil, nil, fmt.Errorf("step index %d is negative", u.Index)
+		}
 		row := stepUpdateJSON{Index: u.Index, Status: u.Status, Attempts: u.Attempts, Output: u.Output,
 			Error: u.Error, Uncertain: u.Uncertain, Start: u.Start, Stop: u.End}
 		if i, ok := stepAt[u.Index]; ok {
@@ -330,6 +336,9 @@ func applyArgs(t saga.Transition) ([]any, *saga.ID, error) {
 	for _, u := range t.Compensations {
 		if !u.Status.Valid() {
 			return nil, nil, fmt.Errorf("compensation %d: unknown compensation status %q", u.StepIndex, u.Status)
+		}
+		if u.StepIndex < 0 {
+			return nil, nil, fmt.Errorf("compensation step index %d is negative", u.StepIndex)
 		}
 		row := compensationUpdateJSON{ID: saga.NewID(), Index: u.StepIndex, Status: u.Status, Attempts: u.Attempts,
 			Output: u.Output, Error: u.Error, Start: u.Start, Stop: u.End}

@@ -101,7 +101,9 @@ CREATE TABLE saga_compensations (
     completed_at TIMESTAMPTZ,
     created_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
-    UNIQUE (saga_id, step_index)
+    UNIQUE (saga_id, step_index),
+    -- A compensation undoes a step the saga has.
+    FOREIGN KEY (saga_id, step_index) REFERENCES saga_steps (saga_id, step_index) ON DELETE CASCADE
 );
 
 CREATE TABLE saga_checkpoints (
