@@ -89,7 +89,18 @@ func (s *Store) Import(ctx context.Context, r saga.SagaRecord) (existed bool, er
 	return false, interpretError(doing, err)
 }
 
-// importArgs returns the arguments of sqlImport.
+// micro truncates t to microseconds, as the driver does with the times it
+// sends: times sent as JSON text would be rounded by the database instead.
+func micro(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.Truncate(time.Microsecond)
+	return &u
+}
+
+// importArgs returns the arguments of sqlImport. Times are kept at
+// microsecond precision, truncated.
 func importArgs(r saga.SagaRecord) ([]any, error) {
 	sg := r.Saga
 	if sg.ID.IsZero() {
@@ -123,7 +134,7 @@ func importArgs(r saga.SagaRecord) ([]any, error) {
 		}
 		steps = append(steps, importStepJSON{
 			ID: saga.NewID(), Name: st.Name, Index: st.Index, Status: st.Status, Input: st.Input, Output: st.Output,
-			Attempts: st.Attempts, Error: st.Error, Uncertain: st.Uncertain, StartedAt: st.StartedAt, CompletedAt: st.CompletedAt,
+			Attempts: st.Attempts, Error: st.Error, Uncertain: st.Uncertain, StartedAt: micro(st.StartedAt), CompletedAt: micro(st.CompletedAt),
 		})
 		if c := st.Compensation; c != nil {
 			if !c.Status.Valid() {
@@ -131,7 +142,7 @@ func importArgs(r saga.SagaRecord) ([]any, error) {
 			}
 			comps = append(comps, importCompensationJSON{
 				ID: saga.NewID(), Index: st.Index, Status: c.Status, Attempts: c.Attempts, Output: c.Output,
-				Error: c.Error, StartedAt: c.StartedAt, CompletedAt: c.CompletedAt,
+				Error: c.Error, StartedAt: micro(c.StartedAt), CompletedAt: micro(c.CompletedAt),
 			})
 		}
 	}
@@ -145,7 +156,7 @@ func importArgs(r saga.SagaRecord) ([]any, error) {
 		seq := cmp.Or(e.Seq, int64(i+1))
 		eventSeq = max(eventSeq, seq)
 		events[i] = importEventJSON{ID: id, Seq: seq, Type: e.Type, Step: e.StepIndex, Data: e.Data,
-			Instance: e.InstanceID, CreatedAt: cmp.Or(e.CreatedAt, createdAt)}
+			Instance: e.InstanceID, CreatedAt: cmp.Or(e.CreatedAt, createdAt).Truncate(time.Microsecond)}
 	}
 	checkpoints := make([]importCheckpointJSON, len(r.Checkpoints))
 	for i, cp := range r.Checkpoints {
@@ -154,7 +165,7 @@ func importArgs(r saga.SagaRecord) ([]any, error) {
 			ctxJSON = json.RawMessage(`{}`)
 		}
 		checkpoints[i] = importCheckpointJSON{ID: saga.NewID(), Index: cp.StepIndex, Context: ctxJSON,
-			CreatedAt: cmp.Or(cp.CreatedAt, createdAt)}
+			CreatedAt: cmp.Or(cp.CreatedAt, createdAt).Truncate(time.Microsecond)}
 	}
 	stepsJSON, err := encodeArray(steps)
 	if err != nil {
