@@ -159,8 +159,14 @@ func testClaimSagas(t *testing.T, newStore factory) {
 							errs = append(errs, fmt.Errorf("saga %s claimed by %s came back with owner %q epoch %d", s.ID, owner, s.OwnerID, s.LeaseEpoch))
 						}
 					}
+					total := 0
+					for _, c := range counts {
+						total += c
+					}
 					mu.Unlock()
-					if err != nil || len(got) == 0 {
+					// Stop on error, when nothing is left, or once sagas
+					// have been handed out twice (the test fails then).
+					if err != nil || len(got) == 0 || total > sagas {
 						return
 					}
 				}
@@ -206,7 +212,7 @@ func testRenewLeases(t *testing.T, newStore factory) {
 		wrongEpoch := h.create(NewTestSaga("a", 1), time.Minute)
 		theirs := h.create(NewTestSaga("b", 1), time.Minute)
 		released := h.create(NewTestSaga("a", 1), time.Minute)
-		h.apply(saga.Transition{SagaID: released.ID, Lease: released.Lease(), Release: true})
+		h.apply(saga.Transition{SagaID: released.ID, Lease: released.Lease(), Release: true, Wake: saga.Wake{Kind: saga.WakeNever}})
 		expired := h.create(NewTestSaga("a", 1), shortLease)
 
 		h.waitPast("the short lease to expire", *expired.LeaseExpiresAt)
