@@ -495,19 +495,22 @@ func (c *Coordinator) Events(ctx context.Context, id saga.ID, afterSeq int64, li
 func (c *Coordinator) Wait(ctx context.Context, id saga.ID) (*saga.Saga, error) {
 	var last *saga.Saga
 	for {
-		w := c.addWaiter(id)
-		s, err := c.store.GetSaga(ctx, id)
-		if err != nil {
-			c.removeWaiter(id, w)
-			if last != nil && ctx.Err() != nil {
-				return last, nil
+		w, local := c.addWaiter(id)
+		if !local {
+			// Not run here (or no longer): read it.
+			s, err := c.store.GetSaga(ctx, id)
+			if err != nil {
+				c.removeWaiter(id, w)
+				if last != nil && ctx.Err() != nil {
+					return last, nil
+				}
+				return nil, fmt.Errorf("get saga: %w", err)
 			}
-			return nil, fmt.Errorf("get saga: %w", err)
-		}
-		last = s
-		if s.Status.Terminal() {
-			c.removeWaiter(id, w)
-			return s, nil
+			last = s
+			if s.Status.Terminal() {
+				c.removeWaiter(id, w)
+				return s, nil
+			}
 		}
 		timer := time.NewTimer(waitPollInterval)
 		select {
@@ -518,12 +521,28 @@ func (c *Coordinator) Wait(ctx context.Context, id saga.ID) (*saga.Saga, error) 
 		timer.Stop()
 		c.removeWaiter(id, w)
 		if ctx.Err() != nil {
+			if last == nil {
+				return c.lastLook(ctx, id)
+			}
 			return last, nil
 		}
 	}
 }
 
-func (c *Coordinator) addWaiter(id saga.ID) *waiter {
+// lastLook reads the saga once more after ctx is done, for Wait.
+func (c *Coordinator) lastLook(ctx context.Context, id saga.ID) (*saga.Saga, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	s, err := c.store.GetSaga(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("get saga: %w", err)
+	}
+	return s, nil
+}
+
+// addWaiter registers a waiter told when the runner of id finishes, and
+// reports whether such a runner exists now.
+func (c *Coordinator) addWaiter(id saga.ID) (*waiter, bool) {
 	w := &waiter{ch: make(chan struct{})}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -533,7 +552,8 @@ func (c *Coordinator) addWaiter(id saga.ID) *waiter {
 		c.waiters[id] = ws
 	}
 	ws[w] = struct{}{}
-	return w
+	_, local := c.runners[id]
+	return w, local
 }
 
 func (c *Coordinator) removeWaiter(id saga.ID, w *waiter) {

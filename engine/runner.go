@@ -286,6 +286,9 @@ func (r *runner) flush() bool {
 		r.dbNow = applied.Now
 		r.dbNowAt = r.c.now()
 	}
+	if t.Started && r.s.StartedAt == nil {
+		r.s.StartedAt = &r.dbNow
+	}
 	return !t.Release
 }
 
@@ -827,7 +830,7 @@ func (r *runner) recordAction(c *call, res participant.Result, data map[string]a
 		st.Output = cmpRaw(res.Output)
 		st.Error = ""
 		st.Uncertain = false
-		r.putStep(st, false, true)
+		r.putStep(st, true, true)
 		r.addEvent(saga.EventStepCompleted, intPtr(i), data)
 		r.s.CompletedSteps = r.completedSteps()
 		r.tx.checkpoint = &saga.Checkpoint{StepIndex: i, Context: r.checkpoint()}
@@ -839,7 +842,7 @@ func (r *runner) recordAction(c *call, res participant.Result, data map[string]a
 		st.Status = saga.StepStatusRetrying
 		st.Error = res.Error
 		st.Uncertain = res.Uncertain
-		r.putStep(st, false, false)
+		r.putStep(st, true, false)
 		data["backoff_ms"] = wait.Milliseconds()
 		r.addEvent(saga.EventStepRetrying, intPtr(i), data)
 		r.retryAt = r.c.now() + wait
@@ -850,7 +853,7 @@ func (r *runner) recordAction(c *call, res participant.Result, data map[string]a
 	st.Status = saga.StepStatusFailed
 	st.Error = res.Error
 	st.Uncertain = res.Uncertain
-	r.putStep(st, false, true)
+	r.putStep(st, true, true)
 	r.addEvent(saga.EventStepFailed, intPtr(i), data)
 	switch {
 	case timedOut:
@@ -1021,7 +1024,7 @@ func (t *tx) build(r *runner) saga.Transition {
 		Error:          r.s.Error,
 		CompensateTo:   r.s.CompensateTo,
 		ClearControl:   t.clearControl,
-		Started:        t.started,
+		Started:        t.started || (r.s.Status != saga.SagaStatusCreated && r.s.StartedAt == nil),
 		Ended:          t.ended,
 		Wake:           t.wake,
 		Steps:          t.steps,
