@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -94,7 +95,7 @@ func LoadConfig(env func(string) string) (Config, error) {
 	if cfg.DBMinConns > cfg.DBMaxConns && p.ok("DB_MIN_CONNECTIONS") && p.ok("DB_MAX_CONNECTIONS") {
 		p.fail("DB_MIN_CONNECTIONS", fmt.Sprintf("DB_MIN_CONNECTIONS=%d must not exceed DB_MAX_CONNECTIONS=%d", cfg.DBMinConns, cfg.DBMaxConns))
 	}
-	if cfg.PprofAddr != "" && cfg.PprofAddr == cfg.HTTPAddr {
+	if cfg.PprofAddr != "" && cfg.PprofAddr == cfg.HTTPAddr && !strings.HasSuffix(cfg.PprofAddr, ":0") {
 		p.fail("PPROF_ADDR", fmt.Sprintf("PPROF_ADDR=%q must differ from HTTP_ADDR", cfg.PprofAddr))
 	}
 	if len(p.errs) > 0 {
@@ -277,4 +278,14 @@ func (p *envParser) hosts(name string) []string {
 		}
 	}
 	return hosts
+}
+
+// redactURL returns a connection URL with its password hidden, for logs.
+// A keyword/value connection string is not shown at all.
+func redactURL(v string) string {
+	u, err := url.Parse(v)
+	if err != nil || u.Scheme == "" {
+		return "(connection string not shown)"
+	}
+	return u.Redacted()
 }

@@ -1,0 +1,334 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	saga "github.com/tracseq/transaction-service"
+	"github.com/tracseq/transaction-service/engine"
+	"github.com/tracseq/transaction-service/failover"
+	"github.com/tracseq/transaction-service/httpapi"
+	"github.com/tracseq/transaction-service/memory"
+	"github.com/tracseq/transaction-service/metrics"
+	"github.com/tracseq/transaction-service/postgres"
+)
+
+// Shutdown budget. Kubernetes and docker compose wait 30s by default before
+// SIGKILL; the two phases fit in that.
+const (
+	// httpShutdownTimeout bounds the wait for in-flight API requests
+	// (including ?wait= submits) after the listener closed.
+	httpShutdownTimeout = 10 * time.Second
+	// engineStopTimeout bounds the wait for running sagas to finish their
+	// current participant call and release their leases.
+	engineStopTimeout = 15 * time.Second
+
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 30 * time.Second
+	idleTimeout       = 2 * time.Minute
+	// writeTimeout must exceed the longest ?wait= the API honours.
+	writeTimeout = httpapi.MaxWaitDefault + 30*time.Second
+)
+
+// service is the running server: everything serve started, in the order
+// close stops it.
+type service struct {
+	logger   *slog.Logger
+	listener net.Listener
+	http     *http.Server
+	pprof    *http.Server
+	engine   *engine.Coordinator
+	store    saga.Store
+	cancel   context.CancelFunc // background work (failover reconnects)
+	failed   chan error         // the HTTP server stopped on its own
+	wg       sync.WaitGroup
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+func (s *service) addr() string { return s.listener.Addr().String() }
+
+// runServe starts the service and returns once it listens.
+func (m *Main) runServe(ctx context.Context, args []string, env func(string) string, _, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: tracseq-tx serve\n\nRuns the service. It takes no flags: it is configured from the environment (see README.md).")
+	}
+	if err := fs.Parse(args); err != nil {
+		return flagError(err)
+	}
+	if fs.NArg() > 0 {
+		return usagef("serve takes no arguments (configuration comes from the environment)")
+	}
+	cfg, err := LoadConfig(env)
+	if err != nil {
+		return err
+	}
+	svc, err := startService(ctx, cfg, stderr)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed || m.service != nil {
+		go svc.close()
+		return errors.New("serve: Main already used")
+	}
+	m.service = svc
+	return nil
+}
+
+// newLogger returns the process logger: text or JSON on w, at the level.
+func newLogger(cfg Config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// startService wires the store, the engine and the API, and starts them.
+// On error everything started so far is stopped again.
+func startService(ctx context.Context, cfg Config, stderr io.Writer) (_ *service, err error) {
+	logger := newLogger(cfg, stderr)
+	logger.Info("starting", "instance_id", cfg.InstanceID, "version", versionString(), "http_addr", cfg.HTTPAddr,
+		"persistence", cfg.Persistence, "max_concurrent_sagas", cfg.MaxConcurrentSagas,
+		"lease_seconds", int(cfg.LeaseDuration/time.Second))
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mx := metrics.New(reg)
+
+	// Background work lives until Close, not until ctx (the signal context):
+	// shutdown must be able to use it.
+	bgCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	svc := &service{logger: logger, cancel: cancel, failed: make(chan error, 2)}
+	defer func() {
+		if err != nil {
+			svc.close()
+		}
+	}()
+
+	svc.store, err = openStore(ctx, bgCtx, cfg, logger, mx)
+	if err != nil {
+		return nil, err
+	}
+
+	svc.engine, err = engine.New(svc.store, engine.Config{
+		InstanceID:         cfg.InstanceID,
+		LeaseDuration:      cfg.LeaseDuration,
+		MaxConcurrentSagas: cfg.MaxConcurrentSagas,
+		CleanupAfter:       cfg.CleanupAfter,
+		AllowedHosts:       cfg.AllowedHosts,
+		Observer:           mx,
+		Logger:             logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create engine: %w", err)
+	}
+	if err := svc.engine.Start(bgCtx); err != nil {
+		return nil, fmt.Errorf("start engine: %w", err)
+	}
+
+	api, err := httpapi.NewServer(httpapi.Config{
+		Coordinator:    svc.engine,
+		Tokens:         cfg.APITokens,
+		Logger:         logger.With("component", "http"),
+		Metrics:        mx.Handler(),
+		Version:        versionString(),
+		ObserveRequest: mx.ObserveHTTP,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create API server: %w", err)
+	}
+	if len(cfg.APITokens) == 0 {
+		logger.Warn("API_TOKENS is empty: the API is OPEN, anyone who reaches " + cfg.HTTPAddr +
+			" can submit and control sagas; set API_TOKENS to require a bearer token")
+	}
+
+	svc.listener, err = net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
+	}
+	svc.http = &http.Server{
+		Handler:           api.Handler(),
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	svc.serve(svc.http, svc.listener, "api")
+
+	if cfg.PprofAddr != "" {
+		ln, err := net.Listen("tcp", cfg.PprofAddr)
+		if err != nil {
+			return nil, fmt.Errorf("listen on PPROF_ADDR %s: %w", cfg.PprofAddr, err)
+		}
+		svc.pprof = &http.Server{Handler: pprofHandler(), ReadHeaderTimeout: readHeaderTimeout}
+		svc.serve(svc.pprof, ln, "pprof")
+		logger.Warn("profiling enabled: pprof listening on "+ln.Addr().String()+" (keep it private)", "addr", ln.Addr().String())
+	}
+
+	logger.Info("listening on "+svc.addr(), "addr", svc.addr())
+	return svc, nil
+}
+
+// serve runs srv on ln in the background; an unexpected stop is reported
+// on s.failed.
+func (s *service) serve(srv *http.Server, ln net.Listener, name string) {
+	s.wg.Go(func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.failed <- fmt.Errorf("%s server: %w", name, err)
+		}
+	})
+}
+
+// openStore returns the store the configuration asks for: memory when
+// persistence is off; PostgreSQL (migrated) when it answers; otherwise a
+// failover store that serves from memory and switches to PostgreSQL once it
+// can be reached.
+func openStore(ctx, bgCtx context.Context, cfg Config, logger *slog.Logger, mx *metrics.Metrics) (saga.Store, error) {
+	if !cfg.Persistence {
+		logger.Warn("persistence disabled: sagas live in memory only (ENABLE_PERSISTENCE=false)")
+		mx.SetPersistence(false)
+		return memory.New(memory.Config{}), nil
+	}
+
+	// The pool gauges follow whichever PostgreSQL store is in use.
+	var current atomic.Pointer[postgres.Store]
+	mx.RegisterPool(func() (total, idle, inUse, maxConns int32) {
+		pg := current.Load()
+		if pg == nil {
+			return 0, 0, 0, 0
+		}
+		st := pg.Pool().Stat()
+		return st.TotalConns(), st.IdleConns(), st.AcquiredConns(), st.MaxConns()
+	})
+	connect := func(ctx context.Context) (*postgres.Store, error) {
+		pg, err := postgres.Open(ctx, postgres.Config{
+			URL:            cfg.DatabaseURL,
+			MaxConns:       cfg.DBMaxConns,
+			MinConns:       cfg.DBMinConns,
+			ConnectTimeout: cfg.DBConnectTimeout,
+			SlowQuery:      cfg.SlowQuery,
+			Logger:         logger,
+			Observe:        mx.ObserveDB,
+		})
+		if err != nil {
+			return nil, err
+		}
+		version, err := postgres.Migrate(ctx, pg.Pool(), logger)
+		if err != nil {
+			pg.Close()
+			return nil, err
+		}
+		logger.Info("database ready", "migration_version", version, "database", redactURL(cfg.DatabaseURL))
+		current.Store(pg)
+		return pg, nil
+	}
+
+	pg, err := connect(ctx)
+	if err == nil {
+		mx.SetPersistence(true)
+		return pg, nil
+	}
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+
+	logger.Warn("DATABASE UNREACHABLE: starting in MEMORY mode; sagas accepted now are NOT durable "+
+		"(\"durable\": false) until the database answers; reconnecting in the background",
+		"database", redactURL(cfg.DatabaseURL), "error", err)
+	mx.SetPersistence(false)
+	fo := failover.New(failover.Config{
+		Connect: func(ctx context.Context) (failover.Durable, error) {
+			pg, err := connect(ctx)
+			if err != nil {
+				return nil, err // never a typed nil in the interface
+			}
+			return pg, nil
+		},
+		Logger: logger,
+		OnModeChange: func(durable bool) {
+			mx.SetPersistence(durable)
+			if durable {
+				logger.Info("database reachable again: persistence is durable; the sagas held in memory were moved to it")
+			}
+		},
+	})
+	fo.Start(bgCtx)
+	return fo, nil
+}
+
+// pprofHandler serves net/http/pprof on its own mux (never the default one).
+func pprofHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
+}
+
+// close stops the service: the listener first (no new requests), then the
+// requests in flight, then the engine (running sagas finish their current
+// call and release their leases), then the background work and the store.
+func (s *service) close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.shutdown() })
+	return s.closeErr
+}
+
+func (s *service) shutdown() error {
+	var errs []error
+	started := time.Now()
+	s.logger.Info("shutting down")
+	if s.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), httpShutdownTimeout)
+		if err := s.http.Shutdown(ctx); err != nil {
+			s.logger.Warn("API requests still running at the shutdown deadline: closing them", "error", err)
+			_ = s.http.Close()
+		}
+		cancel()
+	}
+	if s.pprof != nil {
+		_ = s.pprof.Close()
+	}
+	if s.engine != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), engineStopTimeout)
+		if err := s.engine.Stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stop engine: %w", err))
+		}
+		cancel()
+	}
+	if s.cancel != nil {
+		s.cancel()
+	}
+	if s.store != nil {
+		s.store.Close()
+	}
+	s.wg.Wait()
+	err := errors.Join(errs...)
+	if err != nil {
+		s.logger.Error("stopped with errors", "error", err, "duration_ms", time.Since(started).Milliseconds())
+	} else {
+		s.logger.Info("stopped", "duration_ms", time.Since(started).Milliseconds())
+	}
+	return err
+}
