@@ -1,0 +1,198 @@
+package postgres_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	saga "github.com/tracseq/transaction-service"
+	"github.com/tracseq/transaction-service/internal/pgtest"
+	"github.com/tracseq/transaction-service/postgres"
+	"github.com/tracseq/transaction-service/storetest"
+)
+
+// BenchmarkSagaLifecycle measures the store's share of running a 2-step
+// saga: created leased with step 0 Executing; step 0 Completed, step 1
+// Executing and a checkpoint; step 1 Completed and the saga Completed with
+// the lease released. Three writes per saga, from 1, 16 and 64 concurrent
+// sagas, with synchronous commit. It reports sagas/s and database
+// transactions per saga (the store's own commit count, and the server's
+// xact_commit).
+func BenchmarkSagaLifecycle(b *testing.B) {
+	for _, concurrency := range []int{1, 16, 64} {
+		b.Run(fmt.Sprintf("concurrency=%d", concurrency), func(b *testing.B) {
+			var commits atomic.Int64
+			url := pgtest.NewDatabase(b)
+			s := openMigrated(b, postgres.Config{URL: url, MaxConns: 20, MinConns: 5,
+				Observe: func(op string, _ time.Duration, err error) {
+					if op == "group_commit" && err == nil {
+						commits.Add(1)
+					}
+				}})
+			ctx := context.Background()
+			before := xactCommits(b, url)
+			commits.Store(0)
+
+			var (
+				next   atomic.Int64
+				failed atomic.Value
+				wg     sync.WaitGroup
+			)
+			b.ResetTimer()
+			start := time.Now()
+			for range concurrency {
+				wg.Go(func() {
+					for next.Add(1) <= int64(b.N) {
+						if err := lifecycle(ctx, s); err != nil {
+							failed.Store(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			elapsed := time.Since(start)
+			b.StopTimer()
+			if err, _ := failed.Load().(error); err != nil {
+				b.Fatal(err)
+			}
+			own := commits.Load()
+			s.Close() // the server counts a backend's commits by its exit at the latest
+			server := xactCommits(b, url) - before
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "sagas/s")
+			b.ReportMetric(float64(own)/float64(b.N), "commits/saga")
+			b.ReportMetric(float64(server)/float64(b.N), "xact_commit/saga")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
+// lifecycle runs one saga through the three writes of
+// BenchmarkSagaLifecycle.
+func lifecycle(ctx context.Context, s *postgres.Store) error {
+	in := storetest.NewTestSaga("bench", 2)
+	in.Status = saga.SagaStatusExecuting
+	in.Steps[0].Status = saga.StepStatusExecuting
+	in.Steps[0].Attempts = 1
+	sg, _, err := s.CreateSaga(ctx, saga.NewSaga{Saga: in, LeaseFor: time.Minute, Events: []saga.Event{
+		{Type: saga.EventSagaCreated, InstanceID: "bench"},
+		{Type: saga.EventStepStarted, StepIndex: new(0), InstanceID: "bench"},
+	}})
+	if err != nil {
+		return err
+	}
+	if _, err := s.Apply(ctx, saga.Transition{
+		SagaID: sg.ID, Lease: sg.Lease(), LeaseFor: time.Minute, CompletedSteps: 1,
+		Steps: []saga.StepUpdate{
+			{Index: 0, Status: saga.StepStatusCompleted, Attempts: 1, Output: json.RawMessage(`{"reserved": true}`), End: true},
+			{Index: 1, Status: saga.StepStatusExecuting, Attempts: 1, Start: true},
+		},
+		Events: []saga.Event{
+			{Type: saga.EventStepCompleted, StepIndex: new(0), InstanceID: "bench"},
+			{Type: saga.EventStepStarted, StepIndex: new(1), InstanceID: "bench"},
+		},
+		Checkpoint: &saga.Checkpoint{StepIndex: 0, Context: json.RawMessage(`{"step-0": {"reserved": true}}`)},
+	}); err != nil {
+		return err
+	}
+	_, err = s.Apply(ctx, saga.Transition{
+		SagaID: sg.ID, Lease: sg.Lease(), Release: true, Status: saga.SagaStatusCompleted, CompletedSteps: 2,
+		Ended: true, Wake: saga.Wake{Kind: saga.WakeNever},
+		Steps: []saga.StepUpdate{{Index: 1, Status: saga.StepStatusCompleted, Attempts: 1, Output: json.RawMessage(`{"charged": 42}`), End: true}},
+		Events: []saga.Event{
+			{Type: saga.EventStepCompleted, StepIndex: new(1), InstanceID: "bench"},
+			{Type: saga.EventSagaCompleted, InstanceID: "bench"},
+		},
+	})
+	return err
+}
+
+// xactCommits returns the server's count of committed transactions in the
+// database at url, once it has settled: backends report their counts
+// when idle or when they exit, not at once.
+func xactCommits(tb testing.TB, url string) int64 {
+	tb.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	const query = `SELECT pg_stat_clear_snapshot(), xact_commit FROM pg_stat_database WHERE datname = current_database()`
+	var last int64 = -1
+	for range 50 {
+		var n int64
+		if err := conn.QueryRow(ctx, query).Scan(nil, &n); err != nil {
+			tb.Fatal(err)
+		}
+		if n == last {
+			return n
+		}
+		last = n
+		time.Sleep(100 * time.Millisecond)
+	}
+	return last
+}
+
+// BenchmarkClaim measures ClaimSagas of 10 sagas (with their steps) from
+// 1,000 runnable ones, by 1 and 16 concurrent claimers. Leases of a
+// microsecond let the same sagas be claimed over and over.
+func BenchmarkClaim(b *testing.B) {
+	for _, concurrency := range []int{1, 16} {
+		b.Run(fmt.Sprintf("concurrency=%d", concurrency), func(b *testing.B) {
+			s := newStoreWith(b, postgres.Config{MaxConns: 20})
+			ctx := context.Background()
+			var wg sync.WaitGroup
+			var failed atomic.Value
+			for w := range 20 {
+				wg.Go(func() {
+					for range 50 {
+						if _, _, err := s.CreateSaga(ctx, saga.NewSaga{Saga: storetest.NewTestSaga("", 2)}); err != nil {
+							failed.Store(fmt.Errorf("create by %d: %w", w, err))
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			if err, _ := failed.Load().(error); err != nil {
+				b.Fatal(err)
+			}
+
+			var (
+				next    atomic.Int64
+				claimed atomic.Int64
+			)
+			b.ResetTimer()
+			start := time.Now()
+			for c := range concurrency {
+				wg.Go(func() {
+					owner := fmt.Sprintf("claimer-%d", c)
+					for next.Add(1) <= int64(b.N) {
+						got, err := s.ClaimSagas(ctx, owner, time.Microsecond, 10)
+						if err != nil {
+							failed.Store(err)
+							return
+						}
+						claimed.Add(int64(len(got)))
+					}
+				})
+			}
+			wg.Wait()
+			elapsed := time.Since(start)
+			b.StopTimer()
+			if err, _ := failed.Load().(error); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "claims/s")
+			b.ReportMetric(float64(claimed.Load())/elapsed.Seconds(), "sagas/s")
+			b.ReportMetric(float64(claimed.Load())/float64(b.N), "sagas/claim")
+		})
+	}
+}
