@@ -77,6 +77,8 @@ func interpretError(doing string, err error) error {
 		return nil
 	case errors.Is(err, pgx.ErrNoRows):
 		return fmt.Errorf("%s: %w", doing, saga.ErrNotFound)
+	case errors.As(err, &pgErr) && pgErr.Code == codeUniqueViolation && pgErr.ConstraintName == constraintIdempotencyKey:
+		return fmt.Errorf("%s: another saga holds its idempotency key: %w", doing, err)
 	case errors.As(err, &pgErr) && pgErr.Code == codeForeignKeyViolation && pgErr.ConstraintName == constraintCompensationStep:
 		return fmt.Errorf("%s: a compensation names a step index the saga does not have: %w", doing, err)
 	case errors.As(err, &pgErr) && pgErr.Code == codeNotNullViolation && pgErr.TableName == "saga_steps" && pgErr.ColumnName == "step_name":

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	saga "github.com/tracseq/transaction-service"
 )
@@ -77,14 +76,11 @@ func (s *Store) Import(ctx context.Context, r saga.SagaRecord) (existed bool, er
 	err = retry(ctx, func(ctx context.Context) error {
 		return s.pool.QueryRow(ctx, sqlImport, args...).Scan(&id)
 	})
-	var pgErr *pgconn.PgError
 	switch {
 	case err == nil:
 		return false, nil
 	case errors.Is(err, pgx.ErrNoRows):
 		return true, nil
-	case errors.As(err, &pgErr) && pgErr.Code == codeUniqueViolation && pgErr.ConstraintName == constraintIdempotencyKey:
-		return false, fmt.Errorf("%s: another saga holds its idempotency key %q", doing, r.Saga.IdempotencyKey)
 	}
 	return false, interpretError(doing, err)
 }

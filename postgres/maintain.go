@@ -70,8 +70,8 @@ func seconds(secs float64) time.Duration {
 
 // DeleteFinished deletes sagas that ended (Completed, Compensated,
 // Cancelled, TimedOut) longer than age ago, batch sagas per transaction
-// (DeleteBatchDefault when batch <= 0), their other rows following by
-// cascade, and returns how many it deleted. See saga.Store.
+// (1,000 when batch <= 0), their other rows following by cascade, and
+// returns how many it deleted. See saga.Store.
 func (s *Store) DeleteFinished(ctx context.Context, age time.Duration, batch int) (deleted int, err error) {
 	defer s.observe(opDeleteFinished, time.Now(), &err)
 	if age < 0 {

@@ -80,7 +80,7 @@ SELECT now(), deadline, lease_expires_at FROM ins`
 // $1 id, $2 owner, $3 epoch, $4 status (NULL: keep), $5 completed_steps,
 // $6 error, $7 compensate_to, $8 clear control, $9 started, $10 ended,
 // $11 wake kind, $12 wake after (µs), $13 wake at, $14 release,
-// $15 lease (µs, 0: keep the expiry), $16 event count, $17 first event id,
+// $15 lease (µs), $16 event count, $17 first event id,
 // $18 steps, $19 compensations, $20 events (JSON arrays),
 // $21 checkpoint id, $22 checkpoint step, $23 checkpoint context (NULL: none).
 const sqlApply = `
@@ -101,8 +101,7 @@ WITH upd AS (
 		owner_id = CASE WHEN $14::bool THEN NULL ELSE owner_id END,
 		lease_expires_at = CASE
 			WHEN $14::bool THEN NULL
-			WHEN $15::bigint > 0 THEN now() + $15::bigint * interval '1 microsecond'
-			ELSE lease_expires_at END,
+			ELSE now() + $15::bigint * interval '1 microsecond' END,
 		event_seq = event_seq + $16::int,
 		updated_at = now()
 	WHERE id = $1 AND owner_id = $2 AND lease_epoch = $3 AND lease_expires_at > now()

@@ -371,10 +371,6 @@ func applyArgs(t saga.Transition) ([]any, *saga.ID, error) {
 	default:
 		return nil, nil, fmt.Errorf("unknown wake kind %d", t.Wake.Kind)
 	}
-	var leaseFor int64
-	if t.LeaseFor > 0 {
-		leaseFor = max(micros(t.LeaseFor), 1)
-	}
 	var (
 		cpID      *saga.ID
 		cpStep    int
@@ -395,7 +391,7 @@ func applyArgs(t saga.Transition) ([]any, *saga.ID, error) {
 		nullString(t.Status), t.CompletedSteps, nullString(t.Error), nullString(t.CompensateTo),
 		t.ClearControl, t.Started, t.Ended,
 		int(t.Wake.Kind), micros(t.Wake.After), wakeAt,
-		t.Release, leaseFor,
+		t.Release, max(micros(t.LeaseFor), 0),
 		len(t.Events), marker,
 		stepsJSON, compsJSON, eventsJSON,
 		cpID, cpStep, cpContext,
