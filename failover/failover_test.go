@@ -54,17 +54,17 @@ func (f *flakyDB) Import(ctx context.Context, r saga.SagaRecord) (bool, error) {
 	first := fail && f.failures == 0
 	if fail {
 		f.failures++
-		if first {
-			close(f.failed)
-		}
 	}
 	f.mu.Unlock()
 	if !fail {
 		return f.Store.Import(ctx, r)
 	}
-	if first && f.commitFirst {
-		if _, err := f.Store.Import(ctx, r); err != nil {
-			return false, err
+	if first {
+		defer close(f.failed)
+		if f.commitFirst {
+			if _, err := f.Store.Import(ctx, r); err != nil {
+				return false, err
+			}
 		}
 	}
 	return false, errDown
