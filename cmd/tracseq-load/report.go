@@ -19,10 +19,11 @@ import (
 // as named). Sections the run could not measure are null, with a line in
 // Notes saying why.
 type Report struct {
-	Run         runReport `json:"run"`
-	ServiceURL  string    `json:"service_url"`
-	Started     bool      `json:"started_service"`
-	Persistence string    `json:"persistence"`
+	Run         runReport  `json:"run"`
+	ServiceURL  string     `json:"service_url"`
+	Started     bool       `json:"started_service"`
+	Persistence string     `json:"persistence"`
+	Host        hostReport `json:"host"`
 
 	// The measured phase (not the warmup).
 	Seconds            float64                   `json:"seconds"`
@@ -228,6 +229,10 @@ func (r *Report) writeTable(w io.Writer) error {
 		}
 	}
 	row("service", "%s (%s), persistence %s", r.ServiceURL, started, dashIfEmpty(r.Persistence))
+	if h := r.Host; h.CPUs > 0 {
+		row("host", "%d CPUs, %.1f GiB, load average %.2f before, %.2f after", h.CPUs,
+			float64(h.MemoryBytes)/(1<<30), h.LoadAvgBefore, h.LoadAvgAfter)
+	}
 	if db := r.Database; db != nil {
 		row("database", "%s, PostgreSQL %s, synchronous_commit=%s", db.Name, db.ServerVersion, db.SynchronousCommit)
 	}

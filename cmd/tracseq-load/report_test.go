@@ -117,6 +117,19 @@ func TestParseProcStatCPU(t *testing.T) {
 	}
 }
 
+func TestParseHostFiles(t *testing.T) {
+	t.Parallel()
+	if got := parseLoadAvg([]byte("1.52 0.90 0.40 3/200 1234\n")); got != 1.52 {
+		t.Errorf("parseLoadAvg = %g, want 1.52", got)
+	}
+	if got := parseLoadAvg(nil); got != 0 {
+		t.Errorf("parseLoadAvg(nil) = %g, want 0", got)
+	}
+	if got := parseMemTotal([]byte("MemTotal:       24000000 kB\nMemFree: 1 kB\n")); got != 24000000*1024 {
+		t.Errorf("parseMemTotal = %d, want %d", got, 24000000*1024)
+	}
+}
+
 func TestParseVmHWM(t *testing.T) {
 	t.Parallel()
 	status := []byte("Name:\ttracseq-tx\nVmPeak:\t 1000 kB\nVmHWM:\t   22868 kB\nVmRSS:\t 20000 kB\n")
@@ -139,6 +152,7 @@ func sampleReport() *Report {
 		ServiceURL:  "http://127.0.0.1:4000",
 		Started:     true,
 		Persistence: "durable",
+		Host:        hostReport{CPUs: 2, MemoryBytes: 4 << 30, LoadAvgBefore: 0.5, LoadAvgAfter: 1.25},
 		Database: &databaseReport{
 			databaseFacts: databaseFacts{Name: "scratch", ServerVersion: "15.20", SynchronousCommit: "on"},
 			Commits:       9000, Sagas: 1200,
@@ -223,6 +237,7 @@ func TestWriteTable(t *testing.T) {
 	for _, want := range []string{
 		"2 steps, c=16, 10s (warmup 2s), stub latency 0s, step 2 refuses 50% of sagas",
 		"http://127.0.0.1:4000 (started, pid 99), persistence durable",
+		"2 CPUs, 4.0 GiB, load average 0.50 before, 1.25 after",
 		"scratch, PostgreSQL 15.20, synchronous_commit=on",
 		"1000 in 10.00s: 100.0/s",
 		"  Completed         500 (50.0/s)",

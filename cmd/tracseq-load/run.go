@@ -74,6 +74,7 @@ func runLoad(ctx context.Context, cfg Config, stderr io.Writer) (rep *Report, er
 			FailRate:        cfg.FailRate,
 		},
 		Started: cfg.Start,
+		Host:    readHost(),
 	}
 
 	st, err := startStubs(cfg.Latency)
@@ -153,6 +154,7 @@ func runLoad(ctx context.Context, cfg Config, stderr io.Writer) (rep *Report, er
 			return nil, err
 		}
 	}
+	rep.Host.LoadAvgAfter = readLoadAvg()
 	accepted += m.Accepted
 	calls1 := st.counts()
 	rep.Participant = stubCounts{
