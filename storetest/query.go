@@ -261,6 +261,7 @@ func testListEvents(t *testing.T, newStore factory) {
 			{1, 2, []int64{2, 3}},
 			{0, 3, []int64{1, 2, 3}},
 			{4, 10, []int64{5}},
+			{2, 1, []int64{3}},
 			{5, 0, nil},
 			{99, 0, nil},
 		}
