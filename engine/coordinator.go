@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -283,7 +284,7 @@ func newSaga(def saga.Definition) *saga.Saga {
 
 // launch starts the runner of s, for which a slot was reserved.
 func (c *Coordinator) launch(s *saga.Saga, claimed bool) {
-	r := newRunner(c, s, claimed)
+	r := newRunner(c, cloneSaga(s), claimed)
 	c.mu.Lock()
 	old := c.runners[s.ID]
 	c.runners[s.ID] = r
@@ -630,3 +631,17 @@ func (c *Coordinator) event(t saga.EventType, stepIndex *int, data map[string]an
 }
 
 func intPtr(i int) *int { return &i }
+
+// cloneSaga copies s deep enough for a runner to change its copy while the
+// caller reads the original.
+func cloneSaga(s *saga.Saga) *saga.Saga {
+	c := *s
+	c.Steps = slices.Clone(s.Steps)
+	for i := range c.Steps {
+		if comp := c.Steps[i].Compensation; comp != nil {
+			cc := *comp
+			c.Steps[i].Compensation = &cc
+		}
+	}
+	return &c
+}

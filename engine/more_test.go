@@ -77,6 +77,7 @@ func TestCreatedSagaCancelledBeforeItRuns(t *testing.T) {
 		g := newGate(t)
 		b.stub.on("action", "first", g.handler())
 		first := b.submit(t, b.definition("first", "first"))
+		eventually(t, "the first saga's call", func() bool { return b.stub.count("action", "first") == 1 })
 		queued := b.submit(t, b.definition("queued", "second"))
 		if queued.Status != saga.SagaStatusCreated || queued.OwnerID != "" {
 			t.Fatalf("queued saga: %s owned by %q; want Created, unowned", queued.Status, queued.OwnerID)

@@ -20,6 +20,10 @@ const (
 	applyRetryMax     = time.Second
 )
 
+// claimDueMargin is added to the local wake-up of the claim loop for a
+// released saga, so that the store's clock has reached its next-run time.
+const claimDueMargin = 20 * time.Millisecond
+
 // runner runs one saga while this instance holds its lease. Its fields
 // below the atomics are touched by its own goroutine only.
 type runner struct {
@@ -482,7 +486,13 @@ func (r *runner) retryWait(bounded bool) (act action, ok bool) {
 			left = d
 		}
 	}
-	if r.c.isStopping() || left > r.c.cfg.LeaseDuration/2 {
+	if r.c.isStopping() {
+		return r.park(saga.Wake{Kind: saga.WakeAfter, After: left}), true
+	}
+	if left > r.c.cfg.LeaseDuration/2 {
+		// Let go of the saga meanwhile; wake the claim loop when it is due
+		// rather than on its next slow tick.
+		time.AfterFunc(left+claimDueMargin, r.c.signal)
 		return r.park(saga.Wake{Kind: saga.WakeAfter, After: left}), true
 	}
 	return action{kind: actWait, wait: left}, true
