@@ -106,7 +106,8 @@ type Config struct {
 	// Logger receives the engine's logs (default: discarded).
 	Logger *slog.Logger
 	// Random returns numbers in [0, 1) for backoff jitter (default
-	// math/rand/v2). It is called under a lock.
+	// math/rand/v2). A function given here is called under a lock, so it
+	// need not be safe for concurrent use.
 	Random func() float64
 }
 
