@@ -166,7 +166,8 @@ func (c *committer) commit(ops []*writeOp) {
 }
 
 // exec sends BEGIN, the writes and COMMIT as one pipelined batch: one
-// round trip and one WAL flush for all of them.
+// round trip and one WAL flush for all of them. The batch's statements run
+// with generic plans (see sqlGenericPlans).
 func (c *committer) exec(ctx context.Context, ops []*writeOp) (err error) {
 	defer c.store.observe(opGroupCommit, time.Now(), &err)
 	conn, err := c.pool.Acquire(ctx)
@@ -181,6 +182,7 @@ func (c *committer) exec(ctx context.Context, ops []*writeOp) (err error) {
 	}
 	b := &pgx.Batch{}
 	b.Queue(sqlBegin)
+	b.Queue(sqlGenericPlans)
 	for _, op := range ops {
 		b.Queue(op.sql, op.args...)
 		op.sent++
@@ -207,8 +209,10 @@ func (c *committer) exec(ctx context.Context, ops []*writeOp) (err error) {
 // readBatch reads the results of a batch made by exec, with before and
 // after statements added by a test hook.
 func readBatch(br pgx.BatchResults, ops []*writeOp, before, after int) error {
-	if _, err := br.Exec(); err != nil {
-		return fmt.Errorf("begin: %w", err)
+	for range 2 { // BEGIN, SET LOCAL
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("begin: %w", err)
+		}
 	}
 	for _, op := range ops {
 		err := br.QueryRow().Scan(op.dest...)

@@ -74,17 +74,8 @@ func (c Config) poolConfig() (*pgxpool.Config, error) {
 	pc.MaxConns = maxConns
 	pc.MinConns = minConns
 	pc.ConnConfig.ConnectTimeout = cmp.Or(c.ConnectTimeout, ConnectTimeoutDefault)
-	params := pc.ConnConfig.RuntimeParams
-	if _, ok := params["application_name"]; !ok {
-		params["application_name"] = ApplicationNameDefault
-	}
-	// Every statement of the store is written to plan well generically
-	// (equality on the index it means to use, no optional predicate that
-	// needs a constant to be pruned), and re-planning the write statements
-	// at each execution costs as much as running them. The connection
-	// string may still choose otherwise.
-	if _, ok := params["plan_cache_mode"]; !ok {
-		params["plan_cache_mode"] = "force_generic_plan"
+	if _, ok := pc.ConnConfig.RuntimeParams["application_name"]; !ok {
+		pc.ConnConfig.RuntimeParams["application_name"] = ApplicationNameDefault
 	}
 	return pc, nil
 }

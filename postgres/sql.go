@@ -18,8 +18,15 @@ const stepColumns = `st.saga_id, st.step_index, st.step_name, st.status, st.atte
 	c.status, c.attempts, c.output_data, c.error, c.started_at, c.completed_at`
 
 // Transaction control of group-committed batches and consistent reads.
+//
+// A group-committed transaction runs its statements with generic plans:
+// they are written to plan well without their parameters' values (lookups
+// by primary key, no predicate that needs a constant to be pruned), and
+// planning them afresh at every execution, as PostgreSQL otherwise keeps
+// doing for them, costs as much as running them.
 const (
 	sqlBegin         = `BEGIN`
+	sqlGenericPlans  = `SET LOCAL plan_cache_mode = force_generic_plan`
 	sqlBeginSnapshot = `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`
 	sqlCommit        = `COMMIT`
 	sqlRollback      = `ROLLBACK`
@@ -222,7 +229,9 @@ WHERE s.id = $1`
 // sqlClaimSagas leases up to $3 runnable sagas to $1 for $2 µs. Runnable:
 // due (next_run_at <= now(), served by the partial index on next_run_at)
 // and without a live lease. SKIP LOCKED lets concurrent claimers pass each
-// other by; the epoch increment fences the previous holder.
+// other by; the epoch increment fences the previous holder. The update
+// finds the locked rows by primary key (= ANY of an array), which a
+// generic plan does too, where a join with the CTE may scan the table.
 const sqlClaimSagas = `
 WITH runnable AS (
 	SELECT id FROM sagas
@@ -236,8 +245,7 @@ UPDATE sagas AS s SET
 	lease_expires_at = now() + $2::bigint * interval '1 microsecond',
 	lease_epoch = s.lease_epoch + 1,
 	updated_at = now()
-FROM runnable
-WHERE s.id = runnable.id
+WHERE s.id = ANY (ARRAY(SELECT id FROM runnable))
 RETURNING ` + sagaColumns
 
 // sqlRenewLeases extends the live leases $1 holds on the sagas $3 at the
@@ -245,7 +253,7 @@ RETURNING ` + sagaColumns
 const sqlRenewLeases = `
 UPDATE sagas AS s SET lease_expires_at = now() + $2::bigint * interval '1 microsecond'
 FROM unnest($3::uuid[], $4::bigint[]) AS l(id, epoch)
-WHERE s.id = l.id AND s.owner_id = $1 AND s.lease_epoch = l.epoch AND s.lease_expires_at > now()
+WHERE s.id = ANY ($3::uuid[]) AND s.id = l.id AND s.owner_id = $1 AND s.lease_epoch = l.epoch AND s.lease_expires_at > now()
 RETURNING s.id`
 
 // sqlRequestControl records operator action $2 on saga $1 when its status
@@ -286,14 +294,14 @@ FROM ended`
 // sqlDeleteFinished deletes up to $2 sagas that ended (other than Failed)
 // more than $1 µs ago; the foreign keys cascade to their other rows.
 const sqlDeleteFinished = `
-DELETE FROM sagas WHERE id IN (
+DELETE FROM sagas WHERE id = ANY (ARRAY(
 	SELECT id FROM sagas
 	WHERE status IN ('Completed', 'Compensated', 'Cancelled', 'TimedOut')
 		AND completed_at < now() - $1::bigint * interval '1 microsecond'
 	ORDER BY completed_at
 	LIMIT $2
 	FOR UPDATE SKIP LOCKED
-)`
+))`
 
 // sqlPing is the health check's round trip.
 const sqlPing = `SELECT 1`
