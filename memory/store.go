@@ -152,7 +152,20 @@ func (s *Store) CreateSaga(ctx context.Context, c saga.NewSaga) (*saga.Saga, boo
 	}
 	sg.Control = saga.ControlNone
 	sg.CreatedAt, sg.UpdatedAt = now, now
+	// Timestamps come from the store clock, as in PostgreSQL: a saga created
+	// past Created (or with StartedAt set) has started now, and so has each
+	// step created in a started status.
 	sg.StartedAt, sg.CompletedAt = nil, nil
+	if sg.Status != saga.SagaStatusCreated || c.Saga.StartedAt != nil {
+		sg.StartedAt = new(now)
+	}
+	for i := range sg.Steps {
+		st := &sg.Steps[i]
+		st.StartedAt, st.CompletedAt = nil, nil
+		if c.Saga.Steps[i].StartedAt != nil || stepStarted(st.Status) {
+			st.StartedAt = new(now)
+		}
+	}
 	sg.Deadline = nil
 	if d := sg.Definition.Timeout(); d > 0 {
 		sg.Deadline = new(now.Add(d))
@@ -687,4 +700,13 @@ func (s *Store) Import(ctx context.Context, r saga.SagaRecord) (existed bool, er
 	}
 	s.index(e.saga)
 	return false, nil
+}
+
+// stepStarted reports whether a step created in status has started.
+func stepStarted(status saga.StepStatus) bool {
+	switch status {
+	case saga.StepStatusExecuting, saga.StepStatusRetrying, saga.StepStatusCompleted, saga.StepStatusFailed:
+		return true
+	}
+	return false
 }

@@ -71,6 +71,30 @@ func testCreateSaga(t *testing.T, newStore factory) {
 		}
 	})
 
+	t.Run("StartedExecuting", func(t *testing.T) {
+		// The engine creates a saga already running its first step: the
+		// store stamps the saga and that step as started, from its clock.
+		h := setup(t, newStore)
+		in := NewTestSaga("owner-a", 2)
+		in.Status = saga.SagaStatusExecuting
+		in.Steps[0].Status = saga.StepStatusExecuting
+		in.Steps[0].Attempts = 1
+		got := h.create(in, longLease)
+		for _, s := range []*saga.Saga{got, h.get(got.ID)} {
+			if s.StartedAt == nil || !near(*s.StartedAt, s.CreatedAt) {
+				t.Errorf("saga StartedAt = %v, want about CreatedAt %v", s.StartedAt, s.CreatedAt)
+			}
+			if len(s.Steps) == 2 {
+				if s.Steps[0].StartedAt == nil {
+					t.Error("step 0 created Executing has no StartedAt")
+				}
+				if s.Steps[1].StartedAt != nil {
+					t.Errorf("pending step 1 has StartedAt %v", s.Steps[1].StartedAt)
+				}
+			}
+		}
+	})
+
 	t.Run("Deadline", func(t *testing.T) {
 		h := setup(t, newStore)
 		in := NewTestSaga("", 1)
