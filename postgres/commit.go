@@ -21,8 +21,12 @@ const (
 	// writersDefault transactions may be in flight at once, so that one
 	// batch is gathered and sent while another commits.
 	writersDefault = 2
-	// batchTimeout bounds one group-committed transaction, retries aside.
+	// batchTimeout bounds one group-committed transaction with its
+	// retries.
 	batchTimeout = time.Minute
+	// closeGrace is how long Close waits for accepted writes to commit
+	// before it cancels them (the database may be unreachable).
+	closeGrace = 10 * time.Second
 )
 
 // errClosed is returned by writes submitted after Close.
@@ -53,6 +57,11 @@ type committer struct {
 	mu     sync.RWMutex // guards closed against sends on a closed queue
 	closed bool
 	wg     sync.WaitGroup
+
+	// ctx is the parent of every batch; cancel ends the batches still
+	// running closeGrace after Close.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 func newCommitter(s *Store, writers, maxBatch int) *committer {
@@ -62,6 +71,7 @@ func newCommitter(s *Store, writers, maxBatch int) *committer {
 		queue:    make(chan *writeOp, maxBatch*writers),
 		maxBatch: maxBatch,
 	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
 	for range max(writers, 1) {
 		c.wg.Go(c.run)
 	}
@@ -95,7 +105,7 @@ func (c *committer) submit(ctx context.Context, op *writeOp) error {
 }
 
 // close stops accepting writes and waits until those accepted are
-// committed (or have failed).
+// committed or have failed; after closeGrace it cancels them.
 func (c *committer) close() {
 	c.mu.Lock()
 	if !c.closed {
@@ -103,7 +113,21 @@ func (c *committer) close() {
 		close(c.queue)
 	}
 	c.mu.Unlock()
-	c.wg.Wait()
+	drained := make(chan struct{})
+	go func() {
+		c.wg.Wait()
+		close(drained)
+	}()
+	timer := time.NewTimer(closeGrace)
+	defer timer.Stop()
+	select {
+	case <-drained:
+	case <-timer.C:
+		c.store.logger.Warn("writes still pending at close; cancelling them", "grace_ms", closeGrace.Milliseconds())
+		c.cancel()
+		<-drained
+	}
+	c.cancel()
 }
 
 // run is one writer: it takes the first waiting write, adds whatever else
@@ -143,7 +167,7 @@ func (c *committer) commit(ops []*writeOp) {
 	if len(live) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
+	ctx, cancel := context.WithTimeout(c.ctx, batchTimeout)
 	defer cancel()
 	err := retry(ctx, func(ctx context.Context) error { return c.exec(ctx, live) })
 	if err == nil {
@@ -152,7 +176,7 @@ func (c *committer) commit(ops []*writeOp) {
 		}
 		return
 	}
-	if len(live) > 1 && !isTransient(err) && ctx.Err() == nil {
+	if len(live) > 1 && !isTransient(err) && ctx.Err() == nil && c.ctx.Err() == nil {
 		c.store.logger.Warn("group commit failed; writing its writes one by one",
 			"writes", len(live), "error", err)
 		for _, op := range live {

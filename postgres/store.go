@@ -96,8 +96,10 @@ func open(ctx context.Context, cfg Config, h hooks) (*Store, error) {
 // checks). It is closed by Close.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
-// Close waits for the writes already accepted to be committed, then closes
-// the pool. Writes submitted after Close fail with saga.ErrUnavailable.
+// Close waits for the writes already accepted to be committed (for up to
+// ten seconds, after which it cancels them: the database may be gone), then
+// closes the pool. Writes submitted after Close fail with
+// saga.ErrUnavailable.
 func (s *Store) Close() {
 	s.closeOnce.Do(func() {
 		s.committer.close()
