@@ -17,6 +17,10 @@ type hostReport struct {
 	MemoryBytes   int64   `json:"memory_bytes"`
 	LoadAvgBefore float64 `json:"load_avg_before"` // 1-minute load average before the run
 	LoadAvgAfter  float64 `json:"load_avg_after"`  // and after the measured phase
+	// ToolCPUCores is the load tool's own CPU use in the measured phase
+	// (CPU seconds per second, stubs included): the share of the machine
+	// the measurement itself took.
+	ToolCPUCores float64 `json:"tool_cpu_cores"`
 }
 
 // readHost returns the CPU count, the memory and the load average now.

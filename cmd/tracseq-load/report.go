@@ -230,8 +230,8 @@ func (r *Report) writeTable(w io.Writer) error {
 	}
 	row("service", "%s (%s), persistence %s", r.ServiceURL, started, dashIfEmpty(r.Persistence))
 	if h := r.Host; h.CPUs > 0 {
-		row("host", "%d CPUs, %.1f GiB, load average %.2f before, %.2f after", h.CPUs,
-			float64(h.MemoryBytes)/(1<<30), h.LoadAvgBefore, h.LoadAvgAfter)
+		row("host", "%d CPUs, %.1f GiB, load average %.2f before, %.2f after; this tool used %.2f cores", h.CPUs,
+			float64(h.MemoryBytes)/(1<<30), h.LoadAvgBefore, h.LoadAvgAfter, h.ToolCPUCores)
 	}
 	if db := r.Database; db != nil {
 		row("database", "%s, PostgreSQL %s, synchronous_commit=%s", db.Name, db.ServerVersion, db.SynchronousCommit)

@@ -152,7 +152,7 @@ func sampleReport() *Report {
 		ServiceURL:  "http://127.0.0.1:4000",
 		Started:     true,
 		Persistence: "durable",
-		Host:        hostReport{CPUs: 2, MemoryBytes: 4 << 30, LoadAvgBefore: 0.5, LoadAvgAfter: 1.25},
+		Host:        hostReport{CPUs: 2, MemoryBytes: 4 << 30, LoadAvgBefore: 0.5, LoadAvgAfter: 1.25, ToolCPUCores: 0.3},
 		Database: &databaseReport{
 			databaseFacts: databaseFacts{Name: "scratch", ServerVersion: "15.20", SynchronousCommit: "on"},
 			Commits:       9000, Sagas: 1200,
@@ -237,7 +237,7 @@ func TestWriteTable(t *testing.T) {
 	for _, want := range []string{
 		"2 steps, c=16, 10s (warmup 2s), stub latency 0s, step 2 refuses 50% of sagas",
 		"http://127.0.0.1:4000 (started, pid 99), persistence durable",
-		"2 CPUs, 4.0 GiB, load average 0.50 before, 1.25 after",
+		"2 CPUs, 4.0 GiB, load average 0.50 before, 1.25 after; this tool used 0.30 cores",
 		"scratch, PostgreSQL 15.20, synchronous_commit=on",
 		"1000 in 10.00s: 100.0/s",
 		"  Completed         500 (50.0/s)",

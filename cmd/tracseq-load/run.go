@@ -145,10 +145,12 @@ func runLoad(ctx context.Context, cfg Config, stderr io.Writer) (rep *Report, er
 			return nil, err
 		}
 	}
+	self0 := selfCPU()
 	m, err := d.runPhase(ctx, "load", cfg.Duration, int64(cfg.Sagas))
 	if err != nil {
 		return nil, err
 	}
+	selfUsed := selfCPU() - self0
 	if svc != nil {
 		if use1, err = readProcUsage(svc.pid()); err != nil {
 			return nil, err
@@ -163,6 +165,7 @@ func runLoad(ctx context.Context, cfg Config, stderr io.Writer) (rep *Report, er
 		Compensations: calls1.Compensations - calls0.Compensations,
 	}
 	rep.fillOutcomes(m)
+	rep.Host.ToolCPUCores = selfUsed.Seconds() / max(rep.Seconds, 1e-9)
 
 	if svc != nil {
 		rep.fillService(svc.pid(), use0, use1)

@@ -2,7 +2,13 @@
 
 package main
 
-import "syscall"
+import (
+	"syscall"
+	"time"
+)
 
 // childProcAttr has nothing to add outside Linux.
 func childProcAttr() *syscall.SysProcAttr { return nil }
+
+// selfCPU is not measured outside Linux.
+func selfCPU() time.Duration { return 0 }
