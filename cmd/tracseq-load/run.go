@@ -14,8 +14,13 @@ import (
 	"github.com/tracseq/transaction-service/httpapi"
 )
 
-// readyCheckTimeout bounds the readiness check of a running service.
-const readyCheckTimeout = 10 * time.Second
+const (
+	// readyCheckTimeout bounds the readiness check of a running service.
+	readyCheckTimeout = 10 * time.Second
+	// pgStatIdleInterval is PGSTAT_IDLE_INTERVAL: the longest an idle
+	// backend keeps its transaction counts before publishing them.
+	pgStatIdleInterval = 10 * time.Second
+)
 
 // errNotAsPlanned is returned after the report when the run had errors,
 // unexpected end states or failed verifications.
@@ -183,6 +188,9 @@ func runLoad(ctx context.Context, cfg Config, stderr io.Writer) (rep *Report, er
 		commits1, err := readCommitCount(ctx, cfg.DatabaseURL)
 		if err != nil {
 			return nil, err
+		}
+		if cfg.StatsWait < pgStatIdleInterval {
+			rep.Notes = append(rep.Notes, fmt.Sprintf("--stats-wait %s is shorter than PostgreSQL's %s idle flush interval: commits per saga may be undercounted", cfg.StatsWait, pgStatIdleInterval))
 		}
 		db := &databaseReport{databaseFacts: facts, Commits: commits1 - commits0, Sagas: accepted}
 		if accepted > 0 {
