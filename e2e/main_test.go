@@ -34,7 +34,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binPath = filepath.Join(dir, "tracseq-tx")
-	build := exec.Command("go", "build", "-o", binPath, "./cmd/tracseq-tx")
+	args := []string{"build", "-o", binPath}
+	if raceBuild {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "./cmd/tracseq-tx")...)
 	build.Dir = ".." // the module root
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: build tracseq-tx: %v\n%s", err, out)
@@ -56,8 +60,10 @@ const (
 	// leaseSecondsDefault is the LEASE_SECONDS of the test instances: short,
 	// so that a dead instance's sagas are taken over quickly.
 	leaseSecondsDefault = 2
-	// logTail is how much of an instance's log a failed test shows.
-	logTail = 8 << 10
+	// A failed test shows at most logLinesMax lines of each part of an
+	// instance's log (logTail), each clipped to logLineMax bytes.
+	logLinesMax = 40
+	logLineMax  = 400
 )
 
 // instanceConfig is the environment of one service instance. Zero fields
@@ -159,8 +165,11 @@ func startInstance(t *testing.T, cfg instanceConfig) *instance {
 	}()
 	t.Cleanup(func() {
 		in.kill(t)
+		if strings.Contains(in.logText(), "WARNING: DATA RACE") {
+			t.Errorf("instance %s (built with -race) reported a data race", in.id)
+		}
 		if t.Failed() {
-			t.Logf("log of instance %s (tail):\n%s", in.id, in.logTail())
+			t.Logf("log of instance %s:\n%s", in.id, in.logTail())
 		}
 	})
 
@@ -265,11 +274,33 @@ func (in *instance) logText() string {
 	return string(b)
 }
 
-// logTail returns the end of the instance's log.
+// logTail returns what a failed test shows of the instance's log: its
+// warnings, errors and other output that is not a JSON log record (a
+// panic, a race report), then its last lines.
 func (in *instance) logTail() string {
-	s := in.logText()
-	if len(s) > logTail {
-		s = "…" + s[len(s)-logTail:]
+	lines := strings.Split(strings.TrimRight(in.logText(), "\n"), "\n")
+	clip := func(l string) string {
+		if len(l) > logLineMax {
+			return l[:logLineMax] + "…"
+		}
+		return l
 	}
-	return s
+	var b strings.Builder
+	b.WriteString("  warnings, errors and other output:\n")
+	shown := 0
+	for _, l := range lines {
+		if strings.HasPrefix(l, "{") && !strings.Contains(l, `"level":"WARN"`) && !strings.Contains(l, `"level":"ERROR"`) {
+			continue
+		}
+		if shown++; shown > logLinesMax {
+			b.WriteString("  …\n")
+			break
+		}
+		b.WriteString("  " + clip(l) + "\n")
+	}
+	b.WriteString("  last lines:\n")
+	for _, l := range lines[max(0, len(lines)-logLinesMax):] {
+		b.WriteString("  " + clip(l) + "\n")
+	}
+	return b.String()
 }
