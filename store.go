@@ -61,7 +61,9 @@ type Store interface {
 
 	// RenewLeases extends to now() + leaseFor the leases that owner holds
 	// live on the given sagas, and returns the ids it renewed. A saga whose
-	// lease was lost is absent from the answer.
+	// lease was lost is absent from the answer. A saga that a concurrent
+	// Apply is writing at that moment may be reported renewed without being
+	// extended: that Apply extends the lease itself, or reports it lost.
 	RenewLeases(ctx context.Context, owner string, leases map[ID]int64, leaseFor time.Duration) ([]ID, error)
 
 	// RequestControl records an operator action on the saga and makes the

@@ -99,7 +99,7 @@ func (s *Store) RenewLeases(ctx context.Context, owner string, leases map[saga.I
 		epochs = append(epochs, epoch)
 	}
 	err = retry(ctx, func(ctx context.Context) error {
-		rows, err := s.pool.Query(ctx, sqlRenewLeases, owner, max(micros(leaseFor), 1), ids, epochs)
+		rows, err := s.pool.Query(ctx, sqlRenewLeases, owner, ids, epochs, max(micros(leaseFor), 1))
 		if err != nil {
 			return err
 		}

@@ -262,3 +262,76 @@ func TestOpenErrors(t *testing.T) {
 		}
 	})
 }
+
+// A lease renewal never waits for a row another transaction is writing:
+// it skips it and reports it renewed (the writer's own Apply extends the
+// lease). Waiting would deadlock with group commits that lock the same rows
+// in another order.
+func TestRenewLeasesSkipsRowsBeingWritten(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	url := pgtest.NewDatabase(t)
+	store := openMigrated(t, postgres.Config{URL: url})
+	const lease = time.Minute
+	busy, _, err := store.CreateSaga(ctx, saga.NewSaga{Saga: storetest.NewTestSaga("me", 1), LeaseFor: lease})
+	if err != nil {
+		t.Fatal(err)
+	}
+	free, _, err := store.CreateSaga(ctx, saga.NewSaga{Saga: storetest.NewTestSaga("me", 1), LeaseFor: lease})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Hold busy's row lock in an open transaction, as a group commit does.
+	tx, err := store.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM sagas WHERE id = $1 FOR UPDATE`, busy.ID); err != nil {
+		t.Fatal(err)
+	}
+	var before time.Time
+	if err := store.Pool().QueryRow(ctx, `SELECT lease_expires_at FROM sagas WHERE id = $1`, busy.ID).Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+
+	// A renewal that waited for the lock would run into this deadline.
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	renewed, err := store.RenewLeases(rctx, "me", map[saga.ID]int64{busy.ID: 1, free.ID: 1}, 2*lease)
+	if err != nil {
+		t.Fatalf("RenewLeases with a locked row: %v", err)
+	}
+	got := map[saga.ID]bool{}
+	for _, id := range renewed {
+		got[id] = true
+	}
+	if !got[busy.ID] || !got[free.ID] || len(renewed) != 2 {
+		t.Fatalf("renewed %v, want both %s (locked) and %s", renewed, busy.ID, free.ID)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// The free row was extended; the locked one was left to its writer.
+	var busyExp, freeExp time.Time
+	if err := store.Pool().QueryRow(ctx, `SELECT lease_expires_at FROM sagas WHERE id = $1`, busy.ID).Scan(&busyExp); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Pool().QueryRow(ctx, `SELECT lease_expires_at FROM sagas WHERE id = $1`, free.ID).Scan(&freeExp); err != nil {
+		t.Fatal(err)
+	}
+	if !busyExp.Equal(before) {
+		t.Errorf("locked row's lease moved from %v to %v", before, busyExp)
+	}
+	if !freeExp.After(before.Add(lease / 2)) {
+		t.Errorf("free row's lease %v was not extended by about %v", freeExp, 2*lease)
+	}
+
+	// A lost lease (wrong epoch) is still reported lost.
+	renewed, err = store.RenewLeases(ctx, "me", map[saga.ID]int64{free.ID: 7}, lease)
+	if err != nil || len(renewed) != 0 {
+		t.Fatalf("renewal at a stale epoch = %v, %v; want none", renewed, err)
+	}
+}

@@ -248,13 +248,30 @@ UPDATE sagas AS s SET
 WHERE s.id = ANY (ARRAY(SELECT id FROM runnable))
 RETURNING ` + sagaColumns
 
-// sqlRenewLeases extends the live leases $1 holds on the sagas $3 at the
-// epochs $4 to now() + $2 µs.
+// sqlRenewLeases extends the live leases $1 holds on the sagas $2 at the
+// epochs $3 to now() + $4 µs. Rows another transaction is writing are
+// skipped, not waited for: that write is the holder's own transition, which
+// extends the lease itself (or finds it lost). Waiting instead would let the
+// renewal and a group commit lock the same rows in opposite orders, and
+// each such deadlock costs deadlock_timeout. Skipped rows whose lease is
+// live in the statement's snapshot are reported as renewed.
 const sqlRenewLeases = `
-UPDATE sagas AS s SET lease_expires_at = now() + $2::bigint * interval '1 microsecond'
-FROM unnest($3::uuid[], $4::bigint[]) AS l(id, epoch)
-WHERE s.id = ANY ($3::uuid[]) AND s.id = l.id AND s.owner_id = $1 AND s.lease_epoch = l.epoch AND s.lease_expires_at > now()
-RETURNING s.id`
+WITH held AS (
+	SELECT s.id FROM sagas AS s
+	JOIN unnest($2::uuid[], $3::bigint[]) AS l(id, epoch) ON s.id = l.id
+	WHERE s.owner_id = $1 AND s.lease_epoch = l.epoch AND s.lease_expires_at > now()
+), locked AS (
+	SELECT s.id FROM sagas AS s WHERE s.id IN (SELECT id FROM held)
+	FOR UPDATE SKIP LOCKED
+), renewed AS (
+	UPDATE sagas AS s SET lease_expires_at = now() + $4::bigint * interval '1 microsecond'
+	FROM locked JOIN unnest($2::uuid[], $3::bigint[]) AS l(id, epoch) ON l.id = locked.id
+	WHERE s.id = locked.id AND s.owner_id = $1 AND s.lease_epoch = l.epoch AND s.lease_expires_at > now()
+	RETURNING s.id
+)
+SELECT id FROM renewed
+UNION ALL
+SELECT id FROM held WHERE id NOT IN (SELECT id FROM locked)`
 
 // sqlRequestControl records operator action $2 on saga $1 when its status
 // is one of $3, and makes the saga runnable at once.
