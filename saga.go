@@ -108,18 +108,21 @@ const (
 	EventCompensationCompleted EventType = "CompensationCompleted"
 	EventCompensationFailed    EventType = "CompensationFailed"
 	EventCompensationRetrying  EventType = "CompensationRetrying"
-	EventSagaCompleted         EventType = "SagaCompleted"
-	EventSagaCompensating      EventType = "SagaCompensating"
-	EventSagaCompensated       EventType = "SagaCompensated"
-	EventSagaPaused            EventType = "SagaPaused"
-	EventSagaResumed           EventType = "SagaResumed"
-	EventSagaCancelled         EventType = "SagaCancelled"
-	EventSagaTimedOut          EventType = "SagaTimedOut"
-	EventSagaFailed            EventType = "SagaFailed"
-	EventSagaRetried           EventType = "SagaRetried"
-	EventControlRequested      EventType = "ControlRequested"
-	EventLeaseTaken            EventType = "LeaseTaken"
-	EventSagaRecovered         EventType = "SagaRecovered"
+	// EventCallWithdrawn: a call written as started did not go out after
+	// all (a pause, cancel or deadline came first, or the instance stopped).
+	EventCallWithdrawn    EventType = "CallWithdrawn"
+	EventSagaCompleted    EventType = "SagaCompleted"
+	EventSagaCompensating EventType = "SagaCompensating"
+	EventSagaCompensated  EventType = "SagaCompensated"
+	EventSagaPaused       EventType = "SagaPaused"
+	EventSagaResumed      EventType = "SagaResumed"
+	EventSagaCancelled    EventType = "SagaCancelled"
+	EventSagaTimedOut     EventType = "SagaTimedOut"
+	EventSagaFailed       EventType = "SagaFailed"
+	EventSagaRetried      EventType = "SagaRetried"
+	EventControlRequested EventType = "ControlRequested"
+	EventLeaseTaken       EventType = "LeaseTaken"
+	EventSagaRecovered    EventType = "SagaRecovered"
 )
 
 // Event is one entry of a saga's audit trail. Stores assign ID (when zero),

@@ -145,10 +145,10 @@ var endEvent = map[saga.SagaStatus]saga.EventType{
 //   - steps start in order, each only once its predecessor completed; each
 //     outcome of a step (StepCompleted, StepFailed, StepRetrying) follows
 //     its StepStarted; each start counts the attempts on by one;
-//   - a step is started again without an outcome only after a takeover:
-//     with the next attempt after SagaRecovered (the call was in flight
-//     when its owner died), or with the same attempt when the previous
-//     owner held the call back (it was stopping) and withdrew the start;
+//   - a step is started again without an outcome only with the next
+//     attempt after SagaRecovered (the call was in flight when its owner
+//     died), or with the same attempt after CallWithdrawn (the owner held
+//     the call back: it was stopping, or a pause or deadline came first);
 //   - compensation starts after SagaCompensating, runs in reverse step
 //     order, each CompensationCompleted after its CompensationStarted,
 //     under the same rules of attempts;
@@ -188,7 +188,7 @@ func checkTrail(d detail, want saga.SagaStatus) []string {
 	var (
 		open         = make([]bool, n) // a call of the step is in progress
 		recovered    = make([]bool, n) // SagaRecovered since its last start
-		handedOver   = make([]bool, n) // LeaseTaken since its last start
+		withdrawn    = make([]bool, n) // CallWithdrawn since its last start
 		attempt      = make([]int, n)  // of the last StepStarted
 		completed    = make([]int, n)  // StepCompleted count
 		failed       = make([]int, n)
@@ -200,19 +200,19 @@ func checkTrail(d detail, want saga.SagaStatus) []string {
 		lastComp     = n // the step of the latest compensation started
 	)
 	// restart checks the attempt of a start: the next one, or the same one
-	// when a takeover followed a start that was withdrawn.
+	// when the previous start was withdrawn.
 	restart := func(i, step, a, last int, inProgress bool) {
 		switch {
+		case withdrawn[step]:
+			if a != last {
+				bad("event %d: step %d started again with attempt %d; the withdrawn start had attempt %d", i, step, a, last)
+			}
 		case !inProgress || recovered[step]:
 			if a != last+1 {
 				bad("event %d: step %d started with attempt %d after attempt %d", i, step, a, last)
 			}
-		case handedOver[step]:
-			if a != last {
-				bad("event %d: step %d started again with attempt %d after a takeover; the withdrawn start had attempt %d", i, step, a, last)
-			}
 		default:
-			bad("event %d: step %d started again without an outcome or a takeover", i, step)
+			bad("event %d: step %d started again without an outcome, a recovery or a withdrawal", i, step)
 		}
 	}
 	for i, e := range evs {
@@ -250,11 +250,15 @@ func checkTrail(d detail, want saga.SagaStatus) []string {
 					bad("event %d: step %d started before step %d completed", i, step, k)
 				}
 			}
-			open[step], recovered[step], handedOver[step], attempt[step] = true, false, false, a
-		case saga.EventLeaseTaken:
-			for k := range n {
-				handedOver[k] = handedOver[k] || open[k] || compOpen[k]
+			open[step], recovered[step], withdrawn[step], attempt[step] = true, false, false, a
+		case saga.EventCallWithdrawn:
+			if !needStep() {
+				continue
 			}
+			if !open[step] && !compOpen[step] {
+				bad("event %d: withdrawal of step %d with no call started", i, step)
+			}
+			open[step], compOpen[step], withdrawn[step] = false, false, true
 		case saga.EventSagaRecovered:
 			if !needStep() {
 				continue
@@ -303,7 +307,7 @@ func checkTrail(d detail, want saga.SagaStatus) []string {
 				}
 			}
 			lastComp = step
-			compOpen[step], recovered[step], handedOver[step], compAttempt[step] = true, false, false, a
+			compOpen[step], recovered[step], withdrawn[step], compAttempt[step] = true, false, false, a
 		case saga.EventCompensationCompleted, saga.EventCompensationFailed, saga.EventCompensationRetrying:
 			if !needStep() {
 				continue
@@ -394,23 +398,15 @@ func eventAttempt(e httpapi.EventJSON) int {
 	return data.Attempt
 }
 
-// withdrawnStarts counts the starts of a call that a later start repeats
-// with the same attempt: the instance that wrote the first one held the
-// call back and withdrew the start (a graceful stop).
+// withdrawnStarts counts the calls written as started and then withdrawn
+// (CallWithdrawn): the instance held them back, at a graceful stop say.
 func withdrawnStarts(details map[string]detail) int {
 	n := 0
 	for _, d := range details {
-		last := make(map[string]int)
 		for _, e := range d.events {
-			if (e.Type != saga.EventStepStarted && e.Type != saga.EventCompensationStarted) || e.StepIndex == nil {
-				continue
-			}
-			k := fmt.Sprintf("%s/%d", e.Type, *e.StepIndex)
-			a := eventAttempt(e)
-			if last[k] == a {
+			if e.Type == saga.EventCallWithdrawn {
 				n++
 			}
-			last[k] = a
 		}
 	}
 	return n

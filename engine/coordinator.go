@@ -50,7 +50,10 @@ type Coordinator struct {
 	renewWG     sync.WaitGroup // lease renewer
 }
 
-type waiter struct{ ch chan struct{} }
+type waiter struct {
+	ch    chan struct{}
+	final *saga.Saga // the ended saga as stored, when its runner knows it exactly
+}
 
 // New returns a Coordinator on store. It returns an error naming the
 // configuration field at fault.
@@ -310,7 +313,11 @@ func (c *Coordinator) finish(r *runner) {
 	delete(c.waiters, r.id)
 	n := len(c.runners)
 	c.mu.Unlock()
+	final := r.finalSaga()
 	for w := range ws {
+		if final != nil {
+			w.final = cloneSaga(final)
+		}
 		close(w.ch)
 	}
 	<-c.slots
@@ -516,6 +523,12 @@ func (c *Coordinator) Wait(ctx context.Context, id saga.ID) (*saga.Saga, error) 
 		timer := time.NewTimer(waitPollInterval)
 		select {
 		case <-w.ch:
+			if w.final != nil {
+				// The runner ended the saga here and knows it exactly as
+				// stored: no need to read it back.
+				timer.Stop()
+				return w.final, nil
+			}
 		case <-timer.C:
 		case <-ctx.Done():
 		}

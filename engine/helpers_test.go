@@ -324,7 +324,35 @@ func wait(t testing.TB, c *engine.Coordinator, id saga.ID) *saga.Saga {
 	if !s.Status.Terminal() {
 		t.Fatalf("saga %s still %s after 20 s", id, s.Status)
 	}
+	// Wait may answer from the runner's copy instead of reading the saga
+	// back: that copy must be the stored saga, field for field.
+	stored, err := c.Get(ctx, id)
+	if err != nil {
+		t.Fatalf("get saga after wait: %v", err)
+	}
+	if got, want := normalized(t, s), normalized(t, stored); got != want {
+		t.Fatalf("Wait answered a saga that differs from the stored one:\nwait:   %s\nstored: %s", got, want)
+	}
 	return s
+}
+
+// normalized renders a saga as canonical JSON: raw JSON fields are
+// re-encoded, so PostgreSQL's jsonb formatting does not count as a difference.
+func normalized(t testing.TB, s *saga.Saga) string {
+	t.Helper()
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatalf("marshal saga: %v", err)
+	}
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatalf("unmarshal saga: %v", err)
+	}
+	b, err = json.Marshal(v)
+	if err != nil {
+		t.Fatalf("marshal saga: %v", err)
+	}
+	return string(b)
 }
 
 // eventually polls cond until it holds, failing the test after 20 s.

@@ -48,6 +48,9 @@ type runner struct {
 	flagsKnown       bool
 	dbNow            time.Time // the store's clock at the last write
 	dbNowAt          time.Duration
+	// stampsExact is true while every write's times came from the store,
+	// so s matches the stored saga (see stamp).
+	stampsExact bool
 	// retryAt is when the current Retrying call is due (Coordinator.now);
 	// zero when unknown (claimed: due now).
 	retryAt time.Duration
@@ -64,17 +67,18 @@ type call struct {
 func newRunner(c *Coordinator, s *saga.Saga, claimed bool) *runner {
 	ctx, cancel := context.WithCancel(c.runCtx)
 	r := &runner{
-		c:       c,
-		id:      s.ID,
-		lease:   s.Lease(),
-		log:     c.log.With("saga_id", s.ID.String(), "saga_name", s.Name),
-		ctx:     ctx,
-		cancel:  cancel,
-		poke:    make(chan struct{}, 1),
-		s:       s,
-		claimed: claimed,
-		dbNow:   s.UpdatedAt,
-		dbNowAt: c.now(),
+		c:           c,
+		id:          s.ID,
+		lease:       s.Lease(),
+		log:         c.log.With("saga_id", s.ID.String(), "saga_name", s.Name),
+		ctx:         ctx,
+		cancel:      cancel,
+		poke:        make(chan struct{}, 1),
+		s:           s,
+		claimed:     claimed,
+		dbNow:       s.UpdatedAt,
+		dbNowAt:     c.now(),
+		stampsExact: true,
 	}
 	if r.dbNow.IsZero() {
 		r.dbNow = s.CreatedAt
@@ -232,18 +236,35 @@ func (r *runner) run() {
 // all: the store reported an operator request or a passed deadline that
 // comes first, or the coordinator is stopping.
 func (r *runner) mustHold(c *call) bool {
-	if r.c.isStopping() {
-		return true
+	return r.holdReason(c) != ""
+}
+
+// holdReason says why a call written as started must not go out, or "".
+func (r *runner) holdReason(c *call) string {
+	switch {
+	case r.c.isStopping():
+		return "instance stopping"
+	case c.Kind == participant.KindCompensation:
+		return ""
+	case r.ctrl == saga.ControlPause:
+		return "pause requested"
+	case r.ctrl == saga.ControlCancel:
+		return "cancel requested"
+	case r.deadlinePassed():
+		return "deadline passed"
 	}
-	if c.Kind == participant.KindCompensation {
-		return false
-	}
-	return r.ctrl == saga.ControlPause || r.ctrl == saga.ControlCancel || r.deadlinePassed()
+	return ""
 }
 
 // unstart undoes the start of a call that was held back: its row returns
 // to what it was before.
 func (r *runner) unstart(c *call) {
+	// The trail says the start was withdrawn, so that a StepStarted (or
+	// CompensationStarted) without an outcome never reads as a call that
+	// may have been made.
+	r.addEvent(saga.EventCallWithdrawn, intPtr(c.StepIndex), map[string]any{
+		"kind": c.Kind, "attempt": c.Attempt, "reason": r.holdReason(c),
+	})
 	if c.Kind == participant.KindAction {
 		st := c.prevStep
 		st.Input = r.s.Steps[c.StepIndex].Input
@@ -290,10 +311,83 @@ func (r *runner) flush() bool {
 		r.dbNow = applied.Now
 		r.dbNowAt = r.c.now()
 	}
-	if t.Started && r.s.StartedAt == nil {
-		r.s.StartedAt = &r.dbNow
-	}
+	r.stamp(t, applied)
 	return !t.Release
+}
+
+// stamp brings the runner's copy of the saga to what the store now holds
+// after t was applied: the times the store set from its clock, the lease,
+// the next-run time and the event sequence. With it, the saga a runner ends
+// with is the stored one, and Wait can answer without reading it back.
+func (r *runner) stamp(t saga.Transition, applied saga.Applied) {
+	now := applied.Now
+	if now.IsZero() {
+		// A store that does not report its clock: the copy's times are
+		// estimates, and finalSaga will not be used.
+		r.stampsExact = false
+		now = r.estimatedDBNow()
+	}
+	at := func() *time.Time { v := now; return &v }
+	s := r.s
+	s.UpdatedAt = now
+	if t.Started && s.StartedAt == nil {
+		s.StartedAt = at()
+	}
+	if t.Ended {
+		s.CompletedAt = at()
+	}
+	if t.Status != "" {
+		s.Status = t.Status
+	}
+	if t.ClearControl {
+		s.Control = saga.ControlNone
+	}
+	s.Control = applied.Control
+	s.EventSeq = applied.EventSeq
+	if t.Release {
+		s.OwnerID, s.LeaseExpiresAt = "", nil
+	} else if !applied.LeaseExpiresAt.IsZero() {
+		s.LeaseExpiresAt = new(applied.LeaseExpiresAt)
+	}
+	switch t.Wake.Kind {
+	case saga.WakeNever:
+		s.NextRunAt = nil
+	case saga.WakeAfter:
+		s.NextRunAt = new(now.Add(t.Wake.After))
+	case saga.WakeAt:
+		s.NextRunAt = new(t.Wake.At)
+	}
+	for _, u := range t.Steps {
+		st := &s.Steps[u.Index]
+		if u.Start && st.StartedAt == nil {
+			st.StartedAt = at()
+		}
+		if u.End {
+			st.CompletedAt = at()
+		}
+	}
+	for _, u := range t.Compensations {
+		c := s.Steps[u.StepIndex].Compensation
+		if c == nil {
+			continue
+		}
+		if u.Start && c.StartedAt == nil {
+			c.StartedAt = at()
+		}
+		if u.End {
+			c.CompletedAt = at()
+		}
+	}
+}
+
+// finalSaga returns a copy of the saga as the store holds it after the
+// runner's last write, or nil when that is not known exactly (the lease
+// was lost, a write failed, or the store does not report its clock).
+func (r *runner) finalSaga() *saga.Saga {
+	if !r.stampsExact || r.lost.Load() || !r.s.Status.Terminal() {
+		return nil
+	}
+	return cloneSaga(r.s)
 }
 
 // apply writes t, retrying store errors other than a lost lease with
