@@ -281,4 +281,3 @@ func value(families map[string]*familyValues, name string, want map[string]strin
 	}
 	return sum
 }
-
