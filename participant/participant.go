@@ -143,19 +143,6 @@ func New(cfg Config) *Client {
 	}
 }
 
-// callBody is the JSON body of a call.
-type callBody struct {
-	SagaID        saga.ID                    `json:"saga_id"`
-	TransactionID saga.ID                    `json:"transaction_id"`
-	Step          string                     `json:"step"`
-	StepIndex     int                        `json:"step_index"`
-	Kind          Kind                       `json:"kind"`
-	Attempt       int                        `json:"attempt"`
-	Input         json.RawMessage            `json:"input"`
-	Context       json.RawMessage            `json:"context"`
-	Outputs       map[string]json.RawMessage `json:"outputs"`
-}
-
 var jsonNull = json.RawMessage("null")
 
 // nullIfEmpty returns raw, or JSON null when raw is empty.
@@ -222,21 +209,7 @@ func (c *Client) invoke(ctx context.Context, call Call) Result {
 func (c *Client) newRequest(ctx context.Context, call Call) (*http.Request, error) {
 	var body io.Reader
 	if call.Request.Method != http.MethodGet {
-		outputs := call.Outputs
-		if outputs == nil {
-			outputs = map[string]json.RawMessage{}
-		}
-		b, err := json.Marshal(callBody{
-			SagaID:        call.SagaID,
-			TransactionID: call.TransactionID,
-			Step:          call.StepName,
-			StepIndex:     call.StepIndex,
-			Kind:          call.Kind,
-			Attempt:       call.Attempt,
-			Input:         nullIfEmpty(call.Request.Body),
-			Context:       nullIfEmpty(call.Context),
-			Outputs:       outputs,
-		})
+		b, err := appendCallBody(nil, call)
 		if err != nil {
 			return nil, fmt.Errorf("encode call body: %w", err)
 		}
@@ -249,13 +222,16 @@ func (c *Client) newRequest(ctx context.Context, call Call) (*http.Request, erro
 	for name, value := range call.Request.Headers {
 		req.Header.Set(name, value)
 	}
-	req.Header.Set("Idempotency-Key", call.IdempotencyKey())
-	req.Header.Set("X-Saga-Id", call.SagaID.String())
-	req.Header.Set("X-Transaction-Id", call.TransactionID.String())
-	req.Header.Set("X-Saga-Step", strconv.Itoa(call.StepIndex))
-	req.Header.Set("Accept", "application/json")
+	// The keys are canonical already: assigned without Set's rewriting.
+	h := req.Header
+	sagaID := call.SagaID.String()
+	h["Idempotency-Key"] = []string{sagaID + ":" + strconv.Itoa(call.StepIndex) + ":" + string(call.Kind)}
+	h["X-Saga-Id"] = []string{sagaID}
+	h["X-Transaction-Id"] = []string{call.TransactionID.String()}
+	h["X-Saga-Step"] = []string{strconv.Itoa(call.StepIndex)}
+	h["Accept"] = acceptJSON
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		h["Content-Type"] = contentTypeJSON
 	}
 	return req, nil
 }
