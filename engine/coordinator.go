@@ -221,8 +221,11 @@ func (c *Coordinator) Submit(ctx context.Context, def saga.Definition) (*saga.Sa
 	}
 	s := newSaga(def)
 	fast := c.reserve(1) == 1
-	var events []saga.Event
-	events = append(events, c.event(saga.EventSagaCreated, nil, map[string]any{"name": s.Name, "total_steps": s.TotalSteps}))
+	data := newObject(48 + len(s.Name))
+	data.str("name", s.Name)
+	data.int("total_steps", int64(s.TotalSteps))
+	events := make([]saga.Event, 1, 3)
+	events[0] = c.eventJSON(saga.EventSagaCreated, nil, data.done())
 	leaseFor := time.Duration(0)
 	if fast {
 		s.Status = saga.SagaStatusExecuting
@@ -232,7 +235,7 @@ func (c *Coordinator) Submit(ctx context.Context, def saga.Definition) (*saga.Sa
 		leaseFor = c.cfg.LeaseDuration
 		events = append(events,
 			c.event(saga.EventSagaStarted, nil, nil),
-			c.event(saga.EventStepStarted, intPtr(0), map[string]any{"attempt": 1, "kind": "action"}))
+			c.eventJSON(saga.EventStepStarted, intPtr(0), startedData(1, "action")))
 	}
 	created, existed, err := c.store.CreateSaga(ctx, saga.NewSaga{Saga: s, Events: events, LeaseFor: leaseFor})
 	if err != nil || existed {
@@ -314,9 +317,15 @@ func (c *Coordinator) finish(r *runner) {
 	n := len(c.runners)
 	c.mu.Unlock()
 	final := r.finalSaga()
+	first := true
 	for w := range ws {
 		if final != nil {
-			w.final = cloneSaga(final)
+			// finalSaga made a copy already: the first waiter takes it.
+			w.final = final
+			if !first {
+				w.final = cloneSaga(final)
+			}
+			first = false
 		}
 		close(w.ch)
 	}
@@ -633,14 +642,28 @@ func (c *Coordinator) now() time.Duration { return time.Since(c.base) }
 
 // event builds an event written by this instance.
 func (c *Coordinator) event(t saga.EventType, stepIndex *int, data map[string]any) saga.Event {
-	e := saga.Event{Type: t, StepIndex: stepIndex, InstanceID: c.cfg.InstanceID}
+	var raw json.RawMessage
 	if len(data) > 0 {
 		b, err := json.Marshal(data)
 		if err == nil {
-			e.Data = b
+			raw = b
 		}
 	}
-	return e
+	return c.eventJSON(t, stepIndex, raw)
+}
+
+// eventJSON builds an event written by this instance whose data is encoded
+// already.
+func (c *Coordinator) eventJSON(t saga.EventType, stepIndex *int, data json.RawMessage) saga.Event {
+	return saga.Event{Type: t, StepIndex: stepIndex, InstanceID: c.cfg.InstanceID, Data: data}
+}
+
+// startedData is the data of a StepStarted or CompensationStarted event.
+func startedData(attempt int, kind string) json.RawMessage {
+	o := newObject(40)
+	o.int("attempt", int64(attempt))
+	o.str("kind", kind)
+	return o.done()
 }
 
 func intPtr(i int) *int { return &i }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,10 +32,12 @@ type runner struct {
 	c      *Coordinator
 	id     saga.ID
 	lease  saga.Lease
-	log    *slog.Logger
 	ctx    context.Context // cancelled when the lease is lost or on a hard stop
 	cancel context.CancelFunc
 	poke   chan struct{} // an operator request arrived
+
+	logOnce sync.Once
+	log     *slog.Logger // with the saga's attributes: built on first use, see logger
 
 	lost      atomic.Bool
 	finishing atomic.Bool  // writing its releasing transition: not renewed
@@ -70,7 +74,6 @@ func newRunner(c *Coordinator, s *saga.Saga, claimed bool) *runner {
 		c:           c,
 		id:          s.ID,
 		lease:       s.Lease(),
-		log:         c.log.With("saga_id", s.ID.String(), "saga_name", s.Name),
 		ctx:         ctx,
 		cancel:      cancel,
 		poke:        make(chan struct{}, 1),
@@ -103,6 +106,21 @@ func newRunner(c *Coordinator, s *saga.Saga, claimed bool) *runner {
 	return r
 }
 
+// logger returns the runner's logger. It is built on first use: most
+// sagas log nothing, and a logger with attributes costs allocations and
+// formatting.
+func (r *runner) logger() *slog.Logger {
+	r.logOnce.Do(func() {
+		r.log = r.c.log.With("saga_id", r.id.String(), "saga_name", r.s.Name)
+	})
+	return r.log
+}
+
+// debugEnabled reports whether debug messages are logged.
+func (r *runner) debugEnabled() bool {
+	return r.c.log.Enabled(context.Background(), slog.LevelDebug)
+}
+
 // extendLease records that the lease was extended at start (the
 // coordinator's clock when the extending write was sent).
 func (r *runner) extendLease(start time.Duration) {
@@ -121,7 +139,7 @@ func (r *runner) loseLease(why string) {
 		return
 	}
 	r.c.obs.LeaseLost()
-	r.log.Warn("saga lease lost: stopping", "reason", why)
+	r.logger().Warn("saga lease lost: stopping", "reason", why)
 	r.cancel()
 }
 
@@ -297,7 +315,7 @@ func (r *runner) flush() bool {
 		case r.ctx.Err() != nil:
 			// Stopped: the lease runs out and another claim continues.
 		default:
-			r.log.Error("write saga transition: giving up the saga until its lease expires", "error", err)
+			r.logger().Error("write saga transition: giving up the saga until its lease expires", "error", err)
 		}
 		return false
 	}
@@ -407,7 +425,7 @@ func (r *runner) apply(t saga.Transition) (saga.Applied, error) {
 		if left < backoff {
 			return applied, err
 		}
-		r.log.Warn("write saga transition: retrying", "error", err, "backoff", backoff)
+		r.logger().Warn("write saga transition: retrying", "error", err, "backoff", backoff)
 		timer := time.NewTimer(backoff)
 		select {
 		case <-timer.C:
@@ -669,7 +687,7 @@ func (r *runner) ignoreControl() {
 	if r.ctrl == saga.ControlNone {
 		return
 	}
-	r.log.Info("operator request no longer allowed: cleared", "action", r.ctrl, "status", r.s.Status)
+	r.logger().Info("operator request no longer allowed: cleared", "action", r.ctrl, "status", r.s.Status)
 	r.addEvent(EventControlIgnored, nil, map[string]any{"action": r.ctrl, "status": r.s.Status})
 	r.tx.clearControl = true
 	r.ctrl = saga.ControlNone
@@ -755,7 +773,7 @@ func (r *runner) beginCompensation(to saga.SagaStatus, reason string) {
 	r.setStatus(saga.SagaStatusCompensating)
 	r.s.CompensateTo = to
 	r.addEvent(saga.EventSagaCompensating, nil, map[string]any{"compensate_to": to, "reason": reason})
-	r.log.Info("saga compensating", "compensate_to", to, "reason", reason)
+	r.logger().Info("saga compensating", "compensate_to", to, "reason", reason)
 }
 
 // retryCompensation carries out an operator's retry of a Failed saga: the
@@ -779,7 +797,7 @@ func (r *runner) retryCompensation() {
 	}
 	r.retryAt = 0
 	r.addEvent(saga.EventSagaRetried, nil, map[string]any{"compensate_to": r.s.CompensateTo})
-	r.log.Info("saga retried by operator")
+	r.logger().Info("saga retried by operator")
 }
 
 // end moves the saga to an end state and releases it.
@@ -812,9 +830,9 @@ func (r *runner) end(status saga.SagaStatus) {
 	age := r.estimatedDBNow().Sub(r.s.CreatedAt)
 	r.c.obs.SagaEnded(r.s.Name, status, max(age, 0))
 	if status == saga.SagaStatusFailed {
-		r.log.Error("saga failed: compensation could not finish; waiting for an operator's retry", "error", r.s.Error)
-	} else {
-		r.log.Debug("saga ended", "status", status)
+		r.logger().Error("saga failed: compensation could not finish; waiting for an operator's retry", "error", r.s.Error)
+	} else if r.debugEnabled() {
+		r.logger().Debug("saga ended", "status", status)
 	}
 }
 
@@ -825,12 +843,12 @@ func (r *runner) startAction(i int) *call {
 	if st.Status == saga.StepStatusExecuting {
 		// A call was in flight when the saga's previous owner let go.
 		r.addEvent(saga.EventSagaRecovered, intPtr(i), map[string]any{"kind": participant.KindAction, "attempt": st.Attempts})
-		r.log.Info("call in flight at recovery: making it again", "step_index", i, "attempt", st.Attempts)
+		r.logger().Info("call in flight at recovery: making it again", "step_index", i, "attempt", st.Attempts)
 	}
 	st.Status = saga.StepStatusExecuting
 	st.Attempts++
 	r.putStep(st, true, false)
-	r.addEvent(saga.EventStepStarted, intPtr(i), map[string]any{"attempt": st.Attempts, "kind": participant.KindAction})
+	r.addEventJSON(saga.EventStepStarted, intPtr(i), startedData(st.Attempts, string(participant.KindAction)))
 	return r.newActionCall(i, prev)
 }
 
@@ -866,12 +884,12 @@ func (r *runner) startCompensation(j int) *call {
 	}
 	if comp.Status == saga.CompensationStatusExecuting {
 		r.addEvent(saga.EventSagaRecovered, intPtr(j), map[string]any{"kind": participant.KindCompensation, "attempt": comp.Attempts})
-		r.log.Info("compensation in flight at recovery: making it again", "step_index", j, "attempt", comp.Attempts)
+		r.logger().Info("compensation in flight at recovery: making it again", "step_index", j, "attempt", comp.Attempts)
 	}
 	comp.Status = saga.CompensationStatusExecuting
 	comp.Attempts++
 	r.putComp(j, comp, true, false)
-	r.addEvent(saga.EventCompensationStarted, intPtr(j), map[string]any{"attempt": comp.Attempts, "kind": participant.KindCompensation})
+	r.addEventJSON(saga.EventCompensationStarted, intPtr(j), startedData(comp.Attempts, string(participant.KindCompensation)))
 
 	def := r.s.Definition.Steps[j]
 	policy := def.Retry.WithDefaults()
@@ -906,18 +924,7 @@ func (r *runner) outputs(upTo int) map[string]json.RawMessage {
 
 // record writes what came of call c and moves the saga on accordingly.
 func (r *runner) record(c *call, res participant.Result) {
-	data := map[string]any{
-		"attempt":     c.Attempt,
-		"kind":        c.Kind,
-		"duration_ms": res.Duration.Milliseconds(),
-	}
-	if res.StatusCode != 0 {
-		data["status_code"] = res.StatusCode
-	}
-	if res.Outcome != participant.OutcomeSuccess {
-		data["error"] = res.Error
-		data["uncertain"] = res.Uncertain
-	}
+	data := outcomeData{c: c, res: &res, backoff: -1}
 	if c.Kind == participant.KindAction {
 		r.recordAction(c, res, data)
 	} else {
@@ -925,21 +932,56 @@ func (r *runner) record(c *call, res participant.Result) {
 	}
 }
 
-func (r *runner) recordAction(c *call, res participant.Result, data map[string]any) {
+// outcomeData is the data of the event recording a call's outcome.
+type outcomeData struct {
+	c       *call
+	res     *participant.Result
+	backoff time.Duration // before the next attempt; < 0: none
+}
+
+// json encodes d with its members in key order: attempt, backoff_ms,
+// duration_ms, error, kind, status_code, uncertain (the last three as
+// they apply).
+func (d outcomeData) json() json.RawMessage {
+	failed := d.res.Outcome != participant.OutcomeSuccess
+	size := 96
+	if failed {
+		size += 32 + len(d.res.Error)
+	}
+	o := newObject(size)
+	o.int("attempt", int64(d.c.Attempt))
+	if d.backoff >= 0 {
+		o.int("backoff_ms", d.backoff.Milliseconds())
+	}
+	o.int("duration_ms", d.res.Duration.Milliseconds())
+	if failed {
+		o.str("error", d.res.Error)
+	}
+	o.str("kind", string(d.c.Kind))
+	if d.res.StatusCode != 0 {
+		o.int("status_code", int64(d.res.StatusCode))
+	}
+	if failed {
+		o.bool("uncertain", d.res.Uncertain)
+	}
+	return o.done()
+}
+
+func (r *runner) recordAction(c *call, res participant.Result, data outcomeData) {
 	i := c.StepIndex
 	st := r.s.Steps[i]
-	log := r.log.With("step_index", i, "step", st.Name, "attempt", c.Attempt)
 	if res.Outcome == participant.OutcomeSuccess {
 		st.Status = saga.StepStatusCompleted
 		st.Output = cmpRaw(res.Output)
 		st.Error = ""
 		st.Uncertain = false
 		r.putStep(st, true, true)
-		r.addEvent(saga.EventStepCompleted, intPtr(i), data)
+		r.addEventJSON(saga.EventStepCompleted, intPtr(i), data.json())
 		r.s.CompletedSteps = r.completedSteps()
 		r.tx.checkpoint = &saga.Checkpoint{StepIndex: i, Context: r.checkpoint()}
 		return
 	}
+	log := r.logger().With("step_index", i, "step", st.Name, "attempt", c.Attempt)
 	timedOut := r.deadlinePassed()
 	if res.Outcome == participant.OutcomeTransient && !timedOut && c.Attempt < c.policy.MaxAttempts {
 		wait := r.backoff(c, res)
@@ -947,8 +989,8 @@ func (r *runner) recordAction(c *call, res participant.Result, data map[string]a
 		st.Error = res.Error
 		st.Uncertain = res.Uncertain
 		r.putStep(st, true, false)
-		data["backoff_ms"] = wait.Milliseconds()
-		r.addEvent(saga.EventStepRetrying, intPtr(i), data)
+		data.backoff = wait
+		r.addEventJSON(saga.EventStepRetrying, intPtr(i), data.json())
 		r.retryAt = r.c.now() + wait
 		r.c.obs.StepRetried(participant.KindAction)
 		log.Debug("step failed: retrying", "error", res.Error, "backoff", wait)
@@ -958,7 +1000,7 @@ func (r *runner) recordAction(c *call, res participant.Result, data map[string]a
 	st.Error = res.Error
 	st.Uncertain = res.Uncertain
 	r.putStep(st, true, true)
-	r.addEvent(saga.EventStepFailed, intPtr(i), data)
+	r.addEventJSON(saga.EventStepFailed, intPtr(i), data.json())
 	switch {
 	case timedOut:
 		log.Info("step failed at the saga deadline", "error", res.Error, "uncertain", res.Uncertain)
@@ -973,25 +1015,25 @@ func (r *runner) recordAction(c *call, res participant.Result, data map[string]a
 	}
 }
 
-func (r *runner) recordCompensation(c *call, res participant.Result, data map[string]any) {
+func (r *runner) recordCompensation(c *call, res participant.Result, data outcomeData) {
 	j := c.StepIndex
 	comp := *r.s.Steps[j].Compensation
-	log := r.log.With("step_index", j, "step", c.StepName, "attempt", c.Attempt)
 	if res.Outcome == participant.OutcomeSuccess {
 		comp.Status = saga.CompensationStatusCompleted
 		comp.Output = cmpRaw(res.Output)
 		comp.Error = ""
 		r.putComp(j, comp, false, true)
-		r.addEvent(saga.EventCompensationCompleted, intPtr(j), data)
+		r.addEventJSON(saga.EventCompensationCompleted, intPtr(j), data.json())
 		return
 	}
+	log := r.logger().With("step_index", j, "step", c.StepName, "attempt", c.Attempt)
 	if res.Outcome == participant.OutcomeTransient && c.Attempt < c.policy.MaxAttempts {
 		wait := r.backoff(c, res)
 		comp.Status = saga.CompensationStatusRetrying
 		comp.Error = res.Error
 		r.putComp(j, comp, false, false)
-		data["backoff_ms"] = wait.Milliseconds()
-		r.addEvent(saga.EventCompensationRetrying, intPtr(j), data)
+		data.backoff = wait
+		r.addEventJSON(saga.EventCompensationRetrying, intPtr(j), data.json())
 		r.retryAt = r.c.now() + wait
 		r.c.obs.StepRetried(participant.KindCompensation)
 		log.Debug("compensation failed: retrying", "error", res.Error, "backoff", wait)
@@ -1000,7 +1042,7 @@ func (r *runner) recordCompensation(c *call, res participant.Result, data map[st
 	comp.Status = saga.CompensationStatusFailed
 	comp.Error = res.Error
 	r.putComp(j, comp, false, true)
-	r.addEvent(saga.EventCompensationFailed, intPtr(j), data)
+	r.addEventJSON(saga.EventCompensationFailed, intPtr(j), data.json())
 	r.s.Error = fmt.Sprintf("compensation of step %q failed: %s", c.StepName, res.Error)
 	r.end(saga.SagaStatusFailed)
 }
@@ -1023,16 +1065,35 @@ func (r *runner) completedSteps() int {
 }
 
 // checkpoint returns the recovery context: the saga context and every
-// output so far.
+// output so far, {"context":…,"outputs":{name: output, …}} with the names
+// sorted.
 func (r *runner) checkpoint() json.RawMessage {
-	b, err := json.Marshal(struct {
-		Context json.RawMessage            `json:"context"`
-		Outputs map[string]json.RawMessage `json:"outputs"`
-	}{cmpRaw(r.s.Context), r.outputs(len(r.s.Steps) - 1)})
-	if err != nil {
-		return json.RawMessage(`{}`)
+	outs := r.outputs(len(r.s.Steps) - 1)
+	names := make([]string, 0, len(outs))
+	size := 32 + len(r.s.Context)
+	for name, out := range outs {
+		names = append(names, name)
+		size += len(name) + len(out) + 4
 	}
-	return b
+	slices.Sort(names)
+	o := newObject(size)
+	o.raw("context", cmpRaw(r.s.Context))
+	o.key("outputs")
+	o.b = append(o.b, '{')
+	for k, name := range names {
+		if k > 0 {
+			o.b = append(o.b, ',')
+		}
+		o.b = appendJSONString(o.b, name)
+		o.b = append(o.b, ':')
+		if out := outs[name]; json.Valid(out) {
+			o.b = appendCompact(o.b, out)
+		} else {
+			o.b = append(o.b, "null"...)
+		}
+	}
+	o.b = append(o.b, '}')
+	return o.done()
 }
 
 // setStatus changes the saga's status in the transition being built.
@@ -1074,6 +1135,10 @@ func (r *runner) putComp(j int, comp saga.Compensation, start, end bool) {
 
 func (r *runner) addEvent(t saga.EventType, stepIndex *int, data map[string]any) {
 	r.tx.events = append(r.tx.events, r.c.event(t, stepIndex, data))
+}
+
+func (r *runner) addEventJSON(t saga.EventType, stepIndex *int, data json.RawMessage) {
+	r.tx.events = append(r.tx.events, r.c.eventJSON(t, stepIndex, data))
 }
 
 // tx is a transition being built by a runner.

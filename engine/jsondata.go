@@ -1,0 +1,98 @@
+package engine
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"unicode/utf8"
+)
+
+// object builds a small JSON object by appending to one buffer, for event
+// data and checkpoints on the hot path (json.Marshal of a map costs a
+// dozen allocations). Members must be added with their keys in sorted
+// order, which is the order json.Marshal gives a map's keys; keys are
+// plain ASCII words written as they are.
+type object struct{ b []byte }
+
+// newObject starts an object with room for size bytes.
+func newObject(size int) object {
+	b := make([]byte, 1, size)
+	b[0] = '{'
+	return object{b: b}
+}
+
+func (o *object) key(k string) {
+	if len(o.b) > 1 {
+		o.b = append(o.b, ',')
+	}
+	o.b = append(o.b, '"')
+	o.b = append(o.b, k...)
+	o.b = append(o.b, '"', ':')
+}
+
+// int adds an integer member.
+func (o *object) int(k string, v int64) {
+	o.key(k)
+	o.b = strconv.AppendInt(o.b, v, 10)
+}
+
+// str adds a string member.
+func (o *object) str(k, v string) {
+	o.key(k)
+	o.b = appendJSONString(o.b, v)
+}
+
+// bool adds a boolean member.
+func (o *object) bool(k string, v bool) {
+	o.key(k)
+	o.b = strconv.AppendBool(o.b, v)
+}
+
+// raw adds a member whose value is JSON already (compacted; empty or
+// invalid as null).
+func (o *object) raw(k string, v json.RawMessage) {
+	o.key(k)
+	if len(v) == 0 || !json.Valid(v) {
+		o.b = append(o.b, "null"...)
+		return
+	}
+	o.b = appendCompact(o.b, v)
+}
+
+// done closes the object and returns it.
+func (o *object) done() json.RawMessage {
+	return append(o.b, '}')
+}
+
+// appendCompact appends valid JSON v without insignificant spaces.
+func appendCompact(dst []byte, v json.RawMessage) []byte {
+	spaced := false
+	for _, c := range v {
+		if c == ' ' || c == '\n' || c == '\t' || c == '\r' {
+			spaced = true
+			break
+		}
+	}
+	if !spaced {
+		return append(dst, v...)
+	}
+	buf := bytes.NewBuffer(dst)
+	if err := json.Compact(buf, v); err != nil {
+		return append(dst, "null"...)
+	}
+	return buf.Bytes()
+}
+
+// appendJSONString appends s as a JSON string: plain ASCII as is, anything
+// else escaped by encoding/json.
+func appendJSONString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always marshals
+			return append(dst, q...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
+}
