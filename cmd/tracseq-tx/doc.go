@@ -8,5 +8,8 @@
 // `pause`, `resume`, `cancel`, `retry`, `stats`, `cleanup`, `submit`).
 // `tracseq-tx help` lists them.
 //
+// The garbage collector's target is GOGC when set, else 400 (see
+// gcPercentDefault); GOMEMLIMIT is honoured as usual.
+//
 // The program lives in Main, which end-to-end tests start in-process.
 package main
