@@ -105,14 +105,14 @@ func (s *stubs) action(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.actions.Add(1)
-	if r.URL.Query().Get(stubRefuseParam) == "1" {
+	if r.URL.RawQuery != "" && r.URL.Query().Get(stubRefuseParam) == "1" {
 		s.refusals.Add(1)
 		writeStubJSON(w, http.StatusBadRequest, map[string]any{
 			"error": "refused by the load stub", "step": r.PathValue("k"),
 		})
 		return
 	}
-	writeStubJSON(w, http.StatusOK, map[string]any{"done": true, "step": r.PathValue("k")})
+	writeStubBody(w, http.StatusOK, appendStepAnswer(make([]byte, 0, 32), `{"done":true,"step":`, r.PathValue("k")))
 }
 
 func (s *stubs) compensate(w http.ResponseWriter, r *http.Request) {
@@ -120,7 +120,7 @@ func (s *stubs) compensate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.compensations.Add(1)
-	writeStubJSON(w, http.StatusOK, map[string]any{"undone": true, "step": r.PathValue("k")})
+	writeStubBody(w, http.StatusOK, appendStepAnswer(make([]byte, 0, 32), `{"step":`, r.PathValue("k"), `,"undone":true`))
 }
 
 // delay waits the configured latency; false when the caller went away.
@@ -139,7 +139,32 @@ func (s *stubs) delay(ctx context.Context) bool {
 }
 
 func writeStubJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
+	b, _ := json.Marshal(v) // the stubs' maps always marshal
+	writeStubBody(w, status, append(b, '\n'))
+}
+
+// stubJSONType is the Content-Type of every stub answer.
+var stubJSONType = []string{"application/json"}
+
+// writeStubBody writes a JSON answer with its length, so that net/http
+// sends it in one write without chunking.
+func writeStubBody(w http.ResponseWriter, status int, body []byte) {
+	h := w.Header()
+	h["Content-Type"] = stubJSONType
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	_, _ = w.Write(body)
+}
+
+// appendStepAnswer appends prefix, step as a JSON string, the rest and the
+// closing brace and newline: what json.Encoder writes for the answer's map
+// (keys in sorted order).
+func appendStepAnswer(dst []byte, prefix, step string, rest ...string) []byte {
+	dst = append(dst, prefix...)
+	q, _ := json.Marshal(step) // a string always marshals
+	dst = append(dst, q...)
+	for _, s := range rest {
+		dst = append(dst, s...)
+	}
+	return append(dst, "}\n"...)
 }
