@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -74,7 +75,7 @@ func (s *Store) CreateSaga(ctx context.Context, c saga.NewSaga) (out *saga.Saga,
 	if id.IsZero() {
 		id = saga.NewID()
 	}
-	args, def, err := createArgs(id, c)
+	args, err := createArgs(id, c)
 	if err != nil {
 		return nil, false, fmt.Errorf("create saga %s: %w", id, err)
 	}
@@ -90,7 +91,7 @@ func (s *Store) CreateSaga(ctx context.Context, c saga.NewSaga) (out *saga.Saga,
 			return nil, false, interpretError(doing, err)
 		}
 		if op.found {
-			return created(in, id, def, c, now.UTC(), utc(deadline), utc(leaseExp)), false, nil
+			return created(in, id, c, now.UTC(), utc(deadline), utc(leaseExp)), false, nil
 		}
 
 		// Nothing inserted: a saga holds the id or the idempotency key.
@@ -126,31 +127,31 @@ func (s *Store) CreateSaga(ctx context.Context, c saga.NewSaga) (out *saga.Saga,
 }
 
 // createArgs validates a new saga and returns the arguments of
-// sqlCreateSaga and the definition as stored.
-func createArgs(id saga.ID, c saga.NewSaga) ([]any, []byte, error) {
+// sqlCreateSaga.
+func createArgs(id saga.ID, c saga.NewSaga) ([]any, error) {
 	in := c.Saga
 	status := cmp.Or(in.Status, saga.SagaStatusCreated)
 	if !status.Valid() {
-		return nil, nil, fmt.Errorf("unknown saga status %q", in.Status)
+		return nil, fmt.Errorf("unknown saga status %q", in.Status)
 	}
 	if in.CompensateTo != "" && !in.CompensateTo.Valid() {
-		return nil, nil, fmt.Errorf("unknown compensate_to status %q", in.CompensateTo)
+		return nil, fmt.Errorf("unknown compensate_to status %q", in.CompensateTo)
 	}
 	if c.LeaseFor > 0 && in.OwnerID == "" {
-		return nil, nil, errors.New("a lease needs an owner id")
+		return nil, errors.New("a lease needs an owner id")
 	}
 	if len(in.Steps) != len(in.Definition.Steps) {
-		return nil, nil, fmt.Errorf("%d step rows for %d definition steps", len(in.Steps), len(in.Definition.Steps))
+		return nil, fmt.Errorf("%d step rows for %d definition steps", len(in.Steps), len(in.Definition.Steps))
 	}
 	def, err := json.Marshal(in.Definition)
 	if err != nil {
-		return nil, nil, fmt.Errorf("encode definition: %w", err)
+		return nil, fmt.Errorf("encode definition: %w", err)
 	}
 	steps := make([]newStepJSON, len(in.Steps))
 	for i, st := range in.Steps {
 		stStatus := cmp.Or(st.Status, saga.StepStatusPending)
 		if !stStatus.Valid() {
-			return nil, nil, fmt.Errorf("step %d: unknown step status %q", i, st.Status)
+			return nil, fmt.Errorf("step %d: unknown step status %q", i, st.Status)
 		}
 		steps[i] = newStepJSON{
 			ID: saga.NewID(), Name: st.Name, Index: i, Status: stStatus,
@@ -161,11 +162,11 @@ func createArgs(id saga.ID, c saga.NewSaga) ([]any, []byte, error) {
 	}
 	stepsJSON, err := json.Marshal(steps)
 	if err != nil {
-		return nil, nil, fmt.Errorf("encode steps: %w", err)
+		return nil, fmt.Errorf("encode steps: %w", err)
 	}
 	eventsJSON, _, err := encodeEvents(c.Events)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	var leaseFor int64
 	if c.LeaseFor > 0 {
@@ -182,18 +183,22 @@ func createArgs(id saga.ID, c saga.NewSaga) ([]any, []byte, error) {
 		status.Terminal() || in.CompletedAt != nil,
 		stepsJSON, eventsJSON,
 	}
-	return args, def, nil
+	return args, nil
 }
 
 // created is the saga CreateSaga returns: the input as stored, with the
-// store's timestamps, lease and event sequence.
-func created(in *saga.Saga, id saga.ID, def []byte, c saga.NewSaga, now time.Time, deadline, leaseExp *time.Time) *saga.Saga {
+// store's timestamps, lease and event sequence. It shares no memory with
+// the input; its definition is a deep copy of the caller's rather than a
+// decoding of the stored JSON, which would cost as much as the rest of
+// CreateSaga's own work.
+func created(in *saga.Saga, id saga.ID, c saga.NewSaga, now time.Time, deadline, leaseExp *time.Time) *saga.Saga {
 	out := &saga.Saga{
 		ID:             id,
 		Name:           in.Name,
 		Status:         cmp.Or(in.Status, saga.SagaStatusCreated),
 		TransactionID:  in.TransactionID,
 		Context:        cloneJSON(in.Context),
+		Definition:     cloneDefinition(in.Definition),
 		IdempotencyKey: in.IdempotencyKey,
 		CompletedSteps: in.CompletedSteps,
 		TotalSteps:     cmp.Or(in.TotalSteps, len(in.Steps)),
@@ -210,7 +215,6 @@ func created(in *saga.Saga, id saga.ID, def []byte, c saga.NewSaga, now time.Tim
 	if out.Context == nil {
 		out.Context = json.RawMessage(`{}`)
 	}
-	_ = json.Unmarshal(def, &out.Definition) // def was just encoded from a Definition
 	if in.UserID != nil {
 		u := *in.UserID
 		out.UserID = &u
@@ -437,6 +441,44 @@ func nullJSON(raw json.RawMessage) []byte {
 		return nil
 	}
 	return raw
+}
+
+// cloneDefinition returns a copy of d that shares no memory with it.
+func cloneDefinition(d saga.Definition) saga.Definition {
+	out := d
+	out.TransactionID = clonePtr(d.TransactionID)
+	out.UserID = clonePtr(d.UserID)
+	out.Context = cloneJSON(d.Context)
+	if d.Steps != nil {
+		out.Steps = make([]saga.StepDefinition, len(d.Steps))
+		for i, st := range d.Steps {
+			st.Action = cloneRequest(st.Action)
+			if st.Compensation != nil {
+				comp := cloneRequest(*st.Compensation)
+				st.Compensation = &comp
+			}
+			st.Retry = clonePtr(st.Retry)
+			out.Steps[i] = st
+		}
+	}
+	return out
+}
+
+// cloneRequest returns a copy of r that shares no memory with it.
+func cloneRequest(r saga.Request) saga.Request {
+	out := r
+	out.Headers = maps.Clone(r.Headers)
+	out.Body = cloneJSON(r.Body)
+	return out
+}
+
+// clonePtr returns a pointer to a copy of *p, or nil.
+func clonePtr[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	v := *p
+	return &v
 }
 
 // cloneJSON returns a copy of raw that shares no memory with it.
