@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -16,7 +17,8 @@ import (
 // Group commit. A synchronous commit costs a flush of the WAL; by sending
 // the writes that arrive while another transaction commits together, as
 // one pipelined transaction, many writers share one flush. Nothing waits on
-// a timer: a lone write is sent at once, as a batch of one.
+// a timer: a lone write is sent at once, as a batch of one, by its caller's
+// own goroutine when nothing is queued and a writer's slot is free.
 const (
 	// writersDefault transactions may be in flight at once, so that one
 	// batch is gathered and sent while another commits.
@@ -54,6 +56,14 @@ type committer struct {
 	queue    chan *writeOp
 	maxBatch int
 
+	// slots holds one token per transaction in flight, at most one per
+	// writer: a writer goroutine takes one before it sends a batch, and so
+	// does a caller that sends its own write.
+	slots chan struct{}
+	// waiting counts the writes accepted but not yet in a batch: queued,
+	// or taken by a writer goroutine that waits for a slot.
+	waiting atomic.Int64
+
 	mu     sync.RWMutex // guards closed against sends on a closed queue
 	closed bool
 	wg     sync.WaitGroup
@@ -70,6 +80,7 @@ func newCommitter(s *Store, writers, maxBatch int) *committer {
 		store:    s,
 		queue:    make(chan *writeOp, maxBatch*writers),
 		maxBatch: maxBatch,
+		slots:    make(chan struct{}, max(writers, 1)),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	for range max(writers, 1) {
@@ -89,10 +100,21 @@ func (c *committer) submit(ctx context.Context, op *writeOp) error {
 		c.mu.RUnlock()
 		return errClosed
 	}
+	if c.waiting.Load() == 0 {
+		select {
+		case c.slots <- struct{}{}:
+			c.wg.Add(1) // before close can wait: it takes mu first
+			c.mu.RUnlock()
+			return c.sendOwn(ctx, op)
+		default:
+		}
+	}
+	c.waiting.Add(1)
 	select {
 	case c.queue <- op:
 		c.mu.RUnlock()
 	case <-ctx.Done():
+		c.waiting.Add(-1)
 		c.mu.RUnlock()
 		return ctx.Err()
 	}
@@ -102,6 +124,27 @@ func (c *committer) submit(ctx context.Context, op *writeOp) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// sendOwn commits op alone on the caller's goroutine, in a slot taken by
+// submit, so that a write finding the committer idle does not wait for a
+// writer goroutine to be scheduled, twice. The caller giving up cancels
+// the write, as does the end of Close's grace.
+func (c *committer) sendOwn(ctx context.Context, op *writeOp) error {
+	defer c.wg.Done()
+	defer func() { <-c.slots }()
+	bctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(c.ctx, cancel)
+	defer stop()
+	c.commit(bctx, []*writeOp{op})
+	if err := <-op.done; err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr
+		}
+		return err
+	}
+	return nil
 }
 
 // close stops accepting writes and waits until those accepted are
@@ -130,11 +173,13 @@ func (c *committer) close() {
 	c.cancel()
 }
 
-// run is one writer: it takes the first waiting write, adds whatever else
-// is waiting (up to maxBatch), commits them together, and repeats.
+// run is one writer: it takes the first waiting write and a slot, adds
+// whatever else is waiting (up to maxBatch), commits them together, and
+// repeats.
 func (c *committer) run() {
 	batch := make([]*writeOp, 0, c.maxBatch)
 	for op := range c.queue {
+		c.slots <- struct{}{}
 		batch = append(batch[:0], op)
 	gather:
 		for len(batch) < c.maxBatch {
@@ -148,14 +193,17 @@ func (c *committer) run() {
 				break gather
 			}
 		}
-		c.commit(batch)
+		c.waiting.Add(-int64(len(batch)))
+		c.commit(c.ctx, batch)
+		<-c.slots
 	}
 }
 
-// commit writes ops in one transaction, retried on transient errors. When
-// the transaction fails for another reason (a bad value in one write), the
-// writes are retried one per transaction so that only the bad one fails.
-func (c *committer) commit(ops []*writeOp) {
+// commit writes ops in one transaction, retried on transient errors, within
+// parent. When the transaction fails for another reason (a bad value in one
+// write), the writes are retried one per transaction so that only the bad
+// one fails.
+func (c *committer) commit(parent context.Context, ops []*writeOp) {
 	live := make([]*writeOp, 0, len(ops))
 	for _, op := range ops {
 		if err := op.ctx.Err(); err != nil {
@@ -167,7 +215,7 @@ func (c *committer) commit(ops []*writeOp) {
 	if len(live) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(c.ctx, batchTimeout)
+	ctx, cancel := context.WithTimeout(parent, batchTimeout)
 	defer cancel()
 	err := retry(ctx, func(ctx context.Context) error { return c.exec(ctx, live) })
 	if err == nil {
@@ -180,7 +228,7 @@ func (c *committer) commit(ops []*writeOp) {
 		c.store.logger.Warn("group commit failed; writing its writes one by one",
 			"writes", len(live), "error", err)
 		for _, op := range live {
-			c.commit([]*writeOp{op})
+			c.commit(parent, []*writeOp{op})
 		}
 		return
 	}

@@ -308,9 +308,9 @@ func (g *gate) hooks() hooks {
 func (g *gate) release(t *testing.T, s *Store, n int) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
-	for int(g.held.Load())+len(s.committer.queue) < n {
+	for int(g.held.Load())+int(s.committer.waiting.Load()) < n {
 		if time.Now().After(deadline) {
-			t.Fatalf("only %d of %d writes reached the committer", int(g.held.Load())+len(s.committer.queue), n)
+			t.Fatalf("only %d of %d writes reached the committer", int(g.held.Load())+int(s.committer.waiting.Load()), n)
 		}
 		time.Sleep(time.Millisecond)
 	}
