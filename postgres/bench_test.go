@@ -77,9 +77,12 @@ func BenchmarkSagaLifecycle(b *testing.B) {
 			own := commits.Load()
 			s.Close() // the server counts a backend's commits by its exit at the latest
 			server := xactCommits(b, url) - before
+			sagasHOT, stepsHOT := hotShares(b, url)
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "sagas/s")
 			b.ReportMetric(float64(own)/float64(b.N), "commits/saga")
 			b.ReportMetric(float64(server)/float64(b.N), "xact_commit/saga")
+			b.ReportMetric(sagasHOT, "sagas-hot-upd%")
+			b.ReportMetric(stepsHOT, "steps-hot-upd%")
 			slices.Sort(durations)
 			b.ReportMetric(float64(durations[len(durations)/2].Microseconds()), "µs/saga-p50")
 			b.ReportMetric(0, "ns/op")
@@ -152,6 +155,29 @@ func xactCommits(tb testing.TB, url string) int64 {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return last
+}
+
+// hotShares returns the percentage of the updates of sagas and of
+// saga_steps that were HOT (heap-only: no index touched) in the database at
+// url, read after xactCommits has let the counts settle. At most half of
+// the saga updates of BenchmarkSagaLifecycle can be HOT: the last one
+// changes the saga's status.
+func hotShares(tb testing.TB, url string) (sagas, steps float64) {
+	tb.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	const query = `SELECT
+		coalesce(100 * sum(n_tup_hot_upd) FILTER (WHERE relname = 'sagas') / nullif(sum(n_tup_upd) FILTER (WHERE relname = 'sagas'), 0), 0)::float8,
+		coalesce(100 * sum(n_tup_hot_upd) FILTER (WHERE relname = 'saga_steps') / nullif(sum(n_tup_upd) FILTER (WHERE relname = 'saga_steps'), 0), 0)::float8
+	FROM pg_stat_user_tables`
+	if err := conn.QueryRow(ctx, query).Scan(&sagas, &steps); err != nil {
+		tb.Fatal(err)
+	}
+	return sagas, steps
 }
 
 // BenchmarkClaim measures ClaimSagas of 10 sagas (with their steps) from
