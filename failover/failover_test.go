@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -97,7 +98,7 @@ func setup(t *testing.T, wrap func(*postgres.Store) failover.Durable) *bundle {
 	url := pgtest.NewDatabase(t)
 	b := &bundle{ctx: t.Context(), url: url, connect: make(chan struct{}, 1)}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	b.store = failover.New(failover.Config{
+	b.store = mustNew(t, failover.Config{
 		Connect: func(ctx context.Context) (failover.Durable, error) {
 			b.calls.Add(1)
 			if !b.up.Load() {
@@ -305,7 +306,7 @@ func jsonEqual(a, b json.RawMessage) bool {
 func TestConformanceInMemoryMode(t *testing.T) {
 	t.Parallel()
 	storetest.Run(t, func(t *testing.T) saga.Store {
-		return failover.New(failover.Config{
+		return mustNew(t, failover.Config{
 			Connect: func(context.Context) (failover.Durable, error) { return nil, errDown },
 			Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
 		})
@@ -619,7 +620,7 @@ func TestIdempotencyKeyTakenDuringOutage(t *testing.T) {
 func TestStopAndCloseWithoutDatabase(t *testing.T) {
 	t.Parallel()
 	var calls atomic.Int64
-	s := failover.New(failover.Config{
+	s := mustNew(t, failover.Config{
 		Connect: func(ctx context.Context) (failover.Durable, error) {
 			calls.Add(1)
 			return nil, errDown
@@ -644,5 +645,22 @@ func TestStopAndCloseWithoutDatabase(t *testing.T) {
 	}
 	if calls.Load() != n {
 		t.Error("Connect called after Close returned")
+	}
+}
+
+// mustNew returns a failover store or fails the test.
+func mustNew(t testing.TB, cfg failover.Config) *failover.Store {
+	t.Helper()
+	s, err := failover.New(cfg)
+	if err != nil {
+		t.Fatalf("failover.New: %v", err)
+	}
+	return s
+}
+
+func TestNewRequiresConnect(t *testing.T) {
+	t.Parallel()
+	if _, err := failover.New(failover.Config{}); err == nil || !strings.Contains(err.Error(), "Connect") {
+		t.Fatalf("New without Connect = %v, want an error naming Connect", err)
 	}
 }

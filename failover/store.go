@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -103,10 +104,10 @@ type Store struct {
 var _ saga.Store = (*Store)(nil)
 
 // New returns a Store in memory mode. It calls cfg.OnModeChange(false). It
-// panics when cfg.Connect is nil, which is a programming error.
-func New(cfg Config) *Store {
+// returns an error when cfg.Connect is nil.
+func New(cfg Config) (*Store, error) {
 	if cfg.Connect == nil {
-		panic("failover: Config.Connect is required")
+		return nil, errors.New("failover: Config.Connect is required")
 	}
 	s := &Store{
 		connect:       cfg.Connect,
@@ -134,7 +135,7 @@ func New(cfg Config) *Store {
 	}
 	s.setErr("")
 	s.onModeChange(false)
-	return s
+	return s, nil
 }
 
 // Durable reports whether the Store has switched to the database.

@@ -256,7 +256,7 @@ func openStore(ctx, bgCtx context.Context, cfg Config, logger *slog.Logger, mx *
 		"(\"durable\": false) until the database answers; reconnecting in the background",
 		"database", redactURL(cfg.DatabaseURL), "error", err)
 	mx.SetPersistence(false)
-	fo := failover.New(failover.Config{
+	fo, err := failover.New(failover.Config{
 		Connect: func(ctx context.Context) (failover.Durable, error) {
 			pg, err := connect(ctx)
 			if err != nil {
@@ -272,6 +272,9 @@ func openStore(ctx, bgCtx context.Context, cfg Config, logger *slog.Logger, mx *
 			}
 		},
 	})
+	if err != nil {
+		return nil, err
+	}
 	fo.Start(bgCtx)
 	return fo, nil
 }
