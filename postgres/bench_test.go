@@ -1,10 +1,14 @@
 package postgres_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -40,6 +44,7 @@ func BenchmarkSagaLifecycle(b *testing.B) {
 			ctx := context.Background()
 			before := xactCommits(b, url)
 			commits.Store(0)
+			cpuBefore := backendCPU(b, s)
 
 			var (
 				next      atomic.Int64
@@ -75,12 +80,16 @@ func BenchmarkSagaLifecycle(b *testing.B) {
 				b.Fatal(err)
 			}
 			own := commits.Load()
+			cpu := backendCPU(b, s)
 			s.Close() // the server counts a backend's commits by its exit at the latest
 			server := xactCommits(b, url) - before
 			sagasHOT, stepsHOT := hotShares(b, url)
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "sagas/s")
 			b.ReportMetric(float64(own)/float64(b.N), "commits/saga")
 			b.ReportMetric(float64(server)/float64(b.N), "xact_commit/saga")
+			if cpu.ok && cpuBefore.ok {
+				b.ReportMetric(float64(cpu.minus(cpuBefore).Microseconds())/float64(b.N), "pg-cpu-µs/saga")
+			}
 			b.ReportMetric(sagasHOT, "sagas-hot-upd%")
 			b.ReportMetric(stepsHOT, "steps-hot-upd%")
 			slices.Sort(durations)
@@ -155,6 +164,57 @@ func xactCommits(tb testing.TB, url string) int64 {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return last
+}
+
+// cpuTimes is the CPU time used so far by each backend serving a database.
+type cpuTimes struct {
+	ok  bool // the server's processes are readable in /proc: it runs here
+	pid map[int]time.Duration
+}
+
+// minus returns the CPU time used since earlier; backends started since
+// then count in full.
+func (c cpuTimes) minus(earlier cpuTimes) time.Duration {
+	var d time.Duration
+	for pid, t := range c.pid {
+		d += t - earlier.pid[pid]
+	}
+	return d
+}
+
+// backendCPU reads the CPU time of the backends of s's database from
+// /proc, when the server runs on this machine.
+func backendCPU(tb testing.TB, s *postgres.Store) cpuTimes {
+	tb.Helper()
+	rows, err := s.Pool().Query(context.Background(),
+		`SELECT pid FROM pg_stat_activity WHERE datname = current_database()`)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		tb.Fatal(err)
+	}
+	out := cpuTimes{ok: true, pid: make(map[int]time.Duration, len(pids))}
+	for _, pid := range pids {
+		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return cpuTimes{}
+		}
+		// Fields after the command name: utime and stime are the 12th and
+		// 13th, in clock ticks (100 a second on Linux).
+		fields := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+1:]))
+		if len(fields) < 13 {
+			return cpuTimes{}
+		}
+		user, err1 := strconv.ParseInt(fields[11], 10, 64)
+		system, err2 := strconv.ParseInt(fields[12], 10, 64)
+		if err1 != nil || err2 != nil {
+			return cpuTimes{}
+		}
+		out.pid[int(pid)] = time.Duration(user+system) * 10 * time.Millisecond
+	}
+	return out
 }
 
 // hotShares returns the percentage of the updates of sagas and of
