@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -198,7 +197,7 @@ func created(in *saga.Saga, id saga.ID, c saga.NewSaga, now time.Time, deadline,
 		Status:         cmp.Or(in.Status, saga.SagaStatusCreated),
 		TransactionID:  in.TransactionID,
 		Context:        cloneJSON(in.Context),
-		Definition:     cloneDefinition(in.Definition),
+		Definition:     in.Definition.Clone(),
 		IdempotencyKey: in.IdempotencyKey,
 		CompletedSteps: in.CompletedSteps,
 		TotalSteps:     cmp.Or(in.TotalSteps, len(in.Steps)),
@@ -441,44 +440,6 @@ func nullJSON(raw json.RawMessage) []byte {
 		return nil
 	}
 	return raw
-}
-
-// cloneDefinition returns a copy of d that shares no memory with it.
-func cloneDefinition(d saga.Definition) saga.Definition {
-	out := d
-	out.TransactionID = clonePtr(d.TransactionID)
-	out.UserID = clonePtr(d.UserID)
-	out.Context = cloneJSON(d.Context)
-	if d.Steps != nil {
-		out.Steps = make([]saga.StepDefinition, len(d.Steps))
-		for i, st := range d.Steps {
-			st.Action = cloneRequest(st.Action)
-			if st.Compensation != nil {
-				comp := cloneRequest(*st.Compensation)
-				st.Compensation = &comp
-			}
-			st.Retry = clonePtr(st.Retry)
-			out.Steps[i] = st
-		}
-	}
-	return out
-}
-
-// cloneRequest returns a copy of r that shares no memory with it.
-func cloneRequest(r saga.Request) saga.Request {
-	out := r
-	out.Headers = maps.Clone(r.Headers)
-	out.Body = cloneJSON(r.Body)
-	return out
-}
-
-// clonePtr returns a pointer to a copy of *p, or nil.
-func clonePtr[T any](p *T) *T {
-	if p == nil {
-		return nil
-	}
-	v := *p
-	return &v
 }
 
 // cloneJSON returns a copy of raw that shares no memory with it.
