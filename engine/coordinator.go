@@ -408,9 +408,11 @@ func (c *Coordinator) renewLoop(ctx context.Context) {
 func (c *Coordinator) renewOnce(ctx context.Context) error {
 	c.mu.Lock()
 	leases := make(map[saga.ID]int64, len(c.runners))
+	asked := make(map[saga.ID]*runner, len(c.runners))
 	for id, r := range c.runners {
 		if !r.finishing.Load() {
 			leases[id] = r.lease.Epoch
+			asked[id] = r
 		}
 	}
 	c.mu.Unlock()
@@ -428,9 +430,10 @@ func (c *Coordinator) renewOnce(ctx context.Context) error {
 	}
 	c.mu.Lock()
 	var lost []*runner
-	for id := range leases {
-		r := c.runners[id]
-		if r == nil {
+	for id, r := range asked {
+		if c.runners[id] != r {
+			// Gone, or a later claim started another runner whose lease
+			// (a newer epoch) this renewal did not ask about.
 			continue
 		}
 		if kept[id] {

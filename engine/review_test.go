@@ -1,0 +1,88 @@
+package engine_test
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	saga "github.com/tracseq/transaction-service"
+	"github.com/tracseq/transaction-service/engine"
+)
+
+// A renewal sent for a runner that has since let the saga go must not stop
+// the runner of the same saga that a later claim started on this instance.
+func TestStaleRenewalSparesReclaimedRunner(t *testing.T) {
+	t.Parallel()
+	eachStore(t, func(t *testing.T, kind storeKind) {
+		store := &countingStore{Store: kind.open(t)}
+		var (
+			watched   atomic.Value // saga.ID whose first renewal is held
+			held      atomic.Bool
+			entered   = make(chan struct{})
+			release   = make(chan struct{})
+			releaseMu sync.Once
+			renewals  atomic.Int64 // renewals begun after the held one
+		)
+		store.renew = func(ctx context.Context, owner string, leases map[saga.ID]int64, d time.Duration) ([]saga.ID, error) {
+			id, _ := watched.Load().(saga.ID)
+			if _, ok := leases[id]; ok && !held.Swap(true) {
+				close(entered)
+				select {
+				case <-release:
+				case <-ctx.Done():
+				}
+			} else if held.Load() {
+				renewals.Add(1)
+			}
+			return store.Store.RenewLeases(ctx, owner, leases, d)
+		}
+		t.Cleanup(func() { releaseMu.Do(func() { close(release) }) })
+		obs := &recordingObserver{}
+		b := &bundle{store: store, stub: newStub(t)}
+		b.coord = startCoordinator(t, store, "engine-a", func(cfg *engine.Config) {
+			cfg.LeaseDuration = 1500 * time.Millisecond
+			cfg.Observer = obs
+		})
+		gateA, gateB := newGate(t), newGate(t)
+		b.stub.on("action", "a", gateA.handler())
+		b.stub.on("action", "b", gateB.handler())
+
+		def := b.definition("reclaimed", "a", "b")
+		s, _, err := b.coord.Submit(context.Background(), def)
+		if err != nil {
+			t.Fatalf("submit: %v", err)
+		}
+		watched.Store(s.ID)
+		eventually(t, "the call of step a", func() bool { return b.stub.count("action", "a") == 1 })
+		select {
+		case <-entered: // a renewal of epoch 1 is on its way
+		case <-time.After(20 * time.Second):
+			t.Fatal("no renewal of the saga's lease")
+		}
+		if _, err := b.coord.Control(context.Background(), s.ID, saga.ControlPause); err != nil {
+			t.Fatalf("pause: %v", err)
+		}
+		gateA.open()
+		waitStatus(t, b.coord, s.ID, saga.SagaStatusPaused)
+		if _, err := b.coord.Control(context.Background(), s.ID, saga.ControlResume); err != nil {
+			t.Fatalf("resume: %v", err)
+		}
+		// Claimed again here (epoch 2), its runner is in the call of step b.
+		eventually(t, "the call of step b", func() bool { return b.stub.count("action", "b") == 1 })
+		releaseMu.Do(func() { close(release) })
+		// The next renewal begins after the held one was handled.
+		eventually(t, "the next renewal", func() bool { return renewals.Load() > 0 })
+		obs.mu.Lock()
+		lost := obs.leaseLost
+		obs.mu.Unlock()
+		if lost != 0 {
+			t.Errorf("%d runners stopped for a lost lease; want 0", lost)
+		}
+		gateB.open()
+		if s = wait(t, b.coord, s.ID); s.Status != saga.SagaStatusCompleted {
+			t.Fatalf("status %s; want Completed", s.Status)
+		}
+	})
+}
