@@ -33,6 +33,7 @@ const (
 	LeaseDurationDefault       = 15 * time.Second
 	MaxConcurrentSagasDefault  = 1000
 	SlowQueryDefault           = 200 * time.Millisecond
+	MaxConnsPerHostDefault     = 256
 )
 
 // Upper bounds that catch typos (an extra zero or two) rather than limit
@@ -44,6 +45,7 @@ const (
 	maxLeaseSeconds      = 3600
 	maxConcurrentSagas   = 1_000_000
 	maxSlowQueryMs       = 3_600_000
+	maxConnsPerHost      = 100_000
 	maxInstanceIDLength  = 200
 )
 
@@ -64,6 +66,7 @@ type Config struct {
 	LeaseDuration      time.Duration // LEASE_SECONDS
 	MaxConcurrentSagas int           // MAX_CONCURRENT_SAGAS
 	AllowedHosts       []string      // PARTICIPANT_ALLOWED_HOSTS; empty: any host
+	MaxConnsPerHost    int           // PARTICIPANT_MAX_CONNS_PER_HOST
 	SlowQuery          time.Duration // DB_SLOW_QUERY_MS
 	PprofAddr          string        // PPROF_ADDR; empty: no profiling listener
 }
@@ -89,6 +92,7 @@ func LoadConfig(env func(string) string) (Config, error) {
 		LeaseDuration:      time.Duration(p.integer("LEASE_SECONDS", int(LeaseDurationDefault/time.Second), 1, maxLeaseSeconds)) * time.Second,
 		MaxConcurrentSagas: p.integer("MAX_CONCURRENT_SAGAS", MaxConcurrentSagasDefault, 1, maxConcurrentSagas),
 		AllowedHosts:       p.hosts("PARTICIPANT_ALLOWED_HOSTS"),
+		MaxConnsPerHost:    p.integer("PARTICIPANT_MAX_CONNS_PER_HOST", MaxConnsPerHostDefault, 1, maxConnsPerHost),
 		SlowQuery:          time.Duration(p.integer("DB_SLOW_QUERY_MS", int(SlowQueryDefault/time.Millisecond), 1, maxSlowQueryMs)) * time.Millisecond,
 		PprofAddr:          p.address("PPROF_ADDR", ""),
 	}

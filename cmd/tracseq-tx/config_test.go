@@ -35,6 +35,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		InstanceID:         fmt.Sprintf("%s-%d", host, os.Getpid()),
 		LeaseDuration:      15 * time.Second,
 		MaxConcurrentSagas: 1000,
+		MaxConnsPerHost:    256,
 		SlowQuery:          200 * time.Millisecond,
 	}
 	if !reflect.DeepEqual(cfg, want) {
@@ -45,22 +46,23 @@ func TestLoadConfigDefaults(t *testing.T) {
 func TestLoadConfigValues(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{
-		"DATABASE_URL":                  "postgres://u:p@db:5433/x?sslmode=disable",
-		"DB_MAX_CONNECTIONS":            "40",
-		"DB_MIN_CONNECTIONS":            "0",
-		"DB_CONNECTION_TIMEOUT_SECONDS": "5",
-		"ENABLE_PERSISTENCE":            "false",
-		"CLEANUP_AFTER_HOURS":           "48",
-		"HTTP_ADDR":                     "127.0.0.1:0",
-		"LOG_LEVEL":                     "DEBUG",
-		"LOG_FORMAT":                    "JSON",
-		"API_TOKENS":                    " a1 , ,b2,",
-		"INSTANCE_ID":                   "node-7",
-		"LEASE_SECONDS":                 "30",
-		"MAX_CONCURRENT_SAGAS":          "64",
-		"PARTICIPANT_ALLOWED_HOSTS":     "inventory.local, payments.local:8443",
-		"DB_SLOW_QUERY_MS":              "50",
-		"PPROF_ADDR":                    "localhost:6060",
+		"DATABASE_URL":                   "postgres://u:p@db:5433/x?sslmode=disable",
+		"DB_MAX_CONNECTIONS":             "40",
+		"DB_MIN_CONNECTIONS":             "0",
+		"DB_CONNECTION_TIMEOUT_SECONDS":  "5",
+		"ENABLE_PERSISTENCE":             "false",
+		"CLEANUP_AFTER_HOURS":            "48",
+		"HTTP_ADDR":                      "127.0.0.1:0",
+		"LOG_LEVEL":                      "DEBUG",
+		"LOG_FORMAT":                     "JSON",
+		"API_TOKENS":                     " a1 , ,b2,",
+		"INSTANCE_ID":                    "node-7",
+		"LEASE_SECONDS":                  "30",
+		"MAX_CONCURRENT_SAGAS":           "64",
+		"PARTICIPANT_ALLOWED_HOSTS":      "inventory.local, payments.local:8443",
+		"PARTICIPANT_MAX_CONNS_PER_HOST": "1024",
+		"DB_SLOW_QUERY_MS":               "50",
+		"PPROF_ADDR":                     "localhost:6060",
 	}
 	cfg, err := LoadConfig(envOf(env))
 	if err != nil {
@@ -81,6 +83,7 @@ func TestLoadConfigValues(t *testing.T) {
 		LeaseDuration:      30 * time.Second,
 		MaxConcurrentSagas: 64,
 		AllowedHosts:       []string{"inventory.local", "payments.local:8443"},
+		MaxConnsPerHost:    1024,
 		SlowQuery:          50 * time.Millisecond,
 		PprofAddr:          "localhost:6060",
 	}
@@ -129,6 +132,8 @@ func TestLoadConfigBadValues(t *testing.T) {
 			[]string{`INSTANCE_ID="a b": must be at most`}, ""},
 		{"lease", map[string]string{"LEASE_SECONDS": "-5"},
 			[]string{`LEASE_SECONDS="-5": must be a positive integer`}, ""},
+		{"participant conns", map[string]string{"PARTICIPANT_MAX_CONNS_PER_HOST": "0"},
+			[]string{`PARTICIPANT_MAX_CONNS_PER_HOST="0": must be`}, ""},
 		{"max sagas", map[string]string{"MAX_CONCURRENT_SAGAS": "lots"},
 			[]string{`MAX_CONCURRENT_SAGAS="lots": must be a positive integer`}, ""},
 		{"allowed hosts url", map[string]string{"PARTICIPANT_ALLOWED_HOSTS": "ok.local,http://x.local/"},

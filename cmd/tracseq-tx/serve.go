@@ -23,6 +23,7 @@ import (
 	"github.com/tracseq/transaction-service/httpapi"
 	"github.com/tracseq/transaction-service/memory"
 	"github.com/tracseq/transaction-service/metrics"
+	participantclient "github.com/tracseq/transaction-service/participant"
 	"github.com/tracseq/transaction-service/postgres"
 )
 
@@ -135,6 +136,7 @@ func startService(ctx context.Context, cfg Config, stderr io.Writer) (_ *service
 		MaxConcurrentSagas: cfg.MaxConcurrentSagas,
 		CleanupAfter:       cfg.CleanupAfter,
 		AllowedHosts:       cfg.AllowedHosts,
+		Invoker:            participantclient.New(participantclient.Config{MaxConnsPerHost: cfg.MaxConnsPerHost}),
 		Observer:           mx,
 		Logger:             logger,
 	})
