@@ -422,6 +422,7 @@ func (c *Coordinator) renewOnce(ctx context.Context) error {
 	start := c.now()
 	renewed, err := c.store.RenewLeases(ctx, c.cfg.InstanceID, leases, c.cfg.LeaseDuration)
 	if err != nil {
+		c.stopExpired(asked)
 		return fmt.Errorf("renew leases: %w", err)
 	}
 	kept := make(map[saga.ID]bool, len(renewed))
@@ -447,6 +448,24 @@ func (c *Coordinator) renewOnce(ctx context.Context) error {
 		r.loseLease("lease not renewed")
 	}
 	return nil
+}
+
+// stopExpired stops the runners among asked whose lease has run out by
+// the coordinator's clock (an estimate that errs early): the saga may be
+// claimed by another instance now.
+func (c *Coordinator) stopExpired(asked map[saga.ID]*runner) {
+	now := int64(c.now())
+	var expired []*runner
+	c.mu.Lock()
+	for id, r := range asked {
+		if c.runners[id] == r && !r.finishing.Load() && r.leaseEnd.Load() <= now {
+			expired = append(expired, r)
+		}
+	}
+	c.mu.Unlock()
+	for _, r := range expired {
+		r.loseLease("lease expired: renewals failed")
+	}
 }
 
 // cleanupLoop deletes old finished sagas every CleanupInterval.

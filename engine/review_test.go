@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -9,6 +10,8 @@ import (
 
 	saga "github.com/tracseq/transaction-service"
 	"github.com/tracseq/transaction-service/engine"
+	"github.com/tracseq/transaction-service/memory"
+	"github.com/tracseq/transaction-service/participant"
 )
 
 // A renewal sent for a runner that has since let the saga go must not stop
@@ -85,4 +88,36 @@ func TestStaleRenewalSparesReclaimedRunner(t *testing.T) {
 			t.Fatalf("status %s; want Completed", s.Status)
 		}
 	})
+}
+
+// When lease renewals keep failing, a runner whose lease has run out by
+// its own reckoning stops its call: another instance may have claimed the
+// saga by then.
+func TestRenewalErrorsStopRunnerPastItsLease(t *testing.T) {
+	t.Parallel()
+	store := &countingStore{Store: memory.New(memory.Config{})}
+	store.renew = func(context.Context, string, map[saga.ID]int64, time.Duration) ([]saga.ID, error) {
+		return nil, errors.New("connection refused")
+	}
+	obs := &recordingObserver{}
+	inv := invokerFunc(func(ctx context.Context, _ participant.Call) participant.Result {
+		<-ctx.Done() // a long call
+		return participant.Result{Outcome: participant.OutcomeTransient, Uncertain: true, Error: ctx.Err().Error()}
+	})
+	c := startCoordinator(t, store, "engine-a", func(cfg *engine.Config) {
+		cfg.LeaseDuration = 300 * time.Millisecond
+		cfg.ClaimInterval = time.Hour // no claim may take the saga back
+		cfg.Invoker = inv
+		cfg.Observer = obs
+	})
+	b := &bundle{store: store, coord: c, stub: newStub(t)}
+	b.submit(t, b.definition("unrenewed", "a"))
+	eventually(t, "the runner stopped", func() bool {
+		obs.mu.Lock()
+		defer obs.mu.Unlock()
+		return obs.leaseLost == 1 && obs.attempts == 1 && obs.flight == 0
+	})
+	if n := store.applies.Load(); n != 0 {
+		t.Errorf("%d writes after the lease ran out; want 0", n)
+	}
 }
