@@ -119,8 +119,12 @@ type Transition struct {
 	CompletedSteps int
 	Error          string
 	CompensateTo   SagaStatus
-	// ClearControl removes a pending operator request (it was carried out).
-	ClearControl bool
+	// ClearControl removes the pending operator request if it is this
+	// action (the one the writer carried out); a different request that
+	// arrived since stays pending. Whenever a request is pending after the
+	// write, the saga is runnable at once (NextRunAt = now()) whatever Wake
+	// says, so that a request never waits on a released saga.
+	ClearControl ControlAction
 	// Started sets started_at = now() if unset; Ended sets completed_at = now().
 	Started bool
 	Ended   bool

@@ -121,3 +121,47 @@ func TestRenewalErrorsStopRunnerPastItsLease(t *testing.T) {
 		t.Errorf("%d writes after the lease ran out; want 0", n)
 	}
 }
+
+// cancelDuringPause is a store that lets an operator's cancel arrive just
+// before the write that carries out a pause.
+type cancelDuringPause struct {
+	saga.Store
+	injected atomic.Bool
+}
+
+func (s *cancelDuringPause) Apply(ctx context.Context, t saga.Transition) (saga.Applied, error) {
+	if t.ClearControl == saga.ControlPause && !s.injected.Swap(true) {
+		if _, err := s.Store.RequestControl(ctx, t.SagaID, saga.ControlCancel); err != nil {
+			return saga.Applied{}, err
+		}
+	}
+	return s.Store.Apply(ctx, t)
+}
+
+// A cancel that arrives while the runner is writing the pause it learned of
+// is not lost with the pause: the saga is paused, then cancelled.
+func TestCancelArrivingDuringPauseIsCarriedOut(t *testing.T) {
+	t.Parallel()
+	eachStore(t, func(t *testing.T, kind storeKind) {
+		store := &cancelDuringPause{Store: kind.open(t)}
+		b := &bundle{store: store, stub: newStub(t)}
+		b.coord = startCoordinator(t, store, "engine-a", nil)
+		g := newGate(t)
+		b.stub.on("action", "a", g.handler())
+		s := b.submit(t, b.definition("pause-then-cancel", "a", "b"))
+		eventually(t, "step a called", func() bool { return b.stub.count("action", "a") == 1 })
+		if _, err := b.coord.Control(context.Background(), s.ID, saga.ControlPause); err != nil {
+			t.Fatalf("pause: %v", err)
+		}
+		g.open()
+
+		got := wait(t, b.coord, s.ID)
+		if !store.injected.Load() {
+			t.Fatal("the pause was never written")
+		}
+		if got.Status != saga.SagaStatusCancelled {
+			t.Fatalf("status %s, want Cancelled: the cancel sent during the pause was lost", got.Status)
+		}
+		assertEqual(t, "calls", b.stub.sequence(), []string{"action a", "compensation a"})
+	})
+}

@@ -357,9 +357,6 @@ func (r *runner) stamp(t saga.Transition, applied saga.Applied) {
 	if t.Status != "" {
 		s.Status = t.Status
 	}
-	if t.ClearControl {
-		s.Control = saga.ControlNone
-	}
 	s.Control = applied.Control
 	s.EventSeq = applied.EventSeq
 	if t.Release {
@@ -524,7 +521,7 @@ func (r *runner) decideCreated() (action, bool) {
 	case saga.ControlPause:
 		return r.pause(), true
 	case saga.ControlCancel:
-		r.tx.clearControl = true
+		r.tx.clearControl = r.ctrl
 		r.ctrl = saga.ControlNone
 		r.beginCompensation(saga.SagaStatusCancelled, "cancelled by operator")
 		return action{}, false
@@ -550,7 +547,7 @@ func (r *runner) decideExecuting() (action, bool) {
 	case saga.ControlPause:
 		return r.pause(), true
 	case saga.ControlCancel:
-		r.tx.clearControl = true
+		r.tx.clearControl = r.ctrl
 		r.ctrl = saga.ControlNone
 		r.failCurrent("cancelled by operator")
 		r.beginCompensation(saga.SagaStatusCancelled, "cancelled by operator")
@@ -613,14 +610,14 @@ func (r *runner) retryWait(bounded bool) (act action, ok bool) {
 func (r *runner) decidePaused() (action, bool) {
 	switch r.ctrl {
 	case saga.ControlResume:
-		r.tx.clearControl = true
+		r.tx.clearControl = r.ctrl
 		r.ctrl = saga.ControlNone
 		r.setStatus(saga.SagaStatusExecuting)
 		r.addEvent(saga.EventSagaResumed, nil, nil)
 		r.retryAt = 0
 		return action{}, false
 	case saga.ControlCancel:
-		r.tx.clearControl = true
+		r.tx.clearControl = r.ctrl
 		r.ctrl = saga.ControlNone
 		r.failCurrent("cancelled by operator")
 		r.beginCompensation(saga.SagaStatusCancelled, "cancelled by operator")
@@ -660,7 +657,7 @@ func (r *runner) decideCompensating() action {
 // pause parks the saga Paused until an operator resumes it or its
 // deadline passes.
 func (r *runner) pause() action {
-	r.tx.clearControl = true
+	r.tx.clearControl = r.ctrl
 	r.ctrl = saga.ControlNone
 	r.setStatus(saga.SagaStatusPaused)
 	r.addEvent(saga.EventSagaPaused, nil, nil)
@@ -689,7 +686,7 @@ func (r *runner) ignoreControl() {
 	}
 	r.logger().Info("operator request no longer allowed: cleared", "action", r.ctrl, "status", r.s.Status)
 	r.addEvent(EventControlIgnored, nil, map[string]any{"action": r.ctrl, "status": r.s.Status})
-	r.tx.clearControl = true
+	r.tx.clearControl = r.ctrl
 	r.ctrl = saga.ControlNone
 }
 
@@ -779,7 +776,7 @@ func (r *runner) beginCompensation(to saga.SagaStatus, reason string) {
 // retryCompensation carries out an operator's retry of a Failed saga: the
 // unfinished compensations start over with a fresh attempt budget.
 func (r *runner) retryCompensation() {
-	r.tx.clearControl = true
+	r.tx.clearControl = r.ctrl
 	r.ctrl = saga.ControlNone
 	r.setStatus(saga.SagaStatusCompensating)
 	if r.s.CompensateTo == "" {
@@ -1140,7 +1137,7 @@ func (r *runner) addEventJSON(t saga.EventType, stepIndex *int, data json.RawMes
 // tx is a transition being built by a runner.
 type tx struct {
 	status       saga.SagaStatus
-	clearControl bool
+	clearControl saga.ControlAction // the request carried out, to clear
 	started      bool
 	ended        bool
 	release      bool

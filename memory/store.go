@@ -335,7 +335,7 @@ func (s *Store) Apply(ctx context.Context, t saga.Transition) (saga.Applied, err
 	sg.CompletedSteps = t.CompletedSteps
 	sg.Error = t.Error
 	sg.CompensateTo = t.CompensateTo
-	if t.ClearControl {
+	if t.ClearControl != saga.ControlNone && sg.Control == t.ClearControl {
 		sg.Control = saga.ControlNone
 	}
 	if t.Started && sg.StartedAt == nil {
@@ -351,6 +351,10 @@ func (s *Store) Apply(ctx context.Context, t saga.Transition) (saga.Applied, err
 		sg.NextRunAt = new(now.Add(t.Wake.After))
 	case saga.WakeAt:
 		sg.NextRunAt = new(precise(t.Wake.At))
+	}
+	if sg.Control != saga.ControlNone {
+		// A request the writer did not carry out is due now.
+		sg.NextRunAt = new(now)
 	}
 	for _, u := range t.Steps {
 		writeStep(&sg.Steps[u.Index], u, now)

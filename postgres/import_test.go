@@ -153,7 +153,7 @@ func TestImport(t *testing.T) {
 		t.Errorf("Apply with the imported (stale) lease succeeded")
 	}
 	a, err := s.Apply(ctx, saga.Transition{SagaID: rec.Saga.ID, Lease: claimed[0].Lease(), LeaseFor: time.Hour,
-		Status: saga.SagaStatusCompensated, CompletedSteps: 1, Ended: true, Release: true, ClearControl: true,
+		Status: saga.SagaStatusCompensated, CompletedSteps: 1, Ended: true, Release: true, ClearControl: saga.ControlCancel,
 		Events: []saga.Event{{Type: saga.EventSagaCompensated}}})
 	if err != nil || a.EventSeq != 5 {
 		t.Errorf("Apply by the new holder: EventSeq %d, %v; want 5", a.EventSeq, err)

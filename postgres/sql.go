@@ -85,7 +85,7 @@ SELECT now(), deadline, lease_expires_at FROM ins`
 // first attempt did commit (its reply lost with the connection) a no-op.
 //
 // $1 id, $2 owner, $3 epoch, $4 status (NULL: keep), $5 completed_steps,
-// $6 error, $7 compensate_to, $8 clear control, $9 started, $10 ended,
+// $6 error, $7 compensate_to, $8 the control request to clear (NULL: none), $9 started, $10 ended,
 // $11 wake kind, $12 wake after (µs), $13 wake at, $14 release,
 // $15 lease (µs), $16 event count, $17 first event id,
 // $18 steps, $19 compensations, $20 events (JSON arrays),
@@ -97,13 +97,16 @@ WITH upd AS (
 		completed_steps = $5,
 		error = $6,
 		compensate_to = $7::saga_status,
-		control_request = CASE WHEN $8::bool THEN NULL ELSE control_request END,
+		control_request = CASE WHEN control_request = $8::text THEN NULL ELSE control_request END,
 		started_at = CASE WHEN $9::bool THEN coalesce(started_at, now()) ELSE started_at END,
 		completed_at = CASE WHEN $10::bool THEN now() ELSE completed_at END,
-		next_run_at = CASE $11::int
-			WHEN 1 THEN NULL
-			WHEN 2 THEN now() + $12::bigint * interval '1 microsecond'
-			WHEN 3 THEN $13::timestamptz
+		-- A request this write does not carry out is due now (SET sees the
+		-- old row: control_request is the request pending before it).
+		next_run_at = CASE
+			WHEN control_request IS NOT NULL AND control_request IS DISTINCT FROM $8::text THEN now()
+			WHEN $11::int = 1 THEN NULL
+			WHEN $11::int = 2 THEN now() + $12::bigint * interval '1 microsecond'
+			WHEN $11::int = 3 THEN $13::timestamptz
 			ELSE next_run_at END,
 		owner_id = CASE WHEN $14::bool THEN NULL ELSE owner_id END,
 		lease_expires_at = CASE

@@ -392,7 +392,7 @@ func applyArgs(t saga.Transition) ([]any, *saga.ID, error) {
 	args := []any{
 		t.SagaID, t.Lease.Owner, t.Lease.Epoch,
 		nullString(t.Status), t.CompletedSteps, nullString(t.Error), nullString(t.CompensateTo),
-		t.ClearControl, t.Started, t.Ended,
+		nullString(t.ClearControl), t.Started, t.Ended,
 		int(t.Wake.Kind), micros(t.Wake.After), wakeAt,
 		t.Release, max(micros(t.LeaseFor), 0),
 		len(t.Events), marker,

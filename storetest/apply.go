@@ -282,13 +282,47 @@ func testApply(t *testing.T, newStore factory) {
 		if s := h.get(sg.ID); s.Control != saga.ControlPause {
 			t.Errorf("saga Control = %q, want pause until cleared", s.Control)
 		}
-		a = h.apply(saga.Transition{SagaID: sg.ID, Lease: sg.Lease(), LeaseFor: longLease, ClearControl: true,
+		a = h.apply(saga.Transition{SagaID: sg.ID, Lease: sg.Lease(), LeaseFor: longLease, ClearControl: saga.ControlPause,
 			Status: saga.SagaStatusPaused, Wake: saga.Wake{Kind: saga.WakeNever}})
 		if a.Control != saga.ControlNone {
 			t.Errorf("Applied.Control = %q after ClearControl, want none", a.Control)
 		}
 		if s := h.get(sg.ID); s.Control != saga.ControlNone || s.Status != saga.SagaStatusPaused {
 			t.Errorf("after ClearControl: control %q status %s", s.Control, s.Status)
+		}
+	})
+
+	t.Run("ClearControlKeepsNewerRequest", func(t *testing.T) {
+		// The writer learned of a pause and carries it out; a cancel arrives
+		// before its write. The write clears the pause only: the cancel stays
+		// pending, and the released saga is runnable at once for it.
+		h := setup(t, newStore)
+		sg := h.create(NewTestSaga("w", 1), longLease)
+		h.apply(saga.Transition{SagaID: sg.ID, Lease: sg.Lease(), LeaseFor: longLease, Status: saga.SagaStatusExecuting, Started: true})
+		if _, err := h.store.RequestControl(h.ctx, sg.ID, saga.ControlPause); err != nil {
+			t.Fatalf("RequestControl(pause): %v", err)
+		}
+		if a := h.apply(saga.Transition{SagaID: sg.ID, Lease: sg.Lease(), LeaseFor: longLease}); a.Control != saga.ControlPause {
+			t.Fatalf("Applied.Control = %q, want pause", a.Control)
+		}
+		if _, err := h.store.RequestControl(h.ctx, sg.ID, saga.ControlCancel); err != nil {
+			t.Fatalf("RequestControl(cancel): %v", err)
+		}
+		a := h.apply(saga.Transition{SagaID: sg.ID, Lease: sg.Lease(), ClearControl: saga.ControlPause, Release: true,
+			Status: saga.SagaStatusPaused, Wake: saga.Wake{Kind: saga.WakeNever}})
+		if a.Control != saga.ControlCancel {
+			t.Errorf("Applied.Control = %q after clearing pause, want the newer cancel", a.Control)
+		}
+		s := h.get(sg.ID)
+		if s.Control != saga.ControlCancel || s.Status != saga.SagaStatusPaused {
+			t.Errorf("after clearing pause: control %q status %s, want cancel pending on Paused", s.Control, s.Status)
+		}
+		if s.NextRunAt == nil {
+			t.Fatal("a released saga with a pending request has no next-run time: nobody would carry the request out")
+		}
+		claimed := h.claim("other", longLease, 10)
+		if len(claimed) != 1 || claimed[0].ID != sg.ID || claimed[0].Control != saga.ControlCancel {
+			t.Fatalf("claimed %d sagas, want this one with its cancel", len(claimed))
 		}
 	})
 
@@ -325,7 +359,7 @@ func fullTransition(id saga.ID, lease saga.Lease) saga.Transition {
 	return saga.Transition{
 		SagaID: id, Lease: lease, LeaseFor: longLease, Release: true,
 		Status: saga.SagaStatusCompensating, CompletedSteps: 1, Error: "refused", CompensateTo: saga.SagaStatusCancelled,
-		ClearControl: true, Started: true, Ended: true, Wake: saga.Wake{Kind: saga.WakeNever},
+		ClearControl: saga.ControlCancel, Started: true, Ended: true, Wake: saga.Wake{Kind: saga.WakeNever},
 		Steps: []saga.StepUpdate{{Index: 0, Status: saga.StepStatusFailed, Attempts: 9, Output: json.RawMessage(`{"x": 1}`),
 			Error: "refused", Uncertain: true, Start: true, End: true}},
 		Compensations: []saga.CompensationUpdate{{StepIndex: 0, Status: saga.CompensationStatusExecuting, Attempts: 1, Start: true}},
