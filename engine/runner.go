@@ -330,6 +330,12 @@ func (r *runner) flush() bool {
 		r.dbNowAt = r.c.now()
 	}
 	r.stamp(t, applied)
+	if t.Release && applied.Control != saga.ControlNone {
+		// An operator request arrived that this write did not carry out: the
+		// store made the saga runnable now; claim it without waiting for
+		// the poll.
+		r.c.signal()
+	}
 	return !t.Release
 }
 
