@@ -522,13 +522,27 @@ func (r *runner) decide() action {
 	}
 }
 
+// takeControl marks the pending operator request as carried out by the
+// transition being built (the store clears that request, and only it).
+func (r *runner) takeControl() {
+	r.tx.clearControl = r.ctrl
+	r.ctrl = saga.ControlNone
+}
+
+// cancelByOperator carries out a cancel: the current step, if any, fails
+// and compensation begins towards Cancelled.
+func (r *runner) cancelByOperator() {
+	r.takeControl()
+	r.failCurrent("cancelled by operator")
+	r.beginCompensation(saga.SagaStatusCancelled, "cancelled by operator")
+}
+
 func (r *runner) decideCreated() (action, bool) {
 	switch r.ctrl {
 	case saga.ControlPause:
 		return r.pause(), true
 	case saga.ControlCancel:
-		r.tx.clearControl = r.ctrl
-		r.ctrl = saga.ControlNone
+		r.takeControl()
 		r.beginCompensation(saga.SagaStatusCancelled, "cancelled by operator")
 		return action{}, false
 	case saga.ControlResume, saga.ControlRetry:
@@ -553,10 +567,7 @@ func (r *runner) decideExecuting() (action, bool) {
 	case saga.ControlPause:
 		return r.pause(), true
 	case saga.ControlCancel:
-		r.tx.clearControl = r.ctrl
-		r.ctrl = saga.ControlNone
-		r.failCurrent("cancelled by operator")
-		r.beginCompensation(saga.SagaStatusCancelled, "cancelled by operator")
+		r.cancelByOperator()
 		return action{}, false
 	case saga.ControlResume, saga.ControlRetry:
 		r.ignoreControl()
@@ -616,17 +627,13 @@ func (r *runner) retryWait(bounded bool) (act action, ok bool) {
 func (r *runner) decidePaused() (action, bool) {
 	switch r.ctrl {
 	case saga.ControlResume:
-		r.tx.clearControl = r.ctrl
-		r.ctrl = saga.ControlNone
+		r.takeControl()
 		r.setStatus(saga.SagaStatusExecuting)
 		r.addEvent(saga.EventSagaResumed, nil, nil)
 		r.retryAt = 0
 		return action{}, false
 	case saga.ControlCancel:
-		r.tx.clearControl = r.ctrl
-		r.ctrl = saga.ControlNone
-		r.failCurrent("cancelled by operator")
-		r.beginCompensation(saga.SagaStatusCancelled, "cancelled by operator")
+		r.cancelByOperator()
 		return action{}, false
 	case saga.ControlPause, saga.ControlRetry:
 		r.ignoreControl()
@@ -663,8 +670,7 @@ func (r *runner) decideCompensating() action {
 // pause parks the saga Paused until an operator resumes it or its
 // deadline passes.
 func (r *runner) pause() action {
-	r.tx.clearControl = r.ctrl
-	r.ctrl = saga.ControlNone
+	r.takeControl()
 	r.setStatus(saga.SagaStatusPaused)
 	r.addEvent(saga.EventSagaPaused, nil, nil)
 	return r.park(r.pausedWake())
@@ -692,8 +698,7 @@ func (r *runner) ignoreControl() {
 	}
 	r.logger().Info("operator request no longer allowed: cleared", "action", r.ctrl, "status", r.s.Status)
 	r.addEvent(EventControlIgnored, nil, map[string]any{"action": r.ctrl, "status": r.s.Status})
-	r.tx.clearControl = r.ctrl
-	r.ctrl = saga.ControlNone
+	r.takeControl()
 }
 
 // currentStep returns the first step not Completed, or -1.
@@ -782,8 +787,7 @@ func (r *runner) beginCompensation(to saga.SagaStatus, reason string) {
 // retryCompensation carries out an operator's retry of a Failed saga: the
 // unfinished compensations start over with a fresh attempt budget.
 func (r *runner) retryCompensation() {
-	r.tx.clearControl = r.ctrl
-	r.ctrl = saga.ControlNone
+	r.takeControl()
 	r.setStatus(saga.SagaStatusCompensating)
 	if r.s.CompensateTo == "" {
 		r.s.CompensateTo = saga.SagaStatusCompensated
