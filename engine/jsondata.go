@@ -68,7 +68,7 @@ func appendCompact(dst []byte, v json.RawMessage) []byte {
 	if len(v) == 0 {
 		return append(dst, "null"...)
 	}
-	if bytes.IndexAny(v, " \t\r\n") < 0 {
+	if !bytes.ContainsAny(v, " \t\r\n") {
 		return append(dst, v...)
 	}
 	buf := bytes.NewBuffer(dst)

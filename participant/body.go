@@ -91,7 +91,7 @@ func appendString(dst []byte, s string) []byte {
 
 // compactInto writes raw to buf without insignificant white space.
 func compactInto(buf *bytes.Buffer, raw json.RawMessage) error {
-	if bytes.IndexAny(raw, " \t\r\n") < 0 {
+	if !bytes.ContainsAny(raw, " \t\r\n") {
 		buf.Write(raw)
 		return nil
 	}
