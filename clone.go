@@ -68,6 +68,11 @@ func (d Definition) Clone() Definition {
 				st.Compensation = &comp
 			}
 			st.Retry = clonePtr(st.Retry)
+			if st.DependsOn != nil {
+				// An empty, non-nil list means "no dependencies" in a graph:
+				// keep it non-nil.
+				st.DependsOn = append(make([]string, 0, len(st.DependsOn)), st.DependsOn...)
+			}
 			c.Steps[i] = st
 		}
 	}

@@ -32,13 +32,16 @@ const (
 
 // Definition is what a client submits: the saga to run.
 type Definition struct {
-	Name           string           `json:"name"`
-	TransactionID  *ID              `json:"transaction_id,omitempty"`
-	UserID         *ID              `json:"user_id,omitempty"`
-	Context        json.RawMessage  `json:"context,omitempty"`
-	TimeoutMs      int64            `json:"timeout_ms,omitempty"`
-	IdempotencyKey string           `json:"idempotency_key,omitempty"`
-	Steps          []StepDefinition `json:"steps"`
+	Name           string          `json:"name"`
+	TransactionID  *ID             `json:"transaction_id,omitempty"`
+	UserID         *ID             `json:"user_id,omitempty"`
+	Context        json.RawMessage `json:"context,omitempty"`
+	TimeoutMs      int64           `json:"timeout_ms,omitempty"`
+	IdempotencyKey string          `json:"idempotency_key,omitempty"`
+	// MaxParallel bounds the calls of one saga in flight at once when its
+	// steps form a graph (0: MaxParallelDefault).
+	MaxParallel int              `json:"max_parallel,omitempty"`
+	Steps       []StepDefinition `json:"steps"`
 }
 
 // StepDefinition is one step: the action on a participant and the
@@ -49,6 +52,12 @@ type StepDefinition struct {
 	Action       Request      `json:"action"`
 	Compensation *Request     `json:"compensation,omitempty"`
 	Retry        *RetryPolicy `json:"retry,omitempty"`
+	// DependsOn names the steps this one waits for. When no step of a
+	// definition has it, the steps run as a chain in index order; when any
+	// has it, it defines the graph (absent: no dependencies).
+	// Not omitempty: an empty list (no dependencies, in a graph) must
+	// survive being stored and read back.
+	DependsOn []string `json:"depends_on"`
 }
 
 // Request is an HTTP call to a participant. Body is the step's input.
@@ -170,6 +179,7 @@ func (d *Definition) Validate() error {
 			validateRetry(&ve, field+".retry", s.Retry)
 		}
 	}
+	d.validateGraph(&ve)
 	return ve.orNil()
 }
 
