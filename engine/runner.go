@@ -137,7 +137,8 @@ func (r *runner) run() {
 		if len(d.send) == 1 && len(r.inFlight) == 0 && r.plan.maxParallel == 1 {
 			// The common case, one call and nothing else to watch: make it
 			// on this goroutine.
-			r.outcomes = append(r.outcomes, r.invoke(d.send[0]))
+			ctx, cancel := r.callContext(d.send[0])
+			r.outcomes = append(r.outcomes, r.invoke(ctx, cancel, d.send[0]))
 			if r.lost.Load() || r.ctx.Err() != nil {
 				return
 			}
@@ -148,7 +149,8 @@ func (r *runner) run() {
 		}
 		for _, c := range d.send {
 			r.inFlight[c.key()] = c
-			go func() { r.results <- r.invoke(c) }()
+			ctx, cancel := r.callContext(c)
+			go func() { r.results <- r.invoke(ctx, cancel, c) }()
 		}
 		if !r.await(d.wakeAt) {
 			return
@@ -365,15 +367,10 @@ func (r *runner) poked() bool {
 }
 
 // invoke makes the call, bounded by the saga's deadline for actions, and
-// draws the backoff of a retry.
-func (r *runner) invoke(c *call) outcome {
-	ctx := r.ctx
-	if c.Kind == participant.KindAction && r.s.Deadline != nil {
-		left := max(r.s.Deadline.Sub(r.estimatedDBNow()), 0)
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, left)
-		defer cancel()
-	}
+// draws the backoff of a retry. It runs on the runner's goroutine or its
+// own: what it needs of the runner's state is read before, by callContext.
+func (r *runner) invoke(ctx context.Context, cancel context.CancelFunc, c *call) outcome {
+	defer cancel()
 	res := r.c.cfg.Invoker.Invoke(ctx, c.Call)
 	r.c.obs.StepAttempt(c.Kind, res.Outcome, res.Duration)
 	o := outcome{call: c, res: res}
@@ -382,6 +379,16 @@ func (r *runner) invoke(c *call) outcome {
 		o.backoff = min(max(d, res.RetryAfter), saga.MaxBackoffLimit)
 	}
 	return o
+}
+
+// callContext returns the context of a call: the runner's, bounded by the
+// saga's deadline for actions.
+func (r *runner) callContext(c *call) (context.Context, context.CancelFunc) {
+	if c.Kind == participant.KindAction && r.s.Deadline != nil {
+		left := max(r.s.Deadline.Sub(r.estimatedDBNow()), 0)
+		return context.WithTimeout(r.ctx, left)
+	}
+	return r.ctx, func() {}
 }
 
 // observe reports a written decision to the metrics and the log.
