@@ -191,10 +191,26 @@ func TestRefusedBranchIsCompensated(t *testing.T) {
 }
 
 // TestConcurrentSaga: three branches, SetConcurrent, the third ordered
-// after the first two (AddBranchOrder). The third action starts only once
-// both others have succeeded.
+// after the first two (AddBranchOrder). The first two run at the same time
+// (each waits for the other to arrive), the third starts only once both
+// have succeeded.
 func TestConcurrentSaga(t *testing.T) {
 	b := newBusi(t)
+	arrived := map[string]chan struct{}{"/A": make(chan struct{}), "/B": make(chan struct{})}
+	var overlapped sync.Map
+	meet := func(self, other string) http.HandlerFunc {
+		return func(w http.ResponseWriter, _ *http.Request) {
+			close(arrived[self])
+			select {
+			case <-arrived[other]:
+				overlapped.Store(self, true)
+			case <-time.After(10 * time.Second):
+			}
+			_ = json.NewEncoder(w).Encode(dtmcli.MapSuccess)
+		}
+	}
+	b.handlers["/A"] = meet("/A", "/B")
+	b.handlers["/B"] = meet("/B", "/A")
 	gid := dtmcli.MustGenGid(dtmServer)
 	req := transReq{Amount: 1}
 	s := dtmcli.NewSaga(dtmServer, gid).
@@ -214,6 +230,11 @@ func TestConcurrentSaga(t *testing.T) {
 	byPath := map[string]call{}
 	for _, c := range calls {
 		byPath[c.path] = c
+	}
+	for _, p := range []string{"/A", "/B"} {
+		if _, ok := overlapped.Load(p); !ok {
+			t.Errorf("%s was not in flight while the other independent branch was", p)
+		}
 	}
 	last := byPath["/C"]
 	for _, p := range []string{"/A", "/B"} {
