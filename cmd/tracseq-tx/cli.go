@@ -449,14 +449,9 @@ func (m *Main) readDefinition(path string) (*saga.Definition, error) {
 	if len(raw) > maxDefinitionBytes {
 		return nil, fmt.Errorf("definition %s: larger than %d bytes", path, maxDefinitionBytes)
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	var def saga.Definition
-	if err := dec.Decode(&def); err != nil {
-		return nil, fmt.Errorf("definition %s: not a saga definition: %w", path, err)
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("definition %s: more than one JSON value", path)
+	def, err := httpapi.DecodeDefinition(raw)
+	if err != nil {
+		return nil, fmt.Errorf("definition %s is not a saga definition:%s", path, listProblems(err))
 	}
 	return &def, nil
 }
