@@ -184,7 +184,7 @@ func TestCheckpointsOfALongSaga(t *testing.T) {
 	store := memory.New(memory.Config{})
 	b := &bundle{store: store, stub: newStub(t)}
 	b.coord = startCoordinator(t, store, "engine-a", nil)
-	output := `{"blob":"` + strings.Repeat("x", 20_000) + `"}`
+	output := `{"blob":"` + strings.Repeat("x", 4_000) + `"}`
 	names := make([]string, 100)
 	for i := range names {
 		names[i] = fmt.Sprintf("s%02d", i)
@@ -212,7 +212,7 @@ func TestCheckpointsOfALongSaga(t *testing.T) {
 		t.Errorf("the last checkpoint holds %d outputs (%v); want all 100", len(last), err)
 	}
 	// One checkpoint per step would have held 1 + 2 + … + 100 outputs.
-	t.Logf("100 steps × 20 KB outputs: %d checkpoints, %.1f MB (one per step: %.1f MB)",
+	t.Logf("100 steps × 4 KB outputs: %d checkpoints, %.1f MB (one per step: %.1f MB)",
 		len(steps), float64(total)/1e6, float64(5050*len(output))/1e6)
 }
 
