@@ -213,36 +213,14 @@ func (c *Coordinator) Submit(ctx context.Context, def saga.Definition) (*saga.Sa
 	if err := checkHosts(c.cfg.AllowedHosts, &def); err != nil {
 		return nil, false, err
 	}
-	s := newSaga(def)
-	data := newObject(48 + len(s.Name))
-	data.str("name", s.Name)
-	data.int("total_steps", int64(s.TotalSteps))
-	events := make([]saga.Event, 1, 4)
-	events[0] = saga.Event{Type: saga.EventSagaCreated, Data: data.done()}
-	leaseFor := time.Duration(0)
-	var p *plan
-	var first []*call
-	if c.reserve(1) == 1 {
-		// A free slot: the machine's first decision (the saga started, its
-		// first steps started) is written with the saga itself, leased here.
-		p = newPlan(&s.Definition)
-		s.OwnerID = c.cfg.InstanceID
-		d := decide(&input{s: s, plan: p, now: time.Now(), stopping: c.isStopping(), leaseFor: c.cfg.LeaseDuration})
-		if d.err != nil || d.exit || len(d.start) == 0 {
-			// Not the usual first decision (the instance is stopping, say):
-			// create the saga runnable and let a claim decide.
-			c.unreserve(1)
-			s.OwnerID = ""
-		} else {
-			s.ApplyTransition(d.t, time.Time{})
-			events = append(events, d.t.Events...)
-			leaseFor = c.cfg.LeaseDuration
-			first = d.start
-		}
+	leased := c.reserve(1) == 1
+	sub := newSubmission(def, saga.NewID(), c.cfg.InstanceID, leased, time.Now(), c.isStopping(), c.cfg.LeaseDuration)
+	fast := sub.leaseFor > 0
+	if leased && !fast {
+		c.unreserve(1)
 	}
-	c.stampEvents(events)
-	created, existed, err := c.store.CreateSaga(ctx, saga.NewSaga{Saga: s, Events: events, LeaseFor: leaseFor})
-	fast := leaseFor > 0
+	c.stampEvents(sub.events)
+	created, existed, err := c.store.CreateSaga(ctx, saga.NewSaga{Saga: sub.s, Events: sub.events, LeaseFor: sub.leaseFor})
 	if err != nil || existed {
 		if fast {
 			c.unreserve(1)
@@ -253,11 +231,11 @@ func (c *Coordinator) Submit(ctx context.Context, def saga.Definition) (*saga.Sa
 		return created, true, nil
 	}
 	if fast {
-		if len(created.Steps) != len(s.Steps) {
-			created.Steps = s.Steps
+		if len(created.Steps) != len(sub.s.Steps) {
+			created.Steps = sub.s.Steps
 		}
 		c.obs.SagaStarted(created.Name)
-		c.launch(created, false, p, first)
+		c.launch(created, false, sub.plan, sub.first)
 	} else {
 		c.backlog.Store(true)
 		c.signal()
@@ -265,10 +243,50 @@ func (c *Coordinator) Submit(ctx context.Context, def saga.Definition) (*saga.Sa
 	return created, false, nil
 }
 
-// newSaga builds the saga of def as a new, unleased saga.
-func newSaga(def saga.Definition) *saga.Saga {
+// submission is what Submit writes for a new saga: the saga, its
+// events, and when it is created leased here, the lease and the calls its
+// first decision started.
+type submission struct {
+	s        *saga.Saga
+	events   []saga.Event
+	leaseFor time.Duration // > 0: created leased to s.OwnerID
+	plan     *plan
+	first    []*call
+}
+
+// newSubmission builds the submission of def as saga id. With leased (a
+// worker slot is free), the machine's first decision at now (the saga
+// started, its first steps started) is written with the saga itself,
+// leased to owner for leaseFor; unless it is not the usual first
+// decision (the instance is stopping, say): then the saga is created
+// runnable, for a claim to decide.
+func newSubmission(def saga.Definition, id saga.ID, owner string, leased bool, now time.Time, stopping bool, leaseFor time.Duration) submission {
+	s := newSaga(def, id)
+	data := newObject(48 + len(s.Name))
+	data.str("name", s.Name)
+	data.int("total_steps", int64(s.TotalSteps))
+	events := make([]saga.Event, 1, 4)
+	events[0] = saga.Event{Type: saga.EventSagaCreated, Data: data.done()}
+	sub := submission{s: s, events: events}
+	if !leased {
+		return sub
+	}
+	p := newPlan(&s.Definition)
+	d := decide(&input{s: s, plan: p, now: now, stopping: stopping, leaseFor: leaseFor})
+	if d.err != nil || d.exit || len(d.start) == 0 {
+		return sub
+	}
+	s.OwnerID = owner
+	s.ApplyTransition(d.t, time.Time{})
+	sub.events = append(sub.events, d.t.Events...)
+	sub.leaseFor, sub.plan, sub.first = leaseFor, p, d.start
+	return sub
+}
+
+// newSaga builds the saga of def as a new, unleased saga id.
+func newSaga(def saga.Definition, id saga.ID) *saga.Saga {
 	s := &saga.Saga{
-		ID:             saga.NewID(),
+		ID:             id,
 		Name:           def.Name,
 		Status:         saga.SagaStatusCreated,
 		UserID:         def.UserID,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,84 +25,40 @@ const claimDueMargin = 20 * time.Millisecond
 
 // runner runs one saga while this instance holds its lease: a loop of
 // decide (machine.go) → write, fenced → call → record the outcome →
-// decide. Its fields below the atomics are touched by its own goroutine
-// only.
+// decide. What it knows of the saga between decisions, and the rules by
+// which that changes, are its loop (loop.go); the runner does the I/O.
+// Its fields below the atomics are touched by its own goroutine only.
 type runner struct {
 	c      *Coordinator
-	id     saga.ID
-	lease  saga.Lease
 	ctx    context.Context // cancelled when the lease is lost or on a hard stop
 	cancel context.CancelFunc
 	poke   chan struct{} // an operator request arrived
 
 	logOnce sync.Once
 	log     *slog.Logger // with the saga's attributes: built on first use, see logger
+	name    string       // the saga's name, for the logger: read by other goroutines
 
 	lost      atomic.Bool
 	finishing atomic.Bool  // writing its releasing transition: not renewed
 	leaseEnd  atomic.Int64 // local estimate of the lease expiry (Coordinator.now)
 
-	// s is the saga as the store holds it after the runner's last write.
-	s    *saga.Saga
-	plan *plan
-	// exact is true while every write's times came from the store, so s
-	// matches the stored saga.
-	exact bool
-	// The store's clock at the last write, and when that was by ours.
-	dbNow   time.Time
-	dbNowAt time.Duration
-
-	inFlight map[callKey]*call
-	results  chan outcome // outcomes of calls sent on their own goroutine
-	unsent   []*call
-	outcomes []outcome
-	retryAt  map[callKey]time.Time
-	claimed  bool
-	// checkpoint is the checkpoint a claimed saga was restored from.
-	checkpoint *saga.Checkpoint
-	sawStop    bool
+	loop
+	results chan outcome // outcomes of calls sent on their own goroutine
+	sawStop bool
 }
 
 func newRunner(c *Coordinator, s *saga.Saga, claimed bool, p *plan, unsent []*call) *runner {
 	ctx, cancel := context.WithCancel(c.runCtx)
-	if p == nil {
-		p = newPlan(&s.Definition)
-	}
 	r := &runner{
-		c:        c,
-		id:       s.ID,
-		lease:    s.Lease(),
-		ctx:      ctx,
-		cancel:   cancel,
-		poke:     make(chan struct{}, 1),
-		s:        s,
-		plan:     p,
-		exact:    true,
-		dbNow:    s.UpdatedAt,
-		dbNowAt:  c.now(),
-		inFlight: make(map[callKey]*call),
-		results:  make(chan outcome, p.maxParallel),
-		unsent:   unsent,
-		claimed:  claimed,
+		c:      c,
+		ctx:    ctx,
+		cancel: cancel,
+		poke:   make(chan struct{}, 1),
+		name:   s.Name,
+		loop:   newLoop(s, claimed, p, unsent, c.cfg.LeaseDuration, c.now),
 	}
-	if r.dbNow.IsZero() {
-		r.dbNow = s.CreatedAt
-	}
+	r.results = make(chan outcome, r.plan.maxParallel)
 	r.leaseEnd.Store(int64(c.now() + c.cfg.LeaseDuration))
-	if len(s.Steps) != len(s.Definition.Steps) {
-		// The store must return steps with the saga; make the state usable
-		// anyway so that the runner can fail loudly instead of panicking.
-		steps := make([]saga.Step, len(s.Definition.Steps))
-		for i, st := range s.Definition.Steps {
-			steps[i] = saga.Step{Index: i, Name: st.Name, Status: saga.StepStatusPending}
-		}
-		for _, st := range s.Steps {
-			if st.Index >= 0 && st.Index < len(steps) {
-				steps[st.Index] = st
-			}
-		}
-		s.Steps = steps
-	}
 	return r
 }
 
@@ -114,13 +69,12 @@ func (r *runner) run() {
 		r.restore()
 	}
 	for {
-		d := decide(r.input())
+		d := decide(r.input(r.c.isStopping()))
 		if d.err != nil {
 			r.refuse(d)
 			return
 		}
-		r.outcomes, r.unsent, r.claimed = nil, nil, false
-		r.retryAt = d.retryAt
+		r.decided(&d)
 		if d.write && !r.write(&d) {
 			return
 		}
@@ -158,64 +112,23 @@ func (r *runner) run() {
 	}
 }
 
-// input is what the runner knows, for decide.
-func (r *runner) input() *input {
-	return &input{
-		s:          r.s,
-		plan:       r.plan,
-		now:        r.estimatedDBNow(),
-		inFlight:   r.inFlight,
-		unsent:     r.unsent,
-		outcomes:   r.outcomes,
-		retryAt:    r.retryAt,
-		claimed:    r.claimed,
-		checkpoint: r.checkpoint,
-		stopping:   r.c.isStopping(),
-		leaseFor:   r.c.cfg.LeaseDuration,
-	}
-}
-
-// restore reads the checkpoint a claimed saga restarts from. Its outputs
-// are the saga's context up to its step; the step rows hold what
-// completed after it. A checkpoint that disagrees with a step row is
-// reported: the row, written later, wins.
+// restore reads the checkpoint a claimed saga restarts from (see
+// loop.restoreFrom).
 func (r *runner) restore() {
 	cp, err := r.c.store.LatestCheckpoint(r.ctx, r.id)
 	if err != nil {
 		r.logger().Warn("read the latest checkpoint: recovering from the step rows alone", "error", err)
 		return
 	}
-	r.checkpoint = cp
-	if cp == nil {
-		return
-	}
-	outs, err := checkpointOutputs(cp.Context)
-	if err != nil {
-		r.logger().Error("checkpoint unreadable: recovering from the step rows alone", "error", err, "checkpoint_step", cp.StepIndex)
-		return
-	}
-	for i := range r.s.Steps {
-		st := &r.s.Steps[i]
-		out, ok := outs[st.Name]
-		if !ok || st.Status != saga.StepStatusCompleted {
-			continue
-		}
-		if !jsonSame(out, st.Output) {
-			r.logger().Error("checkpoint disagrees with a step row: keeping the row", "step_index", i, "checkpoint_step", cp.StepIndex)
-			continue
-		}
-		st.Output = out
-	}
+	r.restoreFrom(cp, r.logger().Error)
 }
 
 // write writes the decision's transition, fenced on the lease. It returns
 // false when the runner must stop: its lease is lost, or the store kept
 // failing.
 func (r *runner) write(d *decision) bool {
-	t := d.t
-	t.SagaID, t.Lease, t.LeaseFor = r.id, r.lease, r.c.cfg.LeaseDuration
+	t := r.transition(d)
 	if t.Release {
-		t.LeaseFor = 0
 		r.finishing.Store(true)
 	}
 	r.c.stampEvents(t.Events)
@@ -236,7 +149,7 @@ func (r *runner) write(d *decision) bool {
 	if !t.Release {
 		r.extendLease(start)
 	}
-	r.s = r.stored(t, applied)
+	r.written(t, applied)
 	if t.Release && applied.Control != saga.ControlNone {
 		// An operator request arrived that this write did not carry out: the
 		// store made the saga runnable now; claim it without waiting for
@@ -247,34 +160,6 @@ func (r *runner) write(d *decision) bool {
 		time.AfterFunc(d.signalAfter+claimDueMargin, r.c.signal)
 	}
 	return true
-}
-
-// stored returns the saga as the store holds it after writing t: the
-// previous copy with t applied by saga.ApplyTransition (the rule the
-// stores follow) at the store's clock, and the request and event
-// sequence the store reported.
-func (r *runner) stored(t saga.Transition, applied saga.Applied) *saga.Saga {
-	now := applied.Now
-	if now.IsZero() {
-		// A store that does not report its clock: the copy's times are
-		// estimates, and finalSaga will not be used.
-		r.exact = false
-		now = r.estimatedDBNow()
-	} else {
-		r.dbNow, r.dbNowAt = now, r.c.now()
-	}
-	next := *r.s
-	next.Steps = slices.Clone(r.s.Steps)
-	next.ApplyTransition(t, now)
-	next.Control = applied.Control
-	next.EventSeq = applied.EventSeq
-	if next.Control != saga.ControlNone {
-		next.NextRunAt = &now
-	}
-	if !t.Release && !applied.LeaseExpiresAt.IsZero() {
-		next.LeaseExpiresAt = new(applied.LeaseExpiresAt)
-	}
-	return &next
 }
 
 // apply writes t, retrying store errors other than a lost lease with
@@ -310,7 +195,7 @@ func (r *runner) apply(t saga.Transition) (saga.Applied, error) {
 
 // probe writes nothing but the lease, to learn a pending operator request.
 func (r *runner) probe() bool {
-	d := decision{write: true}
+	d := r.probeDecision()
 	return r.write(&d)
 }
 
@@ -351,11 +236,6 @@ func (r *runner) await(wakeAt time.Time) bool {
 	}
 }
 
-func (r *runner) received(o outcome) {
-	delete(r.inFlight, o.call.key())
-	r.outcomes = append(r.outcomes, o)
-}
-
 // poked reports, and consumes, a pending operator request signal.
 func (r *runner) poked() bool {
 	select {
@@ -373,12 +253,7 @@ func (r *runner) invoke(ctx context.Context, cancel context.CancelFunc, c *call)
 	defer cancel()
 	res := r.c.cfg.Invoker.Invoke(ctx, c.Call)
 	r.c.obs.StepAttempt(c.Kind, res.Outcome, res.Duration)
-	o := outcome{call: c, res: res}
-	if res.Outcome == participant.OutcomeTransient {
-		d := participant.Backoff(c.policy, c.Attempt, r.c.cfg.Random)
-		o.backoff = min(max(d, res.RetryAfter), saga.MaxBackoffLimit)
-	}
-	return o
+	return newOutcome(c, res, r.c.cfg.Random)
 }
 
 // callContext returns the context of a call: the runner's, bounded by the
@@ -435,10 +310,12 @@ func (r *runner) refuse(d decision) {
 
 // logger returns the runner's logger. It is built on first use: most
 // sagas log nothing, and a logger with attributes costs allocations and
-// formatting.
+// formatting. It is called from other goroutines too (a lost lease is
+// reported by the renewer or the claim loop), so it reads nothing the
+// runner's goroutine changes.
 func (r *runner) logger() *slog.Logger {
 	r.logOnce.Do(func() {
-		r.log = r.c.log.With("saga_id", r.id.String(), "saga_name", r.s.Name)
+		r.log = r.c.log.With("saga_id", r.id.String(), "saga_name", r.name)
 	})
 	return r.log
 }
@@ -471,11 +348,6 @@ func (r *runner) pokeNow() {
 	case r.poke <- struct{}{}:
 	default:
 	}
-}
-
-// estimatedDBNow estimates the store's clock now from the last write.
-func (r *runner) estimatedDBNow() time.Time {
-	return r.dbNow.Add(r.c.now() - r.dbNowAt)
 }
 
 // finalSaga returns a copy of the saga as the store holds it after the
