@@ -51,6 +51,12 @@ type Store interface {
 	// another owner or epoch holds it) nothing is written and ErrLeaseLost is
 	// returned. Unless t.Release is set, the lease is extended to now() +
 	// t.LeaseFor. ErrNotFound when the saga does not exist.
+	//
+	// A transition is recognised by the id of its first event, which its
+	// writer fixes: when the store holds that event already (an earlier
+	// attempt committed and its answer was lost), nothing is written and
+	// the answer is that of the store as it is, with EventSeq the seq of
+	// the transition's last event, whoever holds the lease by then.
 	Apply(ctx context.Context, t Transition) (Applied, error)
 
 	// ClaimSagas leases up to limit runnable sagas to owner for leaseFor and

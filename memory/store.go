@@ -314,6 +314,12 @@ func (s *Store) Apply(ctx context.Context, t saga.Transition) (saga.Applied, err
 	}
 	sg := e.saga
 	now := s.clock()
+	if seq, ok := e.written(t.Events); ok {
+		// A retry of a write whose first attempt was written (its answer
+		// lost, as a database's can be): nothing is written again, as in
+		// PostgreSQL.
+		return e.applied(now, seq+int64(len(t.Events))-1), nil
+	}
 	if !holds(sg, t.Lease, now) {
 		return saga.Applied{}, fmt.Errorf("apply transition to saga %s as %s epoch %d: %w", sg.ID, t.Lease.Owner, t.Lease.Epoch, saga.ErrLeaseLost)
 	}
@@ -350,17 +356,39 @@ func (s *Store) Apply(ctx context.Context, t saga.Transition) (saga.Applied, err
 		e.checkpoints = append(e.checkpoints, cp)
 	}
 	s.index(sg)
+	return e.applied(now, sg.EventSeq), nil
+}
 
+// written reports whether the saga holds the first of evs already (a
+// transition is recognised by the id of its first event, fixed by its
+// writer), and its seq. The caller holds mu.
+func (e *entry) written(evs []saga.Event) (int64, bool) {
+	if len(evs) == 0 || evs[0].ID.IsZero() {
+		return 0, false
+	}
+	// A retry follows its first attempt closely: look from the newest.
+	for i := len(e.events) - 1; i >= 0; i-- {
+		if e.events[i].ID == evs[0].ID {
+			return e.events[i].Seq, true
+		}
+	}
+	return 0, false
+}
+
+// applied is the answer to a writer at now, whose last event has seq. The
+// caller holds mu.
+func (e *entry) applied(now time.Time, seq int64) saga.Applied {
+	sg := e.saga
 	a := saga.Applied{
 		Now:              now,
 		Control:          sg.Control,
 		DeadlineExceeded: saga.DeadlineReached(sg.Deadline, now),
-		EventSeq:         sg.EventSeq,
+		EventSeq:         seq,
 	}
 	if sg.LeaseExpiresAt != nil {
 		a.LeaseExpiresAt = *sg.LeaseExpiresAt
 	}
-	return a, nil
+	return a
 }
 
 // ClaimSagas leases up to limit runnable sagas to owner, those due longest

@@ -254,6 +254,7 @@ func testApply(t *testing.T, newStore factory) {
 	})
 
 	t.Run("LeaseLost", func(t *testing.T) { testApplyLeaseLost(t, newStore) })
+	t.Run("Retried", func(t *testing.T) { testApplyRetried(t, newStore) })
 
 	t.Run("NotFound", func(t *testing.T) {
 		h := setup(t, newStore)
@@ -435,5 +436,67 @@ func testApplyLeaseLost(t *testing.T, newStore factory) {
 		h.apply(saga.Transition{SagaID: sg.ID, Lease: got[0].Lease(), LeaseFor: longLease, Status: saga.SagaStatusExecuting,
 			Events: []saga.Event{event(saga.EventLeaseTaken, nil)}})
 		refused(h, sg.ID, sg.Lease())
+	})
+}
+
+// testApplyRetried: a writer whose write committed but whose answer was
+// lost (a database connection broken after the commit) sends the same
+// transition again, with the same event ids; the store recognises it by
+// its first event and writes nothing twice, whoever holds the lease by
+// then.
+func testApplyRetried(t *testing.T, newStore factory) {
+	retried := func(t *testing.T, h *harness, tr saga.Transition, first saga.Applied) {
+		t.Helper()
+		before := h.snapshot(tr.SagaID)
+		again, err := h.store.Apply(h.ctx, tr)
+		if err != nil {
+			t.Fatalf("Apply of a transition written already: %v, want its answer", err)
+		}
+		if again.EventSeq != first.EventSeq {
+			t.Errorf("EventSeq of the retry = %d, want %d (that of the write)", again.EventSeq, first.EventSeq)
+		}
+		h.unchanged(before)
+	}
+	t.Run("SameWriter", func(t *testing.T) {
+		h := setup(t, newStore)
+		sg := h.create(NewTestSaga("a", 2), longLease, event(saga.EventSagaCreated, nil))
+		tr := saga.Transition{SagaID: sg.ID, Lease: sg.Lease(), LeaseFor: longLease, Status: saga.SagaStatusExecuting,
+			Steps:  []saga.StepUpdate{{Index: 0, Status: saga.StepStatusExecuting, Attempts: 1, Start: true}},
+			Events: []saga.Event{event(saga.EventSagaStarted, nil), event(saga.EventStepStarted, intp(0))}}
+		for i := range tr.Events {
+			tr.Events[i].ID = saga.NewID()
+		}
+		first := h.apply(tr)
+		if first.EventSeq != 3 {
+			t.Fatalf("EventSeq = %d, want 3", first.EventSeq)
+		}
+		retried(t, h, tr, first)
+		if n := len(h.events(sg.ID)); n != 3 {
+			t.Errorf("%d events after the retry, want 3", n)
+		}
+		// The writer goes on as if its first attempt had been answered.
+		h.apply(saga.Transition{SagaID: sg.ID, Lease: sg.Lease(), LeaseFor: longLease, Status: saga.SagaStatusCompleted,
+			Events: []saga.Event{event(saga.EventSagaCompleted, nil)}})
+	})
+	t.Run("AfterTheLeasePassed", func(t *testing.T) {
+		h := setup(t, newStore)
+		sg := h.create(NewTestSaga("a", 2), shortLease, event(saga.EventSagaCreated, nil))
+		tr := saga.Transition{SagaID: sg.ID, Lease: sg.Lease(), LeaseFor: shortLease, Status: saga.SagaStatusExecuting,
+			Events: []saga.Event{event(saga.EventSagaStarted, nil)}}
+		tr.Events[0].ID = saga.NewID()
+		first := h.apply(tr)
+		var got []*saga.Saga
+		h.eventually("another instance to claim the expired saga", func() bool {
+			got = h.claim("b", longLease, 10)
+			return len(got) > 0
+		})
+		retried(t, h, tr, first)
+		// A transition the store has not seen is refused, as ever.
+		fresh := tr
+		fresh.Events = []saga.Event{event(saga.EventSagaStarted, nil)}
+		fresh.Events[0].ID = saga.NewID()
+		if _, err := h.store.Apply(h.ctx, fresh); !errors.Is(err, saga.ErrLeaseLost) {
+			t.Errorf("Apply of a new transition under the lost lease: %v, want ErrLeaseLost", err)
+		}
 	})
 }
