@@ -494,7 +494,7 @@ func (m *machine) recordAction(o outcome, data outcomeData) {
 	if res.Outcome == participant.OutcomeTransient && !timedOut && !failing && c.Attempt < c.policy.MaxAttempts {
 		st.Status = saga.StepStatusRetrying
 		st.Error = res.Error
-		st.Uncertain = res.Uncertain
+		st.Uncertain = st.Uncertain || res.Uncertain
 		m.putStep(st, true, false)
 		data.backoff = o.backoff
 		m.eventJSON(saga.EventStepRetrying, &i, data.json())
@@ -505,7 +505,11 @@ func (m *machine) recordAction(o outcome, data outcomeData) {
 	}
 	st.Status = saga.StepStatusFailed
 	st.Error = res.Error
-	st.Uncertain = res.Uncertain
+	// Uncertain once, uncertain until the step completes: an earlier
+	// attempt that timed out (or was cut short by a crash) may still take
+	// effect, however certain the last failure (a 429, a refused
+	// connection).
+	st.Uncertain = st.Uncertain || res.Uncertain
 	m.putStep(st, true, true)
 	m.eventJSON(saga.EventStepFailed, &i, data.json())
 	if failing {
@@ -778,7 +782,9 @@ func (m *machine) startAction(i int) {
 	st := prev
 	k := callKey{participant.KindAction, i}
 	if st.Status == saga.StepStatusExecuting {
-		// A call was in flight when the saga's previous owner let go.
+		// A call was in flight when the saga's previous owner let go: its
+		// effect is uncertain.
+		st.Uncertain = true
 		m.eventJSON(saga.EventSagaRecovered, &i, m.recoveredData(participant.KindAction, st.Attempts))
 		m.log(1, "call in flight at recovery: making it again", "step_index", i, "attempt", st.Attempts)
 	}

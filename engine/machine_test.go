@@ -287,6 +287,27 @@ func TestDecide(t *testing.T) {
 			want: summary{Status: saga.SagaStatusCompensating, Events: "StepFailed@1 SagaCompensating CompensationStarted@1", Start: "compensation 1#1"},
 		},
 		{
+			// Found by the simulator: the first attempt took effect and its
+			// answer was lost; the next ones met a gateway's 429 until the
+			// attempts ran out. The effect stays uncertain: it is undone.
+			name: "an uncertain attempt keeps the step uncertain whatever the last failure",
+			build: func() *input {
+				s := mSaga(saga.SagaStatusExecuting, 2, nil)
+				setStep(s, 0, saga.StepStatusCompleted, 1)
+				setStep(s, 1, saga.StepStatusExecuting, 3)
+				s.Steps[1].Uncertain = true // attempt 1 timed out
+				in := mIn(s, t0)
+				back(in, inFlightCall(in, act, 1), result(tr, false), time.Second)
+				return in
+			},
+			want: summary{Status: saga.SagaStatusCompensating, Events: "StepFailed@1 SagaCompensating CompensationStarted@1", Start: "compensation 1#1"},
+			check: func(t *testing.T, in *input, d decision) {
+				if u := d.t.Steps[0]; u.Index != 1 || !u.Uncertain {
+					t.Errorf("step update %+v, want step 1 uncertain", u)
+				}
+			},
+		},
+		{
 			name: "a refusal compensates the completed steps only",
 			build: func() *input {
 				s := mSaga(saga.SagaStatusExecuting, 3, nil)
@@ -562,6 +583,9 @@ func TestDecide(t *testing.T) {
 			},
 			want: summary{Events: "LeaseTaken SagaRecovered@1 StepStarted@1", Start: "action 1#3"},
 			check: func(t *testing.T, in *input, d decision) {
+				if u := d.t.Steps[0]; u.Index != 1 || !u.Uncertain {
+					t.Errorf("step update %+v, want step 1 uncertain: the lost call may have taken effect", u)
+				}
 				var data struct {
 					Checkpoint struct {
 						StepIndex int `json:"step_index"`
