@@ -120,7 +120,11 @@ func (l *loop) transition(d *decision) saga.Transition {
 // learn of a pending operator request). The fields every transition
 // writes keep their stored values.
 func (l *loop) probeDecision() decision {
-	return decision{write: true}
+	return decision{write: true, t: saga.Transition{
+		CompletedSteps: l.s.CompletedSteps,
+		Error:          l.s.Error,
+		CompensateTo:   l.s.CompensateTo,
+	}}
 }
 
 // written records that t was written and the store answered applied.
