@@ -417,8 +417,15 @@ func (m *machine) nextRetry(actions bool) (due time.Time, ok bool) {
 	return due, ok
 }
 
-// wakeAt asks to decide again at t at the latest.
+// wakeAt asks to decide again at t at the latest. A time that has come
+// already is of no use while calls are in flight: what it was for (a due
+// retry with no room left, a deadline passed) waits for their outcomes,
+// which wake the runner; a timer at it would make the runner decide again
+// and again until they come (a busy loop the simulator found).
 func (m *machine) wakeAt(t time.Time) {
+	if !t.After(m.in.now) && m.inFlight() {
+		return
+	}
 	if m.d.wakeAt.IsZero() || t.Before(m.d.wakeAt) {
 		m.d.wakeAt = t
 	}

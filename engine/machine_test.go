@@ -308,6 +308,45 @@ func TestDecide(t *testing.T) {
 			},
 		},
 		{
+			// Found by the simulator: with a timer at a time that has come,
+			// the runner decided again at once, and again, until the call
+			// in flight was back.
+			name: "a deadline passed with a call in flight waits for its outcome, no timer",
+			build: func() *input {
+				s := mSaga(saga.SagaStatusExecuting, 2, nil)
+				s.Deadline = new(t0.Add(-time.Millisecond))
+				setStep(s, 0, saga.StepStatusExecuting, 1)
+				in := mIn(s, t0)
+				inFlightCall(in, act, 0)
+				return in
+			},
+			want: summary{},
+			check: func(t *testing.T, in *input, d decision) {
+				if !d.wakeAt.IsZero() {
+					t.Errorf("wake at %v, want none (the outcome wakes the runner)", d.wakeAt)
+				}
+			},
+		},
+		{
+			name: "a due retry with no room left waits for the call in flight, no timer",
+			build: func() *input {
+				s := mSaga(saga.SagaStatusExecuting, 2, map[string][]string{})
+				s.Definition.MaxParallel = 1
+				setStep(s, 0, saga.StepStatusExecuting, 1)
+				setStep(s, 1, saga.StepStatusRetrying, 1)
+				in := mIn(s, t0)
+				in.retryAt = map[callKey]time.Time{{act, 1}: t0.Add(-time.Second)}
+				inFlightCall(in, act, 0)
+				return in
+			},
+			want: summary{},
+			check: func(t *testing.T, in *input, d decision) {
+				if !d.wakeAt.IsZero() {
+					t.Errorf("wake at %v, want none (the outcome wakes the runner)", d.wakeAt)
+				}
+			},
+		},
+		{
 			name: "a refusal compensates the completed steps only",
 			build: func() *input {
 				s := mSaga(saga.SagaStatusExecuting, 3, nil)
