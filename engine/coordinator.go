@@ -220,6 +220,7 @@ func (c *Coordinator) Submit(ctx context.Context, def saga.Definition) (*saga.Sa
 		c.unreserve(1)
 	}
 	c.stampEvents(sub.events)
+	sent := c.now()
 	created, existed, err := c.store.CreateSaga(ctx, saga.NewSaga{Saga: sub.s, Events: sub.events, LeaseFor: sub.leaseFor})
 	if err != nil || existed {
 		if fast {
@@ -235,7 +236,7 @@ func (c *Coordinator) Submit(ctx context.Context, def saga.Definition) (*saga.Sa
 			created.Steps = sub.s.Steps
 		}
 		c.obs.SagaStarted(created.Name)
-		c.launch(created, false, sub.plan, sub.first)
+		c.launch(created, sent, false, sub.plan, sub.first)
 	} else {
 		c.backlog.Store(true)
 		c.signal()
@@ -313,9 +314,10 @@ func newSaga(def saga.Definition, id saga.ID) *saga.Saga {
 
 // launch starts the runner of s, for which a slot was reserved: claimed,
 // or created here with the calls unsent written as started (p is then its
-// plan).
-func (c *Coordinator) launch(s *saga.Saga, claimed bool, p *plan, unsent []*call) {
-	r := newRunner(c, cloneSaga(s), claimed, p, unsent)
+// plan). sent is when the claim or the create that leased s was sent (the
+// coordinator's clock): the lease runs from no earlier.
+func (c *Coordinator) launch(s *saga.Saga, sent time.Duration, claimed bool, p *plan, unsent []*call) {
+	r := newRunner(c, cloneSaga(s), sent, claimed, p, unsent)
 	c.mu.Lock()
 	old := c.runners[s.ID]
 	c.runners[s.ID] = r
@@ -392,6 +394,7 @@ func (c *Coordinator) claimOnce(ctx context.Context) (more bool, err error) {
 	if n == 0 {
 		return false, nil
 	}
+	sent := c.now()
 	sagas, err := c.store.ClaimSagas(ctx, c.cfg.InstanceID, c.cfg.LeaseDuration, n)
 	if err != nil {
 		c.unreserve(n)
@@ -399,7 +402,7 @@ func (c *Coordinator) claimOnce(ctx context.Context) (more bool, err error) {
 	}
 	c.unreserve(n - len(sagas))
 	for _, s := range sagas {
-		c.launch(s, true, nil, nil)
+		c.launch(s, sent, true, nil, nil)
 	}
 	full := len(sagas) == n
 	c.backlog.Store(full)

@@ -47,7 +47,11 @@ type runner struct {
 	sawStop bool
 }
 
-func newRunner(c *Coordinator, s *saga.Saga, claimed bool, p *plan, unsent []*call) *runner {
+// newRunner returns the runner of s, leased by a claim or create sent at
+// sent (the coordinator's clock): its estimate of the lease's end errs
+// early, however long the answer took (a runner launched after a long
+// pause must not believe its lease fresh).
+func newRunner(c *Coordinator, s *saga.Saga, sent time.Duration, claimed bool, p *plan, unsent []*call) *runner {
 	ctx, cancel := context.WithCancel(c.runCtx)
 	r := &runner{
 		c:      c,
@@ -58,7 +62,7 @@ func newRunner(c *Coordinator, s *saga.Saga, claimed bool, p *plan, unsent []*ca
 		loop:   newLoop(s, claimed, p, unsent, c.cfg.LeaseDuration, c.now),
 	}
 	r.results = make(chan outcome, r.plan.maxParallel)
-	r.leaseEnd.Store(int64(c.now() + c.cfg.LeaseDuration))
+	r.leaseEnd.Store(int64(sent + c.cfg.LeaseDuration))
 	return r
 }
 
@@ -86,6 +90,18 @@ func (r *runner) run() {
 			// Started and durable: the next decision sends them, or
 			// withdraws them if the write revealed a reason to.
 			r.unsent = d.start
+			continue
+		}
+		if len(d.send) > 0 && !leaseFresh(time.Duration(r.leaseEnd.Load()), r.c.now(), r.c.cfg.LeaseDuration) {
+			// The lease may have run out while this runner stood still (a
+			// pause of the process, a slow write): no call goes out before
+			// a write renews it (the store refuses it if the saga was taken
+			// meanwhile); the next decision sends the calls, or withdraws
+			// them if the write revealed a reason to.
+			if !r.probe() {
+				return
+			}
+			r.unsent = d.send
 			continue
 		}
 		if len(d.send) == 1 && len(r.inFlight) == 0 && r.plan.maxParallel == 1 {
@@ -168,6 +184,11 @@ func (r *runner) write(d *decision) bool {
 // recognised by the store.
 func (r *runner) apply(t saga.Transition) (saga.Applied, error) {
 	backoff := applyRetryInitial
+	// While the lease the write began under lasts: the renewals that go on
+	// meanwhile do not extend it, or a write the store keeps refusing
+	// would be retried for ever with the saga held (the simulator found
+	// sagas stuck so).
+	until := time.Duration(r.leaseEnd.Load())
 	for {
 		applied, err := r.c.store.Apply(r.ctx, t)
 		if err == nil {
@@ -177,8 +198,7 @@ func (r *runner) apply(t saga.Transition) (saga.Applied, error) {
 			errors.Is(err, saga.ErrInvalidTransition) || r.ctx.Err() != nil {
 			return applied, err
 		}
-		left := time.Duration(r.leaseEnd.Load()) - r.c.now()
-		if left < backoff {
+		if left := until - r.c.now(); left < backoff {
 			return applied, err
 		}
 		r.logger().Warn("write saga transition: retrying", "error", err, "backoff", backoff)

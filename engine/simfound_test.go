@@ -2,11 +2,16 @@ package engine_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	saga "github.com/tracseq/transaction-service"
+	"github.com/tracseq/transaction-service/engine"
+	"github.com/tracseq/transaction-service/memory"
 )
 
 // Found by the simulator (package sim): an operator request that arrives
@@ -46,4 +51,127 @@ func TestProbeKeepsTheSagaRow(t *testing.T) {
 				end.Status, end.CompletedSteps, end.Error)
 		}
 	})
+}
+
+// poisonStore fails for good every attempt of the first transition that
+// completes step 0 (a write the database keeps refusing), and only that
+// one: the writes of whoever takes the saga next are new transitions.
+type poisonStore struct {
+	saga.Store
+	mu       sync.Mutex
+	poisoned saga.ID // the first event id of the poisoned transition
+	refused  int
+}
+
+func (s *poisonStore) Apply(ctx context.Context, t saga.Transition) (saga.Applied, error) {
+	s.mu.Lock()
+	for _, e := range t.Events {
+		if s.poisoned.IsZero() && e.Type == saga.EventStepCompleted && *e.StepIndex == 0 {
+			s.poisoned = t.Events[0].ID
+		}
+	}
+	if len(t.Events) > 0 && t.Events[0].ID == s.poisoned {
+		s.refused++
+		s.mu.Unlock()
+		return saga.Applied{}, errors.New("the database refuses this write every time")
+	}
+	s.mu.Unlock()
+	return s.Store.Apply(ctx, t)
+}
+
+// Found by the simulator: a write that fails for good was retried for as
+// long as the lease lasted, and the lease renewer kept the lease alive
+// meanwhile: the saga was held for ever. The retries now last as long as
+// the lease the write began under; then the runner lets go, the lease
+// runs out and a claim takes the saga on with a transition of its own.
+func TestWriteFailingForGoodLetsTheSagaGo(t *testing.T) {
+	t.Parallel()
+	store := &poisonStore{Store: memory.New(memory.Config{})}
+	b := &bundle{store: store, stub: newStub(t)}
+	b.coord = startCoordinator(t, store, "engine-a", func(c *engine.Config) {
+		// Longer than the longest backoff between retries (1 s), which
+		// alone ended them before.
+		c.LeaseDuration = 2 * time.Second
+		c.ClaimInterval = 20 * time.Millisecond
+	})
+	s := b.submit(t, b.definition("poisoned", "a", "b"))
+	end := wait(t, b.coord, s.ID)
+	store.mu.Lock()
+	refused := store.refused
+	store.mu.Unlock()
+	if end.Status != saga.SagaStatusCompleted || refused == 0 {
+		t.Errorf("saga ended %s after %d refused attempts, want Completed after some", end.Status, refused)
+	}
+}
+
+// pausingStore plays engine-a standing still (a long pause of its
+// process) from the moment it writes the start of step 1: that write is
+// answered only once engine-b has claimed the saga, and engine-a's lease
+// renewer, paused too, renews nothing any more.
+type pausingStore struct {
+	saga.Store
+	paused  atomic.Bool
+	claimed chan struct{} // closed when engine-b claims a saga
+	once    sync.Once
+}
+
+func (s *pausingStore) Apply(ctx context.Context, t saga.Transition) (saga.Applied, error) {
+	starts := false
+	for _, e := range t.Events {
+		starts = starts || e.Type == saga.EventStepStarted && *e.StepIndex == 1
+	}
+	if !starts || t.Lease.Owner != "engine-a" {
+		return s.Store.Apply(ctx, t)
+	}
+	s.paused.Store(true)
+	a, err := s.Store.Apply(ctx, t)
+	select {
+	case <-s.claimed:
+	case <-ctx.Done():
+	}
+	return a, err
+}
+
+func (s *pausingStore) RenewLeases(ctx context.Context, owner string, leases map[saga.ID]int64, d time.Duration) ([]saga.ID, error) {
+	if owner == "engine-a" && s.paused.Load() {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return s.Store.RenewLeases(ctx, owner, leases, d)
+}
+
+func (s *pausingStore) ClaimSagas(ctx context.Context, owner string, d time.Duration, n int) ([]*saga.Saga, error) {
+	got, err := s.Store.ClaimSagas(ctx, owner, d, n)
+	if owner == "engine-b" && len(got) > 0 {
+		s.once.Do(func() { close(s.claimed) })
+	}
+	return got, err
+}
+
+// Found by the simulator: a runner that stood still between the write
+// that started a call and the call (a pause of the process longer than
+// its lease) made the call when it moved again, although another
+// instance held the saga by then. A call now goes out only under a fresh
+// lease; a runner whose lease may have run out writes a probe first,
+// which the store refuses when the saga was taken.
+func TestNoCallAfterTheLeaseRanOut(t *testing.T) {
+	t.Parallel()
+	store := &pausingStore{Store: memory.New(memory.Config{}), claimed: make(chan struct{})}
+	b := &bundle{store: store, stub: newStub(t)}
+	quickLease := func(c *engine.Config) {
+		c.LeaseDuration = 300 * time.Millisecond
+		c.ClaimInterval = 20 * time.Millisecond
+	}
+	b.coord = startCoordinator(t, store, "engine-a", quickLease)
+	s := b.submit(t, b.definition("paused-writer", "a", "b"))
+	other := startCoordinator(t, store, "engine-b", quickLease)
+	end := wait(t, other, s.ID)
+	if end.Status != saga.SagaStatusCompleted {
+		t.Fatalf("saga ended %s, want Completed", end.Status)
+	}
+	for _, c := range b.stub.received() {
+		if c.Kind == "action" && c.Step == "b" && c.Attempt == 1 {
+			t.Errorf("step b's attempt 1 was sent by engine-a after its lease ran out (engine-b held the saga)")
+		}
+	}
 }
