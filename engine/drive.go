@@ -139,7 +139,9 @@ func (l *Loop) Returned(c Call, res participant.Result, random func() float64) {
 // LeaseFresh reports whether a lease that runs out at leaseEnd (by the
 // instance's clock) is fresh enough at now for a call to go out under it;
 // when it is not, the runner renews it with Probe first.
-func LeaseFresh(leaseEnd, now, leaseFor time.Duration) bool { return leaseFresh(leaseEnd, now, leaseFor) }
+func LeaseFresh(leaseEnd, now, leaseFor time.Duration) bool {
+	return leaseFresh(leaseEnd, now, leaseFor)
+}
 
 // Saga returns the saga as the loop believes it stored. The caller must
 // not change it.
