@@ -86,12 +86,6 @@ func (r *runner) run() {
 		if d.exit {
 			return
 		}
-		if len(d.start) > 0 {
-			// Started and durable: the next decision sends them, or
-			// withdraws them if the write revealed a reason to.
-			r.unsent = d.start
-			continue
-		}
 		if len(d.send) > 0 && !leaseFresh(time.Duration(r.leaseEnd.Load()), r.c.now(), r.c.cfg.LeaseDuration) {
 			// The lease may have run out while this runner stood still (a
 			// pause of the process, a slow write): no call goes out before
@@ -101,7 +95,18 @@ func (r *runner) run() {
 			if !r.probe() {
 				return
 			}
-			r.unsent = d.send
+			r.unsent = append(d.send, d.start...)
+			continue
+		}
+		if len(d.start) > 0 {
+			// Started and durable: the next decision sends them, or
+			// withdraws them if the write revealed a reason to. The calls
+			// this decision sends (a graph's, beside those it started) go
+			// out now: dropped, their steps would look abandoned to the
+			// next decision, which would make them again (the simulator
+			// found sagas writing so for ever).
+			r.sendAsync(d.send)
+			r.unsent = d.start
 			continue
 		}
 		if len(d.send) == 1 && len(r.inFlight) == 0 && r.plan.maxParallel == 1 {
@@ -117,11 +122,7 @@ func (r *runner) run() {
 			}
 			continue
 		}
-		for _, c := range d.send {
-			r.inFlight[c.key()] = c
-			ctx, cancel := r.callContext(c)
-			go func() { r.results <- r.invoke(ctx, cancel, c) }()
-		}
+		r.sendAsync(d.send)
 		if !r.await(d.wakeAt) {
 			return
 		}
@@ -210,6 +211,16 @@ func (r *runner) apply(t saga.Transition) (saga.Applied, error) {
 			return applied, err
 		}
 		backoff = min(backoff*2, applyRetryMax)
+	}
+}
+
+// sendAsync makes each call on a goroutine of its own; await receives
+// their outcomes.
+func (r *runner) sendAsync(calls []*call) {
+	for _, c := range calls {
+		r.inFlight[c.key()] = c
+		ctx, cancel := r.callContext(c)
+		go func() { r.results <- r.invoke(ctx, cancel, c) }()
 	}
 }
 

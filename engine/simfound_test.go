@@ -2,8 +2,10 @@ package engine_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,6 +14,7 @@ import (
 	saga "github.com/tracseq/transaction-service"
 	"github.com/tracseq/transaction-service/engine"
 	"github.com/tracseq/transaction-service/memory"
+	"github.com/tracseq/transaction-service/participant"
 )
 
 // Found by the simulator (package sim): an operator request that arrives
@@ -172,6 +175,75 @@ func TestNoCallAfterTheLeaseRanOut(t *testing.T) {
 	for _, c := range b.stub.received() {
 		if c.Kind == "action" && c.Step == "b" && c.Attempt == 1 {
 			t.Errorf("step b's attempt 1 was sent by engine-a after its lease ran out (engine-b held the saga)")
+		}
+	}
+}
+
+// slowStartStore commits slowly the write that starts step a's second
+// attempt (a slow database): meanwhile step b's retry falls due.
+type slowStartStore struct {
+	saga.Store
+	once sync.Once
+}
+
+func (s *slowStartStore) Apply(ctx context.Context, t saga.Transition) (saga.Applied, error) {
+	for _, u := range t.Steps {
+		if u.Index == 0 && u.Status == saga.StepStatusExecuting && u.Attempts == 2 {
+			// Slow to commit: the store's clock moves past b's retry.
+			s.once.Do(func() { time.Sleep(100 * time.Millisecond) })
+		}
+	}
+	return s.Store.Apply(ctx, t)
+}
+
+// pairInvoker fails the first attempts of steps a and b together (each
+// waits for the other), then succeeds.
+type pairInvoker struct {
+	both  sync.WaitGroup
+	mu    sync.Mutex
+	calls []participant.Call
+}
+
+func (p *pairInvoker) Invoke(ctx context.Context, c participant.Call) participant.Result {
+	p.mu.Lock()
+	p.calls = append(p.calls, c)
+	p.mu.Unlock()
+	if c.Attempt == 1 && c.Kind == participant.KindAction {
+		p.both.Done()
+		p.both.Wait()
+		return participant.Result{Outcome: participant.OutcomeTransient, StatusCode: 503, Error: "HTTP 503", Uncertain: true}
+	}
+	return participant.Result{Outcome: participant.OutcomeSuccess, StatusCode: 200, Output: json.RawMessage(`{}`)}
+}
+
+// Found by the simulator: a decision of a graph that both sends calls
+// (started by the write before) and starts others (a retry fell due
+// meanwhile) had its sends dropped by the runner. The next decision took
+// the unsent steps for calls abandoned by a previous owner and made them
+// again, dropping the sends of that decision in turn: the saga wrote
+// SagaRecovered and StepStarted for ever.
+func TestSendsBesideStartsGoOut(t *testing.T) {
+	t.Parallel()
+	store := &slowStartStore{Store: memory.New(memory.Config{})}
+	inv := &pairInvoker{}
+	inv.both.Add(2)
+	b := &bundle{store: store, stub: newStub(t)}
+	b.coord = startCoordinator(t, store, "engine-a", func(c *engine.Config) { c.Invoker = inv })
+	def := b.definition("graph", "a", "b")
+	def.MaxParallel = 2
+	for i := range def.Steps {
+		def.Steps[i].DependsOn = []string{}
+	}
+	def.Steps[0].Retry = &saga.RetryPolicy{MaxAttempts: 3, InitialBackoffMs: 2}  // due after 1 ms
+	def.Steps[1].Retry = &saga.RetryPolicy{MaxAttempts: 3, InitialBackoffMs: 40} // due after 20 ms
+	s := b.submit(t, def)
+	end := wait(t, b.coord, s.ID)
+	if end.Status != saga.SagaStatusCompleted || end.Steps[0].Attempts != 2 || end.Steps[1].Attempts != 2 {
+		t.Errorf("saga ended %s with attempts %d and %d, want Completed with 2 each", end.Status, end.Steps[0].Attempts, end.Steps[1].Attempts)
+	}
+	for _, e := range eventTypes(t, b.coord, s.ID) {
+		if strings.HasPrefix(e, string(saga.EventSagaRecovered)) {
+			t.Fatalf("events %v: a call of this runner was taken for one in flight at recovery", eventTypes(t, b.coord, s.ID))
 		}
 	}
 }
