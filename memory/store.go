@@ -207,6 +207,21 @@ func (s *Store) GetSaga(ctx context.Context, id saga.ID) (*saga.Saga, error) {
 	return cloneSaga(e.saga, true), nil
 }
 
+// Inspect calls fn with the saga id as the store holds it (with its
+// steps), under the store's lock, and reports whether the store holds it.
+// It is for checks that read a saga many times without copying it (the
+// simulator's invariants): fn must not change the saga, keep it, or call
+// the store.
+func (s *Store) Inspect(id saga.ID, fn func(*saga.Saga)) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.sagas[id]
+	if ok {
+		fn(e.saga)
+	}
+	return ok
+}
+
 // comparePos compares positions (created_at, id) of the newest-first order
 // of ListSagas: negative when a comes first (is newer).
 func comparePos(aAt time.Time, aID saga.ID, bAt time.Time, bID saga.ID) int {
