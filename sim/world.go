@@ -214,7 +214,7 @@ func (w *world) violate(id saga.ID, format string, args ...any) {
 
 // stallChance is the chance that an instance stalls before any one of
 // its steps.
-const stallChance = 0.00005
+const stallChance = 0.0002
 
 // maxMessages bounds the violations a run describes.
 const maxMessages = 20
