@@ -164,4 +164,8 @@ type Health struct {
 	PoolMax          int32
 	MigrationVersion int64
 	Error            string // why the store is not healthy, if it is not
+	// Replicas are the read replicas (none unless configured); a replica
+	// that is not usable does not make the store unhealthy: reads go to
+	// the primary.
+	Replicas []ReplicaHealth
 }

@@ -54,6 +54,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) error {
 	if err := def.Validate(); err != nil {
 		return err
 	}
+	s.noteWrite(r)
 	sg, existed, err := s.coord.Submit(r.Context(), def)
 	if err != nil {
 		return fmt.Errorf("submit saga: %w", err)
@@ -138,7 +139,7 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	sg, err := s.coord.Get(r.Context(), id)
+	sg, err := s.coord.Get(s.ReadContext(r), id)
 	if err != nil {
 		return notFound(fmt.Errorf("get saga: %w", err), id)
 	}
@@ -165,7 +166,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	if len(ve.Problems) > 0 {
 		return &ve
 	}
-	evs, err := s.coord.Events(r.Context(), id, afterSeq, int(limit))
+	evs, err := s.coord.Events(s.ReadContext(r), id, afterSeq, int(limit))
 	if err != nil {
 		return notFound(fmt.Errorf("list events: %w", err), id)
 	}
@@ -183,7 +184,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	page, err := s.coord.List(r.Context(), f)
+	page, err := s.coord.List(s.ReadContext(r), f)
 	if err != nil {
 		return fmt.Errorf("list sagas: %w", err)
 	}
@@ -297,6 +298,7 @@ func controlHandler(a saga.ControlAction) handlerFunc {
 		if err != nil {
 			return err
 		}
+		s.noteWrite(r)
 		sg, err := s.coord.Control(r.Context(), id, a)
 		switch {
 		case err == nil:
@@ -339,7 +341,7 @@ func (s *Server) statistics(w http.ResponseWriter, r *http.Request) error {
 		}
 		window = d
 	}
-	st, err := s.coord.Statistics(r.Context(), window)
+	st, err := s.coord.Statistics(s.ReadContext(r), window)
 	if err != nil {
 		return fmt.Errorf("compute statistics: %w", err)
 	}

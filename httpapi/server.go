@@ -82,6 +82,11 @@ type Config struct {
 	// route pattern (such as "GET /api/v1/sagas/{id}", or "unmatched"), the
 	// status answered and the time taken.
 	ObserveRequest func(route string, status int, d time.Duration)
+	// ReadAfterWrite is how long after a client's write its reads are
+	// served by the primary rather than a read replica (see ReadContext).
+	// Default ReadAfterWriteDefault; set it above the store's allowed
+	// replica lag.
+	ReadAfterWrite time.Duration
 }
 
 // Server is the REST API. It is safe for concurrent use.
@@ -95,6 +100,7 @@ type Server struct {
 	maxWait      time.Duration
 	version      string
 	observe      func(route string, status int, d time.Duration)
+	writers      *recentWriters
 
 	mux     *http.ServeMux
 	handler http.Handler
@@ -110,6 +116,9 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.MaxBodyBytes < 0 {
 		return nil, fmt.Errorf("httpapi: Config.MaxBodyBytes must not be negative (got %d)", cfg.MaxBodyBytes)
 	}
+	if cfg.ReadAfterWrite < 0 {
+		return nil, fmt.Errorf("httpapi: Config.ReadAfterWrite must not be negative (got %s)", cfg.ReadAfterWrite)
+	}
 	if cfg.MaxWait < 0 {
 		return nil, fmt.Errorf("httpapi: Config.MaxWait must not be negative (got %s)", cfg.MaxWait)
 	}
@@ -122,6 +131,7 @@ func NewServer(cfg Config) (*Server, error) {
 		maxWait:      cmp.Or(cfg.MaxWait, MaxWaitDefault),
 		version:      cfg.Version,
 		observe:      cfg.ObserveRequest,
+		writers:      newRecentWriters(cmp.Or(cfg.ReadAfterWrite, ReadAfterWriteDefault)),
 		mux:          http.NewServeMux(),
 	}
 	for i, tok := range cfg.Tokens {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -643,7 +644,7 @@ func TestReady(t *testing.T) {
 				(r.Warning != "") != tc.wantWarning || r.InstanceID != "test-instance" {
 				t.Errorf("HTTP %d, %+v", code, r)
 			}
-			if tc.wantDB && *r.Database != (DatabaseJSON{RoundTripMs: 1.25, MigrationVersion: 4,
+			if tc.wantDB && !reflect.DeepEqual(*r.Database, DatabaseJSON{RoundTripMs: 1.25, MigrationVersion: 4,
 				Pool: PoolJSON{Total: 5, Idle: 3, InUse: 2, Max: 20}}) {
 				t.Errorf("database %+v", *r.Database)
 			}

@@ -133,6 +133,19 @@ type DatabaseJSON struct {
 	RoundTripMs      float64  `json:"round_trip_ms"`
 	Pool             PoolJSON `json:"pool"`
 	MigrationVersion int64    `json:"migration_version"`
+	// Replicas are the read replicas (DATABASE_READ_URL), omitted when none
+	// is configured. One that is not usable does not make the service not
+	// ready: reads go to the primary.
+	Replicas []ReplicaJSON `json:"replicas,omitempty"`
+}
+
+// ReplicaJSON is one read replica in DatabaseJSON.
+type ReplicaJSON struct {
+	Name      string     `json:"name"`
+	Usable    bool       `json:"usable"`
+	LagMs     float64    `json:"lag_ms"`
+	Error     string     `json:"error,omitempty"`
+	CheckedAt *time.Time `json:"checked_at"`
 }
 
 // PoolJSON is the connection pool in DatabaseJSON.
@@ -270,6 +283,13 @@ func newReadyJSON(h saga.Health, extraOK bool, instanceID, version string) Ready
 			RoundTripMs:      durationMs(h.RoundTrip),
 			Pool:             PoolJSON{Total: h.PoolTotal, Idle: h.PoolIdle, InUse: h.PoolInUse, Max: h.PoolMax},
 			MigrationVersion: h.MigrationVersion,
+		}
+		for _, r := range h.Replicas {
+			rj := ReplicaJSON{Name: r.Name, Usable: r.Usable, LagMs: durationMs(r.Lag), Error: r.Error}
+			if !r.CheckedAt.IsZero() {
+				rj.CheckedAt = utc(&r.CheckedAt)
+			}
+			out.Database.Replicas = append(out.Database.Replicas, rj)
 		}
 		if h.Error != "" {
 			out.Status = StatusNotReady

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	saga "github.com/tracseq/transaction-service"
 )
@@ -18,7 +19,7 @@ func (s *Store) Stats(ctx context.Context, window time.Duration) (st saga.Stats,
 	if window < 0 {
 		return saga.Stats{}, fmt.Errorf("read statistics: window %v is negative", window)
 	}
-	err = retry(ctx, func(ctx context.Context) error {
+	err = retry(ctx, s.reading(func(ctx context.Context, pool *pgxpool.Pool) error {
 		st = saga.Stats{ByStatus: make(map[saga.SagaStatus]int64, len(saga.SagaStatuses)), Window: window}
 		for _, status := range saga.SagaStatuses {
 			st.ByStatus[status] = 0
@@ -26,7 +27,7 @@ func (s *Store) Stats(ctx context.Context, window time.Duration) (st saga.Stats,
 		b := &pgx.Batch{}
 		b.Queue(sqlCountByStatus)
 		b.Queue(sqlWindowStats, micros(window))
-		br := s.pool.SendBatch(ctx, b)
+		br := pool.SendBatch(ctx, b)
 		defer br.Close()
 		rows, err := br.Query()
 		if err != nil {
@@ -55,7 +56,7 @@ func (s *Store) Stats(ctx context.Context, window time.Duration) (st saga.Stats,
 		st.MeanDuration = seconds(mean)
 		st.P95Duration = seconds(p95)
 		return br.Close()
-	})
+	}))
 	if err != nil {
 		return saga.Stats{}, interpretError("read statistics", err)
 	}

@@ -34,6 +34,11 @@ const (
 	MaxConcurrentSagasDefault  = 1000
 	SlowQueryDefault           = 200 * time.Millisecond
 	MaxConnsPerHostDefault     = 256
+	DBReadMaxLagDefault        = time.Second
+	// ClaimPollDefault is the claim loop's safety-net poll while the
+	// instance LISTENs for runnable work (PostgreSQL); without it (memory)
+	// the engine's 1 s applies.
+	ClaimPollDefault = 10 * time.Second
 )
 
 // Upper bounds that catch typos (an extra zero or two) rather than limit
@@ -47,17 +52,27 @@ const (
 	maxSlowQueryMs       = 3_600_000
 	maxConnsPerHost      = 100_000
 	maxInstanceIDLength  = 200
+	maxReadLagMs         = 3_600_000
+	maxClaimPollSeconds  = 3600
 )
 
 // Config is the service's configuration, read from the environment by
 // LoadConfig. Every field has a default.
 type Config struct {
 	DatabaseURL        string        // DATABASE_URL
+	DatabaseDirectURL  string        // DATABASE_DIRECT_URL; empty: DATABASE_URL
+	DatabaseReadURLs   []string      // DATABASE_READ_URL (comma-separated); empty: reads go to DATABASE_URL
+	DBReadMaxLag       time.Duration // DB_READ_MAX_LAG_MS
+	DBPooler           string        // DB_POOLER: "" or pgbouncer
 	DBMaxConns         int32         // DB_MAX_CONNECTIONS
 	DBMinConns         int32         // DB_MIN_CONNECTIONS
 	DBConnectTimeout   time.Duration // DB_CONNECTION_TIMEOUT_SECONDS
 	Persistence        bool          // ENABLE_PERSISTENCE
-	CleanupAfter       time.Duration // CLEANUP_AFTER_HOURS
+	CleanupAfter       time.Duration // CLEANUP_AFTER_HOURS (Completed, and the default of the three below)
+	CleanupCompensated time.Duration // CLEANUP_COMPENSATED_AFTER_HOURS
+	CleanupCancelled   time.Duration // CLEANUP_CANCELLED_AFTER_HOURS
+	CleanupTimedOut    time.Duration // CLEANUP_TIMED_OUT_AFTER_HOURS
+	ClaimPoll          time.Duration // CLAIM_POLL_SECONDS
 	HTTPAddr           string        // HTTP_ADDR
 	LogLevel           slog.Level    // LOG_LEVEL
 	LogFormat          string        // LOG_FORMAT: text or json
@@ -79,11 +94,16 @@ func LoadConfig(env func(string) string) (Config, error) {
 	p := envParser{env: env}
 	cfg := Config{
 		DatabaseURL:        p.databaseURL("DATABASE_URL"),
+		DatabaseDirectURL:  p.optionalDatabaseURL("DATABASE_DIRECT_URL"),
+		DatabaseReadURLs:   p.databaseURLs("DATABASE_READ_URL"),
+		DBReadMaxLag:       time.Duration(p.integer("DB_READ_MAX_LAG_MS", int(DBReadMaxLagDefault/time.Millisecond), 1, maxReadLagMs)) * time.Millisecond,
+		DBPooler:           p.pooler("DB_POOLER"),
 		DBMaxConns:         int32(p.integer("DB_MAX_CONNECTIONS", DBMaxConnectionsDefault, 1, maxDBConnections)),
 		DBMinConns:         int32(p.integer("DB_MIN_CONNECTIONS", DBMinConnectionsDefault, 0, maxDBConnections)),
 		DBConnectTimeout:   time.Duration(p.integer("DB_CONNECTION_TIMEOUT_SECONDS", int(DBConnectionTimeoutDefault/time.Second), 1, maxConnectTimeoutSec)) * time.Second,
 		Persistence:        p.boolean("ENABLE_PERSISTENCE", PersistenceDefault),
 		CleanupAfter:       time.Duration(p.integer("CLEANUP_AFTER_HOURS", int(CleanupAfterDefault/time.Hour), 1, maxCleanupHours)) * time.Hour,
+		ClaimPoll:          time.Duration(p.integer("CLAIM_POLL_SECONDS", int(ClaimPollDefault/time.Second), 1, maxClaimPollSeconds)) * time.Second,
 		HTTPAddr:           p.address("HTTP_ADDR", HTTPAddrDefault),
 		LogLevel:           p.logLevel("LOG_LEVEL"),
 		LogFormat:          p.logFormat("LOG_FORMAT"),
@@ -95,6 +115,12 @@ func LoadConfig(env func(string) string) (Config, error) {
 		MaxConnsPerHost:    p.integer("PARTICIPANT_MAX_CONNS_PER_HOST", MaxConnsPerHostDefault, 1, maxConnsPerHost),
 		SlowQuery:          time.Duration(p.integer("DB_SLOW_QUERY_MS", int(SlowQueryDefault/time.Millisecond), 1, maxSlowQueryMs)) * time.Millisecond,
 		PprofAddr:          p.address("PPROF_ADDR", ""),
+	}
+	cfg.CleanupCompensated = p.hours("CLEANUP_COMPENSATED_AFTER_HOURS", cfg.CleanupAfter)
+	cfg.CleanupCancelled = p.hours("CLEANUP_CANCELLED_AFTER_HOURS", cfg.CleanupAfter)
+	cfg.CleanupTimedOut = p.hours("CLEANUP_TIMED_OUT_AFTER_HOURS", cfg.CleanupAfter)
+	if cfg.DBPooler != "" && cfg.DatabaseDirectURL == "" && p.ok("DATABASE_DIRECT_URL") {
+		p.fail("DATABASE_DIRECT_URL", "DB_POOLER="+cfg.DBPooler+" needs DATABASE_DIRECT_URL: a connection straight to the primary for LISTEN and the migration lock, which a transaction pooler cannot carry")
 	}
 	if cfg.DBMinConns > cfg.DBMaxConns && p.ok("DB_MIN_CONNECTIONS") && p.ok("DB_MAX_CONNECTIONS") {
 		p.fail("DB_MIN_CONNECTIONS", fmt.Sprintf("DB_MIN_CONNECTIONS=%d must not exceed DB_MAX_CONNECTIONS=%d", cfg.DBMinConns, cfg.DBMaxConns))
@@ -198,6 +224,48 @@ func (p *envParser) databaseURL(name string) string {
 		return DatabaseURLDefault
 	}
 	return v
+}
+
+// optionalDatabaseURL is databaseURL without a default.
+func (p *envParser) optionalDatabaseURL(name string) string {
+	if _, set := p.value(name); !set {
+		return ""
+	}
+	return p.databaseURL(name)
+}
+
+// databaseURLs reads a comma-separated list of PostgreSQL URLs (keyword/value
+// strings contain no comma-free form worth supporting here: give URLs).
+func (p *envParser) databaseURLs(name string) []string {
+	v, _ := p.value(name)
+	urls := list(v)
+	for i, u := range urls {
+		if _, err := pgxpool.ParseConfig(u); err != nil {
+			p.fail(name, fmt.Sprintf("%s: item %d is not a PostgreSQL connection URL: %v", name, i+1, err))
+			return nil
+		}
+	}
+	return urls
+}
+
+func (p *envParser) pooler(name string) string {
+	v, set := p.value(name)
+	if !set {
+		return ""
+	}
+	switch f := strings.ToLower(v); f {
+	case "none":
+		return ""
+	case "pgbouncer":
+		return f
+	}
+	p.failValue(name, v, "must be none or pgbouncer")
+	return ""
+}
+
+// hours reads a number of hours; unset takes def.
+func (p *envParser) hours(name string, def time.Duration) time.Duration {
+	return time.Duration(p.integer(name, int(def/time.Hour), 1, maxCleanupHours)) * time.Hour
 }
 
 func (p *envParser) logLevel(name string) slog.Level {

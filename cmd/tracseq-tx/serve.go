@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -52,6 +53,7 @@ type service struct {
 	http     *http.Server
 	pprof    *http.Server
 	engine   *engine.Coordinator
+	notify   *postgres.Listener // nil without PostgreSQL
 	store    saga.Store
 	cancel   context.CancelFunc // background work (failover reconnects)
 	failed   chan error         // the HTTP server stopped on its own
@@ -130,8 +132,15 @@ func startService(ctx context.Context, cfg Config, stderr io.Writer) (_ *service
 		return nil, err
 	}
 
+	claimInterval := time.Duration(0) // the engine's 1 s poll, for the memory store
+	if cfg.Persistence {
+		// Work released by other instances is announced by NOTIFY: the
+		// poll is only a safety net.
+		claimInterval = cfg.ClaimPoll
+	}
 	svc.engine, err = engine.New(svc.store, engine.Config{
 		InstanceID:         cfg.InstanceID,
+		ClaimInterval:      claimInterval,
 		LeaseDuration:      cfg.LeaseDuration,
 		MaxConcurrentSagas: cfg.MaxConcurrentSagas,
 		CleanupAfter:       cfg.CleanupAfter,
@@ -146,6 +155,19 @@ func startService(ctx context.Context, cfg Config, stderr io.Writer) (_ *service
 	if err := svc.engine.Start(bgCtx); err != nil {
 		return nil, fmt.Errorf("start engine: %w", err)
 	}
+	if cfg.Persistence {
+		svc.notify, err = postgres.NewListener(postgres.ListenerConfig{
+			DB:     dbConfig(cfg, logger, nil),
+			Wake:   svc.engine.Wake,
+			Logger: logger,
+		})
+		if err != nil {
+			return nil, err
+		}
+		if err := svc.notify.Start(bgCtx); err != nil {
+			return nil, fmt.Errorf("start listener: %w", err)
+		}
+	}
 
 	api, err := httpapi.NewServer(httpapi.Config{
 		Coordinator:    svc.engine,
@@ -154,6 +176,7 @@ func startService(ctx context.Context, cfg Config, stderr io.Writer) (_ *service
 		Metrics:        mx.Handler(),
 		Version:        versionString(),
 		ObserveRequest: mx.ObserveHTTP,
+		ReadAfterWrite: 2 * cfg.DBReadMaxLag,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create API server: %w", err)
@@ -222,25 +245,22 @@ func openStore(ctx, bgCtx context.Context, cfg Config, logger *slog.Logger, mx *
 		st := pg.Pool().Stat()
 		return st.TotalConns(), st.IdleConns(), st.AcquiredConns(), st.MaxConns()
 	})
+	var sizingChecked atomic.Bool
 	connect := func(ctx context.Context) (*postgres.Store, error) {
-		pg, err := postgres.Open(ctx, postgres.Config{
-			URL:            cfg.DatabaseURL,
-			MaxConns:       cfg.DBMaxConns,
-			MinConns:       cfg.DBMinConns,
-			ConnectTimeout: cfg.DBConnectTimeout,
-			SlowQuery:      cfg.SlowQuery,
-			Logger:         logger,
-			Observe:        mx.ObserveDB,
-		})
+		pg, err := postgres.Open(ctx, dbConfig(cfg, logger, mx.ObserveDB))
 		if err != nil {
 			return nil, err
 		}
-		version, err := postgres.Migrate(ctx, pg.Pool(), logger)
+		version, err := pg.Migrate(ctx, logger)
 		if err != nil {
 			pg.Close()
 			return nil, err
 		}
-		logger.Info("database ready", "migration_version", version, "database", redactURL(cfg.DatabaseURL))
+		logger.Info("database ready", "migration_version", version, "database", redactURL(cfg.DatabaseURL),
+			"read_replicas", len(cfg.DatabaseReadURLs), "pooler", cmp.Or(cfg.DBPooler, "none"))
+		if !sizingChecked.Swap(true) {
+			checkPoolSizing(ctx, pg, cfg, logger)
+		}
 		current.Store(pg)
 		return pg, nil
 	}
@@ -279,6 +299,44 @@ func openStore(ctx, bgCtx context.Context, cfg Config, logger *slog.Logger, mx *
 	}
 	fo.Start(bgCtx)
 	return fo, nil
+}
+
+// dbConfig is the PostgreSQL store's configuration.
+func dbConfig(cfg Config, logger *slog.Logger, observe func(string, time.Duration, error)) postgres.Config {
+	return postgres.Config{
+		URL:            cfg.DatabaseURL,
+		DirectURL:      cfg.DatabaseDirectURL,
+		ReadURLs:       cfg.DatabaseReadURLs,
+		ReadMaxLag:     cfg.DBReadMaxLag,
+		Pooler:         cfg.DBPooler,
+		InstanceID:     cfg.InstanceID,
+		MaxConns:       cfg.DBMaxConns,
+		MinConns:       cfg.DBMinConns,
+		ConnectTimeout: cfg.DBConnectTimeout,
+		SlowQuery:      cfg.SlowQuery,
+		Logger:         logger,
+		Observe:        observe,
+	}
+}
+
+// checkPoolSizing warns when the instances' pools together may open more
+// connections than the server allows.
+func checkPoolSizing(ctx context.Context, pg *postgres.Store, cfg Config, logger *slog.Logger) {
+	if cfg.DBPooler != "" {
+		logger.Info("connections go through " + cfg.DBPooler + ": size its server pool (default_pool_size) against max_connections")
+		return
+	}
+	p, err := pg.CheckPoolSizing(ctx)
+	switch {
+	case err != nil:
+		logger.Warn("could not check the pool sizing", "error", err)
+	case !p.Fits():
+		logger.Warn("POOL SIZING: the instances may open more connections than the database allows: "+p.String()+
+			"; lower DB_MAX_CONNECTIONS, raise max_connections, or put PgBouncer in front (DB_POOLER)",
+			"instances", p.Instances, "per_instance", p.PerInstance, "need", p.Need, "max_connections", p.MaxConnections)
+	default:
+		logger.Info("pool sizing: "+p.String(), "instances", p.Instances, "need", p.Need, "max_connections", p.MaxConnections)
+	}
 }
 
 // pprofHandler serves net/http/pprof on its own mux (never the default one).
@@ -321,6 +379,9 @@ func (s *service) shutdown() error {
 			errs = append(errs, fmt.Errorf("stop engine: %w", err))
 		}
 		cancel()
+	}
+	if s.notify != nil {
+		s.notify.Stop()
 	}
 	if s.cancel != nil {
 		s.cancel()
