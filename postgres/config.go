@@ -51,11 +51,15 @@ type Config struct {
 	InstanceID string
 
 	// Pooler is DB_POOLER: PoolerPgBouncer when URL leads to a PgBouncer
-	// in transaction pooling mode. Statements are then sent without
-	// prepared statements (pgx's QueryExecModeExec: one unnamed statement
-	// per query, parsed and bound in one round trip) and no session state
-	// is relied on. LISTEN and the migrations' advisory lock need a direct
-	// connection: see DirectURL.
+	// in transaction pooling mode. Statements are then sent without named
+	// prepared statements, which would outlive the transaction whose
+	// server connection they were prepared on: pgx's
+	// QueryExecModeCacheDescribe parses every query as the unnamed
+	// statement, bound and executed in the same round trip, with the
+	// parameter and result types it learnt once per query (so JSON and
+	// UUID arguments keep their binary encodings). No session state is
+	// relied on (SET LOCAL only, inside transactions). LISTEN and the
+	// migrations' advisory lock need a session: see DirectURL.
 	Pooler string
 
 	// DirectURL is DATABASE_DIRECT_URL: a connection straight to the
@@ -133,9 +137,8 @@ func (c Config) poolConfigFor(variable, url string, maxConns, minConns int32) (*
 		pc.ConnConfig.RuntimeParams["application_name"] = applicationNameFor(c.InstanceID)
 	}
 	if c.Pooler == PoolerPgBouncer {
-		pc.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
+		pc.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
 		pc.ConnConfig.StatementCacheCapacity = 0
-		pc.ConnConfig.DescriptionCacheCapacity = 0
 	}
 	return pc, nil
 }
