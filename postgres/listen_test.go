@@ -5,8 +5,8 @@ import (
 	"time"
 
 	saga "github.com/tracseq/transaction-service"
-	"github.com/tracseq/transaction-service/postgres"
 	"github.com/tracseq/transaction-service/internal/pgtest"
+	"github.com/tracseq/transaction-service/postgres"
 )
 
 // startListener starts a listener on the store's database whose wakes
@@ -126,4 +126,3 @@ func claim(t *testing.T, s *postgres.Store, owner string) []*saga.Saga {
 	}
 	return got
 }
-

@@ -38,7 +38,7 @@ const (
 	// ClaimPollDefault is the claim loop's safety-net poll while the
 	// instance LISTENs for runnable work (PostgreSQL); without it (memory)
 	// the engine's 1 s applies.
-	ClaimPollDefault = 10 * time.Second
+	ClaimPollDefault = 5 * time.Second
 )
 
 // Upper bounds that catch typos (an extra zero or two) rather than limit
