@@ -220,24 +220,35 @@ func (c *Coordinator) Submit(ctx context.Context, def saga.Definition) (*saga.Sa
 		return nil, false, err
 	}
 	s := newSaga(def)
-	fast := c.reserve(1) == 1
 	data := newObject(48 + len(s.Name))
 	data.str("name", s.Name)
 	data.int("total_steps", int64(s.TotalSteps))
-	events := make([]saga.Event, 1, 3)
-	events[0] = c.eventJSON(saga.EventSagaCreated, nil, data.done())
+	events := make([]saga.Event, 1, 4)
+	events[0] = saga.Event{Type: saga.EventSagaCreated, Data: data.done()}
 	leaseFor := time.Duration(0)
-	if fast {
-		s.Status = saga.SagaStatusExecuting
+	var p *plan
+	var first []*call
+	if c.reserve(1) == 1 {
+		// A free slot: the machine's first decision (the saga started, its
+		// first steps started) is written with the saga itself, leased here.
+		p = newPlan(&s.Definition)
 		s.OwnerID = c.cfg.InstanceID
-		s.Steps[0].Status = saga.StepStatusExecuting
-		s.Steps[0].Attempts = 1
-		leaseFor = c.cfg.LeaseDuration
-		events = append(events,
-			c.event(saga.EventSagaStarted, nil, nil),
-			c.eventJSON(saga.EventStepStarted, intPtr(0), startedData(1, "action")))
+		d := decide(&input{s: s, plan: p, now: time.Now(), stopping: c.isStopping(), leaseFor: c.cfg.LeaseDuration})
+		if d.err != nil || d.exit || len(d.start) == 0 {
+			// Not the usual first decision (the instance is stopping, say):
+			// create the saga runnable and let a claim decide.
+			c.unreserve(1)
+			s.OwnerID = ""
+		} else {
+			s.ApplyTransition(d.t, time.Time{})
+			events = append(events, d.t.Events...)
+			leaseFor = c.cfg.LeaseDuration
+			first = d.start
+		}
 	}
+	c.stampEvents(events)
 	created, existed, err := c.store.CreateSaga(ctx, saga.NewSaga{Saga: s, Events: events, LeaseFor: leaseFor})
+	fast := leaseFor > 0
 	if err != nil || existed {
 		if fast {
 			c.unreserve(1)
@@ -252,7 +263,7 @@ func (c *Coordinator) Submit(ctx context.Context, def saga.Definition) (*saga.Sa
 			created.Steps = s.Steps
 		}
 		c.obs.SagaStarted(created.Name)
-		c.launch(created, false)
+		c.launch(created, false, p, first)
 	} else {
 		c.backlog.Store(true)
 		c.signal()
@@ -288,9 +299,11 @@ func newSaga(def saga.Definition) *saga.Saga {
 	return s
 }
 
-// launch starts the runner of s, for which a slot was reserved.
-func (c *Coordinator) launch(s *saga.Saga, claimed bool) {
-	r := newRunner(c, cloneSaga(s), claimed)
+// launch starts the runner of s, for which a slot was reserved: claimed,
+// or created here with the calls unsent written as started (p is then its
+// plan).
+func (c *Coordinator) launch(s *saga.Saga, claimed bool, p *plan, unsent []*call) {
+	r := newRunner(c, cloneSaga(s), claimed, p, unsent)
 	c.mu.Lock()
 	old := c.runners[s.ID]
 	c.runners[s.ID] = r
@@ -379,7 +392,7 @@ func (c *Coordinator) claimOnce(ctx context.Context) (more bool, err error) {
 	}
 	c.unreserve(n - len(sagas))
 	for _, s := range sagas {
-		c.launch(s, true)
+		c.launch(s, true, nil, nil)
 	}
 	full := len(sagas) == n
 	c.backlog.Store(full)
@@ -662,30 +675,18 @@ func (c *Coordinator) Health(ctx context.Context) saga.Health {
 // now returns the coordinator's monotonic clock reading.
 func (c *Coordinator) now() time.Duration { return time.Since(c.base) }
 
-// event builds an event written by this instance.
-func (c *Coordinator) event(t saga.EventType, stepIndex *int, data map[string]any) saga.Event {
-	var raw json.RawMessage
-	if len(data) > 0 {
-		b, err := json.Marshal(data)
-		if err == nil {
-			raw = b
+// stampEvents gives events built by the state machine their id and this
+// instance's id. The ids are fixed here, once per transition, so that every
+// retry of one write is the same write.
+func (c *Coordinator) stampEvents(evs []saga.Event) {
+	for i := range evs {
+		if evs[i].ID.IsZero() {
+			evs[i].ID = saga.NewID()
+		}
+		if evs[i].InstanceID == "" {
+			evs[i].InstanceID = c.cfg.InstanceID
 		}
 	}
-	return c.eventJSON(t, stepIndex, raw)
-}
-
-// eventJSON builds an event written by this instance whose data is encoded
-// already.
-func (c *Coordinator) eventJSON(t saga.EventType, stepIndex *int, data json.RawMessage) saga.Event {
-	return saga.Event{Type: t, StepIndex: stepIndex, InstanceID: c.cfg.InstanceID, Data: data}
-}
-
-// startedData is the data of a StepStarted or CompensationStarted event.
-func startedData(attempt int, kind string) json.RawMessage {
-	o := newObject(40)
-	o.int("attempt", int64(attempt))
-	o.str("kind", kind)
-	return o.done()
 }
 
 func intPtr(i int) *int { return &i }
