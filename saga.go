@@ -43,6 +43,9 @@ type Saga struct {
 	// Durable is false when the saga lives only in memory (no database, or
 	// the database was unreachable when it was accepted). Not stored.
 	Durable bool
+	// LegalHold keeps the saga from cleanup whatever its age, until the
+	// hold is cleared (Store.SetLegalHold).
+	LegalHold bool
 
 	CreatedAt   time.Time
 	UpdatedAt   time.Time

@@ -311,6 +311,25 @@ func controlHandler(a saga.ControlAction) handlerFunc {
 	}
 }
 
+// holdHandler serves POST (hold = true) and DELETE of
+// /api/v1/sagas/{id}/hold: the saga's legal hold, which keeps cleanup from
+// deleting it. The answer is the saga, 200.
+func holdHandler(hold bool) handlerFunc {
+	return func(s *Server, w http.ResponseWriter, r *http.Request) error {
+		id, err := pathID(r)
+		if err != nil {
+			return err
+		}
+		s.noteWrite(r)
+		sg, err := s.coord.SetLegalHold(r.Context(), id, hold)
+		if err != nil {
+			return notFound(fmt.Errorf("set legal hold: %w", err), id)
+		}
+		s.writeJSON(w, http.StatusOK, NewSagaJSON(sg, false))
+		return nil
+	}
+}
+
 // conflict explains why action a is refused: the saga's status and the
 // statuses that allow it.
 func (s *Server) conflict(ctx context.Context, id saga.ID, a saga.ControlAction) error {

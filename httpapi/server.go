@@ -43,6 +43,9 @@ type Coordinator interface {
 	Statistics(ctx context.Context, window time.Duration) (saga.Stats, error)
 	// Cleanup deletes old finished sagas now and returns how many.
 	Cleanup(ctx context.Context) (int, error)
+	// SetLegalHold sets or clears a saga's legal hold (cleanup never
+	// deletes a held saga) and returns the saga.
+	SetLegalHold(ctx context.Context, id saga.ID, hold bool) (*saga.Saga, error)
 	// Health reports on the store.
 	Health(ctx context.Context) saga.Health
 	// InstanceID names this instance.

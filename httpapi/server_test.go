@@ -237,7 +237,7 @@ func TestGetSaga(t *testing.T) {
 	}
 	wantKeys := []string{"id", "name", "status", "transaction_id", "user_id", "context", "completed_steps",
 		"total_steps", "created_at", "updated_at", "started_at", "completed_at", "deadline", "error", "durable",
-		"idempotency_key", "control_request", "owner_id", "max_parallel", "steps"}
+		"legal_hold", "idempotency_key", "control_request", "owner_id", "max_parallel", "steps"}
 	if keys := slices.Sorted(maps.Keys(m)); !slices.Equal(keys, slices.Sorted(slices.Values(wantKeys))) {
 		t.Errorf("saga keys %v, want %v", keys, wantKeys)
 	}

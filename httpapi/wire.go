@@ -27,6 +27,7 @@ type SagaJSON struct {
 	Deadline       *time.Time         `json:"deadline"`
 	Error          string             `json:"error"`
 	Durable        bool               `json:"durable"`
+	LegalHold      bool               `json:"legal_hold"`
 	IdempotencyKey string             `json:"idempotency_key"`
 	ControlRequest saga.ControlAction `json:"control_request"`
 	OwnerID        string             `json:"owner_id"`
@@ -188,6 +189,7 @@ func NewSagaJSON(s *saga.Saga, withSteps bool) SagaJSON {
 		Deadline:       utc(s.Deadline),
 		Error:          s.Error,
 		Durable:        s.Durable,
+		LegalHold:      s.LegalHold,
 		IdempotencyKey: s.IdempotencyKey,
 		ControlRequest: s.Control,
 		OwnerID:        s.OwnerID,

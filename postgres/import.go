@@ -185,6 +185,6 @@ func importArgs(r saga.SagaRecord) ([]any, error) {
 		nullString(sg.CompensateTo), nullString(sg.Control), sg.Deadline,
 		nullString(sg.OwnerID), sg.LeaseExpiresAt, sg.LeaseEpoch, sg.NextRunAt, eventSeq,
 		createdAt, updatedAt, sg.StartedAt, sg.CompletedAt,
-		stepsJSON, compsJSON, eventsJSON, checkpointsJSON,
+		stepsJSON, compsJSON, eventsJSON, checkpointsJSON, sg.LegalHold,
 	}, nil
 }

@@ -70,33 +70,61 @@ func seconds(secs float64) time.Duration {
 }
 
 // DeleteFinished deletes sagas that ended (Completed, Compensated,
-// Cancelled, TimedOut) longer than age ago, batch sagas per transaction
-// (1,000 when batch <= 0), their other rows following by cascade, and
-// returns how many it deleted. See saga.Store.
-func (s *Store) DeleteFinished(ctx context.Context, age time.Duration, batch int) (deleted int, err error) {
-	defer s.observe(opDeleteFinished, time.Now(), &err)
+// Cancelled, TimedOut) longer than age ago, other than those under legal
+// hold. See DeleteExpired and saga.Store.
+func (s *Store) DeleteFinished(ctx context.Context, age time.Duration, batch int) (int, error) {
 	if age < 0 {
 		return 0, fmt.Errorf("delete finished sagas: age %v is negative", age)
 	}
+	return s.DeleteExpired(ctx, saga.UniformRetention(age), batch)
+}
+
+// DeleteExpired deletes, status by status, the sagas whose retention has
+// passed and that are not under legal hold, batch sagas per transaction
+// (1,000 when batch <= 0), their other rows following by cascade, and
+// returns how many it deleted. See saga.Store.
+func (s *Store) DeleteExpired(ctx context.Context, r saga.Retention, batch int) (deleted int, err error) {
+	defer s.observe(opDeleteFinished, time.Now(), &err)
 	if batch <= 0 {
 		batch = deleteBatchDefault
 	}
-	for {
-		var n int64
-		err = retry(ctx, func(ctx context.Context) error {
-			tag, err := s.pool.Exec(ctx, sqlDeleteFinished, micros(age), batch)
-			n = tag.RowsAffected()
-			return err
-		})
-		if err != nil {
-			return deleted, interpretError("delete finished sagas", err)
+	for _, status := range saga.RetainedStatuses {
+		age, _ := r.For(status)
+		if age < 0 {
+			return deleted, fmt.Errorf("delete finished sagas: retention %v of %s is negative", age, status)
 		}
-		deleted += int(n)
-		if n < int64(batch) {
-			return deleted, nil
-		}
-		if err := ctx.Err(); err != nil {
-			return deleted, fmt.Errorf("delete finished sagas: %w", err)
+		for {
+			var n int64
+			err = retry(ctx, func(ctx context.Context) error {
+				tag, err := s.pool.Exec(ctx, sqlDeleteExpired, string(status), micros(age), batch)
+				n = tag.RowsAffected()
+				return err
+			})
+			if err != nil {
+				return deleted, interpretError("delete finished sagas", err)
+			}
+			deleted += int(n)
+			if n < int64(batch) {
+				break
+			}
+			if err := ctx.Err(); err != nil {
+				return deleted, fmt.Errorf("delete finished sagas: %w", err)
+			}
 		}
 	}
+	return deleted, nil
+}
+
+// SetLegalHold sets or clears a saga's legal hold. See saga.Store.
+func (s *Store) SetLegalHold(ctx context.Context, id saga.ID, hold bool) (sg *saga.Saga, err error) {
+	defer s.observe(opSetLegalHold, time.Now(), &err)
+	err = retry(ctx, func(ctx context.Context) error {
+		var err error
+		sg, err = scanSaga(s.pool.QueryRow(ctx, sqlSetLegalHold, id, hold))
+		return err
+	})
+	if err != nil {
+		return nil, interpretError("set legal hold of saga "+id.String(), err)
+	}
+	return sg, nil
 }

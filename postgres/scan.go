@@ -26,7 +26,7 @@ func scanSaga(row scanner) (*saga.Saga, error) {
 	err := row.Scan(&s.ID, &s.Name, &status, &s.TransactionID, &s.UserID, &s.Context,
 		&definition, &key, &completedSteps, &totalSteps, &errText, &compensateTo,
 		&control, &s.Deadline, &own, &s.LeaseExpiresAt, &s.LeaseEpoch, &s.NextRunAt,
-		&s.EventSeq, &createdAt, &updatedAt, &s.StartedAt, &s.CompletedAt)
+		&s.EventSeq, &createdAt, &updatedAt, &s.StartedAt, &s.CompletedAt, &s.LegalHold)
 	if err != nil {
 		return nil, err
 	}

@@ -26,6 +26,7 @@ const (
 	opRequestControl   = "request_control"
 	opStats            = "stats"
 	opDeleteFinished   = "delete_finished"
+	opSetLegalHold     = "set_legal_hold"
 	opHealth           = "health"
 	opImport           = "import"
 	opGroupCommit      = "group_commit"

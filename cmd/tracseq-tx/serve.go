@@ -138,12 +138,15 @@ func startService(ctx context.Context, cfg Config, stderr io.Writer) (_ *service
 		// poll is only a safety net.
 		claimInterval = cfg.ClaimPoll
 	}
+	retention := cfg.retention()
 	svc.engine, err = engine.New(svc.store, engine.Config{
-		InstanceID:         cfg.InstanceID,
-		ClaimInterval:      claimInterval,
+		InstanceID:    cfg.InstanceID,
+		ClaimInterval: claimInterval,
+		// The engine's own cleanup deletes only what every status's
+		// retention lets go; the retention loop below applies each one.
+		CleanupAfter:       retention.Longest(),
 		LeaseDuration:      cfg.LeaseDuration,
 		MaxConcurrentSagas: cfg.MaxConcurrentSagas,
-		CleanupAfter:       cfg.CleanupAfter,
 		AllowedHosts:       cfg.AllowedHosts,
 		Invoker:            participantclient.New(participantclient.Config{MaxConnsPerHost: cfg.MaxConnsPerHost}),
 		Observer:           mx,
@@ -169,8 +172,10 @@ func startService(ctx context.Context, cfg Config, stderr io.Writer) (_ *service
 		}
 	}
 
+	svc.wg.Go(func() { runRetention(bgCtx, svc.engine, retention, logger) })
+
 	api, err := httpapi.NewServer(httpapi.Config{
-		Coordinator:    svc.engine,
+		Coordinator:    apiCoordinator{Coordinator: svc.engine, retention: retention},
 		Tokens:         cfg.APITokens,
 		Logger:         logger.With("component", "http"),
 		Metrics:        mx.Handler(),
@@ -299,6 +304,45 @@ func openStore(ctx, bgCtx context.Context, cfg Config, logger *slog.Logger, mx *
 	}
 	fo.Start(bgCtx)
 	return fo, nil
+}
+
+// retention is the per-status retention of CLEANUP_*_AFTER_HOURS.
+func (cfg Config) retention() saga.Retention {
+	return saga.Retention{Completed: cfg.CleanupAfter, Compensated: cfg.CleanupCompensated,
+		Cancelled: cfg.CleanupCancelled, TimedOut: cfg.CleanupTimedOut}
+}
+
+// apiCoordinator is the engine as the API serves it: on-demand cleanup
+// applies the per-status retention.
+type apiCoordinator struct {
+	*engine.Coordinator
+	retention saga.Retention
+}
+
+// Cleanup deletes the sagas whose retention has passed.
+func (a apiCoordinator) Cleanup(ctx context.Context) (int, error) {
+	return a.CleanupExpired(ctx, a.retention)
+}
+
+// runRetention deletes the sagas whose retention has passed every
+// engine.CleanupIntervalDefault, until ctx ends.
+func runRetention(ctx context.Context, c *engine.Coordinator, r saga.Retention, logger *slog.Logger) {
+	ticker := time.NewTicker(engine.CleanupIntervalDefault)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		n, err := c.CleanupExpired(ctx, r)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			logger.Warn("clean up expired sagas", "error", err)
+		case n > 0:
+			logger.Info("cleaned up expired sagas", "deleted", n)
+		}
+	}
 }
 
 // dbConfig is the PostgreSQL store's configuration.
