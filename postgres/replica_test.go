@@ -87,7 +87,11 @@ func TestReadReplica(t *testing.T) {
 		t.Fatal(err)
 	}
 	resumed = true
-	waitFor(t, "the replica to catch up", func() bool { return replicaHealth(t, strict).Usable })
+	// Caught up: not behind the primary's newest position, which it had
+	// after B. (A usable replica may still miss the last writes: up to
+	// ReadMaxLag of them.)
+	caughtUp := func() bool { h := replicaHealth(t, strict); return h.Usable && h.Lag == 0 }
+	waitFor(t, "the replica to catch up", caughtUp)
 	if ids := listIDs(t, strict, stale); !slices.Contains(ids, b.ID) {
 		t.Fatalf("caught-up replica lists %v without B", ids)
 	}
@@ -118,7 +122,7 @@ func TestReadReplica(t *testing.T) {
 
 	pgtest.StartReplica(t)
 	restarted = true
-	waitFor(t, "the restarted replica in use", func() bool { return replicaHealth(t, strict).Usable })
+	waitFor(t, "the restarted replica in use and caught up", caughtUp)
 	if ids := listIDs(t, strict, stale); !slices.Contains(ids, c.ID) {
 		t.Fatalf("restarted replica lists %v without C", ids)
 	}

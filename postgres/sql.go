@@ -115,7 +115,7 @@ WITH upd AS (
 		event_seq = event_seq + $16::int,
 		updated_at = now()
 	WHERE id = $1 AND owner_id = $2 AND lease_epoch = $3 AND lease_expires_at > now()
-		AND NOT EXISTS (SELECT 1 FROM saga_events WHERE id = $17::uuid)
+		AND NOT EXISTS (SELECT 1 FROM saga_events WHERE saga_id = $1 AND id = $17::uuid)
 	RETURNING id, event_seq, lease_expires_at, control_request,
 		(deadline IS NOT NULL AND deadline <= now()) AS deadline_exceeded
 ), step_rows AS (

@@ -16,7 +16,9 @@ import (
 	"time"
 
 	saga "github.com/tracseq/transaction-service"
+	"github.com/tracseq/transaction-service/engine"
 	"github.com/tracseq/transaction-service/httpapi"
+	"github.com/tracseq/transaction-service/postgres"
 )
 
 // Defaults of the operator commands.
@@ -486,7 +488,8 @@ func (m *Main) runStats(ctx context.Context, args []string, env func(string) str
 }
 
 func (m *Main) runCleanup(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
-	fs, cf := newClientFlagSet("cleanup", "[flags]", stderr)
+	fs, cf := newClientFlagSet("cleanup", "[--direct] [flags]", stderr)
+	direct := fs.Bool("direct", false, "clean up in this process, on DATABASE_URL with the CLEANUP_*_AFTER_HOURS of the environment, without a running service and without a time limit (cron jobs, large backlogs)")
 	rest, err := parseInterspersed(fs, args)
 	if err != nil {
 		return flagError(err)
@@ -494,6 +497,9 @@ func (m *Main) runCleanup(ctx context.Context, args []string, env func(string) s
 	if len(rest) > 0 {
 		fs.Usage()
 		return usagef("cleanup takes no arguments, got %q", rest)
+	}
+	if *direct {
+		return cleanupDirect(ctx, env, cf.json, stdout, stderr)
 	}
 	callCtx, cancel := cf.withTimeout(ctx)
 	defer cancel()
@@ -505,6 +511,32 @@ func (m *Main) runCleanup(ctx context.Context, args []string, env func(string) s
 		return writeJSON(stdout, httpapi.CleanupJSON{Deleted: n})
 	}
 	fmt.Fprintf(stdout, "deleted %d finished sagas\n", n)
+	return nil
+}
+
+// cleanupDirect deletes the sagas whose retention has passed straight
+// from the database, and says how many and how fast.
+func cleanupDirect(ctx context.Context, env func(string) string, asJSON bool, stdout, stderr io.Writer) error {
+	cfg, err := LoadConfig(env)
+	if err != nil {
+		return err
+	}
+	logger := newLogger(cfg, stderr)
+	store, err := postgres.Open(ctx, postgres.Config{URL: cfg.DatabaseURL, MaxConns: 2, ConnectTimeout: cfg.DBConnectTimeout, Logger: logger})
+	if err != nil {
+		return fmt.Errorf("open database %s: %w", redactURL(cfg.DatabaseURL), err)
+	}
+	defer store.Close()
+	start := time.Now()
+	n, err := store.DeleteExpired(ctx, cfg.retention(), engine.CleanupBatch)
+	took := time.Since(start)
+	if err != nil {
+		return fmt.Errorf("cleanup (%d sagas deleted before the error): %w", n, err)
+	}
+	if asJSON {
+		return writeJSON(stdout, map[string]any{"deleted": n, "seconds": took.Seconds()})
+	}
+	fmt.Fprintf(stdout, "deleted %d finished sagas in %v (%.0f sagas/s)\n", n, took.Round(time.Millisecond), float64(n)/max(took.Seconds(), 1e-9))
 	return nil
 }
 

@@ -39,6 +39,8 @@ const (
 	// instance LISTENs for runnable work (PostgreSQL); without it (memory)
 	// the engine's 1 s applies.
 	ClaimPollDefault = 5 * time.Second
+	// ClaimPollUnlistenedDefault is the poll with DB_LISTEN=false.
+	ClaimPollUnlistenedDefault = time.Second
 )
 
 // Upper bounds that catch typos (an extra zero or two) rather than limit
@@ -73,6 +75,7 @@ type Config struct {
 	CleanupCancelled   time.Duration // CLEANUP_CANCELLED_AFTER_HOURS
 	CleanupTimedOut    time.Duration // CLEANUP_TIMED_OUT_AFTER_HOURS
 	ClaimPoll          time.Duration // CLAIM_POLL_SECONDS
+	Listen             bool          // DB_LISTEN: LISTEN for runnable work (PostgreSQL)
 	HTTPAddr           string        // HTTP_ADDR
 	LogLevel           slog.Level    // LOG_LEVEL
 	LogFormat          string        // LOG_FORMAT: text or json
@@ -103,7 +106,7 @@ func LoadConfig(env func(string) string) (Config, error) {
 		DBConnectTimeout:   time.Duration(p.integer("DB_CONNECTION_TIMEOUT_SECONDS", int(DBConnectionTimeoutDefault/time.Second), 1, maxConnectTimeoutSec)) * time.Second,
 		Persistence:        p.boolean("ENABLE_PERSISTENCE", PersistenceDefault),
 		CleanupAfter:       time.Duration(p.integer("CLEANUP_AFTER_HOURS", int(CleanupAfterDefault/time.Hour), 1, maxCleanupHours)) * time.Hour,
-		ClaimPoll:          time.Duration(p.integer("CLAIM_POLL_SECONDS", int(ClaimPollDefault/time.Second), 1, maxClaimPollSeconds)) * time.Second,
+		Listen:             p.boolean("DB_LISTEN", true),
 		HTTPAddr:           p.address("HTTP_ADDR", HTTPAddrDefault),
 		LogLevel:           p.logLevel("LOG_LEVEL"),
 		LogFormat:          p.logFormat("LOG_FORMAT"),
@@ -116,6 +119,13 @@ func LoadConfig(env func(string) string) (Config, error) {
 		SlowQuery:          time.Duration(p.integer("DB_SLOW_QUERY_MS", int(SlowQueryDefault/time.Millisecond), 1, maxSlowQueryMs)) * time.Millisecond,
 		PprofAddr:          p.address("PPROF_ADDR", ""),
 	}
+	// Without LISTEN the poll is how work released by other instances is
+	// found: it keeps the engine's 1 s unless set.
+	pollDefault := ClaimPollDefault
+	if !cfg.Listen {
+		pollDefault = ClaimPollUnlistenedDefault
+	}
+	cfg.ClaimPoll = time.Duration(p.integer("CLAIM_POLL_SECONDS", int(pollDefault/time.Second), 1, maxClaimPollSeconds)) * time.Second
 	cfg.CleanupCompensated = p.hours("CLEANUP_COMPENSATED_AFTER_HOURS", cfg.CleanupAfter)
 	cfg.CleanupCancelled = p.hours("CLEANUP_CANCELLED_AFTER_HOURS", cfg.CleanupAfter)
 	cfg.CleanupTimedOut = p.hours("CLEANUP_TIMED_OUT_AFTER_HOURS", cfg.CleanupAfter)

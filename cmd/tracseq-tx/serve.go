@@ -135,7 +135,7 @@ func startService(ctx context.Context, cfg Config, stderr io.Writer) (_ *service
 	claimInterval := time.Duration(0) // the engine's 1 s poll, for the memory store
 	if cfg.Persistence {
 		// Work released by other instances is announced by NOTIFY: the
-		// poll is only a safety net.
+		// poll is only a safety net (or, with DB_LISTEN=false, the way).
 		claimInterval = cfg.ClaimPoll
 	}
 	retention := cfg.retention()
@@ -158,7 +158,7 @@ func startService(ctx context.Context, cfg Config, stderr io.Writer) (_ *service
 	if err := svc.engine.Start(bgCtx); err != nil {
 		return nil, fmt.Errorf("start engine: %w", err)
 	}
-	if cfg.Persistence {
+	if cfg.Persistence && cfg.Listen {
 		svc.notify, err = postgres.NewListener(postgres.ListenerConfig{
 			DB:     dbConfig(cfg, logger, nil),
 			Wake:   svc.engine.Wake,

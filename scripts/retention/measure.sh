@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# One-off measurement of cleanup at scale (docs/performance.md, "Retention"):
+# fills a scratch database with N finished sagas (default 1,000,000: about
+# 10 million event rows) by SQL, then
+#   1. a load run alone (cmd/tracseq-load): the sagas/s baseline;
+#   2. the same load run while `tracseq-tx cleanup --direct` deletes them all:
+#      rows deleted per second and the load's sagas/s meanwhile;
+#   3. table and index sizes and dead rows afterwards, and after VACUUM.
+# Not part of CI. Needs a PostgreSQL at $ADMIN_URL (default the local one).
+#
+# N=100000 scripts/retention/measure.sh   # a quicker run
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+N=${N:-1000000}
+ADMIN_URL=${ADMIN_URL:-postgres://$(id -un)@127.0.0.1:5432/postgres?sslmode=disable}
+DB=tracseq_retention
+URL=${ADMIN_URL%/*}/$DB?sslmode=disable
+LOAD_SECONDS=${LOAD_SECONDS:-40}
+out=$(mktemp -d /tmp/tracseq-retention.XXXXXX)
+log() { printf '[retention] %s\n' "$*" >&2; }
+
+go build -o "$out/tracseq-tx" ./cmd/tracseq-tx
+go build -o "$out/tracseq-load" ./cmd/tracseq-load
+psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
+DATABASE_URL=$URL "$out/tracseq-tx" migrate >/dev/null
+
+log "generating $N finished sagas"
+start=$SECONDS
+psql "$URL" -q -v n="$N" -v days_ago=3 -f scripts/retention/generate.sql
+log "generated in $((SECONDS - start)) s"
+psql "$URL" -c "SELECT count(*) AS sagas, (SELECT count(*) FROM saga_events) AS events FROM sagas"
+psql "$URL" -f scripts/retention/sizes.sql
+rows_before=$(psql "$URL" -Atc "SELECT (SELECT count(*) FROM sagas) + (SELECT count(*) FROM saga_steps) + (SELECT count(*) FROM saga_compensations) + (SELECT count(*) FROM saga_checkpoints) + (SELECT count(*) FROM saga_events)")
+
+load() {
+  "$out/tracseq-load" --start --bin "$out/tracseq-tx" --database-url "$URL" -c 16 -d "${LOAD_SECONDS}s" \
+    --warmup 3s --ceiling-duration 0 --verify 0 --stats-wait 1s --json 2>"$out/$1.err" >"$out/$1.json"
+  python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print('sagas/s', r.get('sagas_per_second'), 'p50_ms', r.get('latency_ms',{}).get('p50'), 'p99_ms', r.get('latency_ms',{}).get('p99'))" "$out/$1.json" || cat "$out/$1.json"
+}
+
+log "1. load alone (c=16, ${LOAD_SECONDS}s)"
+load alone
+
+log "2. load while cleanup --direct deletes every saga that ended more than 24 h ago"
+load with_cleanup &
+load_pid=$!
+sleep 5
+DATABASE_URL=$URL CLEANUP_AFTER_HOURS=24 LOG_LEVEL=warn "$out/tracseq-tx" cleanup --direct --json | tee "$out/cleanup.json"
+wait "$load_pid"
+rows_after=$(psql "$URL" -Atc "SELECT (SELECT count(*) FROM sagas WHERE completed_at < now() - interval '24 hours') + (SELECT count(*) FROM saga_events e JOIN sagas s ON s.id = e.saga_id WHERE s.completed_at < now() - interval '24 hours')")
+python3 -c "
+import json,sys
+c=json.load(open(sys.argv[1])); rows=int(sys.argv[2])
+print('deleted %d sagas, %d rows in %.1f s: %.0f sagas/s, %.0f rows/s' % (c['deleted'], rows, c['seconds'], c['deleted']/c['seconds'], rows/c['seconds']))
+" "$out/cleanup.json" "$rows_before"
+log "old rows left: $rows_after"
+
+log "3. sizes right after the cleanup, then after VACUUM (autovacuum would do the same)"
+psql "$URL" -f scripts/retention/sizes.sql
+psql "$URL" -qc "VACUUM sagas, saga_steps, saga_compensations, saga_checkpoints, saga_events"
+psql "$URL" -f scripts/retention/sizes.sql
+log "results in $out"
