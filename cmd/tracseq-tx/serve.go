@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	saga "github.com/tracseq/transaction-service"
+	"github.com/tracseq/transaction-service/dtmapi"
 	"github.com/tracseq/transaction-service/engine"
 	"github.com/tracseq/transaction-service/failover"
 	"github.com/tracseq/transaction-service/httpapi"
@@ -174,7 +175,16 @@ func startService(ctx context.Context, cfg Config, stderr io.Writer) (_ *service
 
 	svc.wg.Go(func() { runRetention(bgCtx, svc.engine, retention, logger) })
 
+	dtm, err := dtmapi.New(dtmapi.Config{
+		Coordinator: svc.engine,
+		Version:     versionString(),
+		Logger:      logger.With("component", "dtm"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create DTM endpoint: %w", err)
+	}
 	api, err := httpapi.NewServer(httpapi.Config{
+		Routes:         dtm.Routes(),
 		Coordinator:    apiCoordinator{Coordinator: svc.engine, retention: retention},
 		Tokens:         cfg.APITokens,
 		Logger:         logger.With("component", "http"),
