@@ -11,7 +11,9 @@
 # - TEST_REPLICA_URL: a streaming replica of that server made for this run
 #   (pg_basebackup -R into a temporary data directory, started with pg_ctl
 #   as the postgres OS user on a free port; TEST_REPLICA_PGDATA is its data
-#   directory, which tests may stop and start);
+#   directory, which tests may stop and start). It copies the whole server:
+#   a few seconds for the test databases, longer if large databases were
+#   left on it;
 # - TEST_PGBOUNCER_URL: Debian's pgbouncer (installed when absent) in
 #   transaction pooling mode in front of that server, on a free port;
 # - TEST_PG_BINDIR: the server's programs (initdb, pg_ctl, pg_basebackup).
@@ -132,7 +134,17 @@ ensure_replica() {
   local host dbport
   host=$(psql "$TEST_DATABASE_URL" -Atc "select coalesce(inet_server_addr()::text, '127.0.0.1')")
   dbport=$(psql "$TEST_DATABASE_URL" -Atc 'show port')
-  as_postgres "$bindir/pg_basebackup" -h "${host%/*}" -p "$dbport" -U "$user" -D "$work/replica" -R -X stream -c fast
+  # Other tests on the server may end connections (pg_terminate_backend):
+  # a base backup cut short is taken again.
+  local try
+  for try in 1 2 3; do
+    if as_postgres "$bindir/pg_basebackup" -h "${host%/*}" -p "$dbport" -U "$user" -D "$work/replica" -R -X stream -c fast; then
+      break
+    fi
+    [ "$try" -lt 3 ] || { log "pg_basebackup failed 3 times"; exit 1; }
+    log "pg_basebackup was cut short: taking it again"
+    rm -rf "$work/replica"
+  done
   # Debian keeps the configuration outside the data directory: give the
   # replica its own. A hot standby needs these limits at least as high as
   # the primary's.

@@ -480,6 +480,36 @@ func controlCommand(action saga.ControlAction) func(*Main, context.Context, []st
 	}
 }
 
+// holdCommand sets (hold) or clears a saga's legal hold.
+func holdCommand(hold bool) func(*Main, context.Context, []string, func(string) string, io.Writer, io.Writer) error {
+	name := "hold"
+	if !hold {
+		name = "unhold"
+	}
+	return func(_ *Main, ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
+		fs, cf := newClientFlagSet(name, "ID [flags]", stderr)
+		id, err := parseOneID(fs, args)
+		if err != nil || id == "" {
+			return err
+		}
+		callCtx, cancel := cf.withTimeout(ctx)
+		defer cancel()
+		s, err := cf.client(env).SetLegalHold(callCtx, id, hold)
+		if err != nil {
+			return apiError(err)
+		}
+		if cf.json {
+			return writeJSON(stdout, s)
+		}
+		if s.LegalHold {
+			fmt.Fprintf(stdout, "saga %s is under legal hold: cleanup will not delete it\n", s.ID)
+		} else {
+			fmt.Fprintf(stdout, "saga %s is no longer under legal hold\n", s.ID)
+		}
+		return nil
+	}
+}
+
 func (m *Main) runStats(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
 	fs, cf := newClientFlagSet("stats", "[flags]", stderr)
 	window := fs.Duration("window", time.Hour, "the window of the rates and durations")

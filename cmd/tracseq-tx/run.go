@@ -77,8 +77,10 @@ func commands() []command {
 		{"resume", "ID", "resume a paused saga", controlCommand("resume")},
 		{"cancel", "ID", "cancel a saga (its completed steps are compensated)", controlCommand("cancel")},
 		{"retry", "ID", "retry the compensation of a Failed saga", controlCommand("retry")},
+		{"hold", "ID", "put a saga under legal hold: cleanup never deletes it", holdCommand(true)},
+		{"unhold", "ID", "clear a saga's legal hold", holdCommand(false)},
 		{"stats", "[--window 1h]", "show counts by status, rates and durations", (*Main).runStats},
-		{"cleanup", "", "delete finished sagas older than the service's CLEANUP_AFTER_HOURS now", (*Main).runCleanup},
+		{"cleanup", "[--direct]", "delete the finished sagas whose retention (CLEANUP_*_AFTER_HOURS) has passed, now", (*Main).runCleanup},
 		{"help", "", "show this list", (*Main).runHelp},
 	}
 }

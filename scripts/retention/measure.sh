@@ -9,6 +9,7 @@
 # Not part of CI. Needs a PostgreSQL at $ADMIN_URL (default the local one).
 #
 # N=100000 scripts/retention/measure.sh   # a quicker run
+# KEEP=1 scripts/retention/measure.sh     # keep the scratch database
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${N:-1000000}
@@ -60,3 +61,9 @@ psql "$URL" -f scripts/retention/sizes.sql
 psql "$URL" -qc "VACUUM sagas, saga_steps, saga_compensations, saga_checkpoints, saga_events"
 psql "$URL" -f scripts/retention/sizes.sql
 log "results in $out"
+# The scratch database is large: a streaming replica made of this server
+# (scripts/test.sh makes one per run) would copy it. Drop it unless asked.
+if [ -z "${KEEP:-}" ]; then
+  psql "$ADMIN_URL" -qc "DROP DATABASE $DB WITH (FORCE)"
+  log "dropped $DB (KEEP=1 keeps it)"
+fi
