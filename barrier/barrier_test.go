@@ -23,18 +23,27 @@ const ledgerDDL = `CREATE TABLE ledger (
 	saga_id TEXT NOT NULL, step TEXT NOT NULL, amount INTEGER NOT NULL,
 	at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp())`
 
-// participant is a ledger behind the barrier: an action books +amount,
+// ledger is a participant behind the barrier: an action books +amount,
 // a compensation -amount; ?answer=NNN makes the handler answer that status.
-type participant struct {
+type ledger struct {
 	pool  *pgxpool.Pool
 	srv   *httptest.Server
 	calls atomic.Int64 // handler runs
 }
 
-func newParticipant(t testing.TB) *participant {
+func newParticipant(t testing.TB) *ledger {
 	t.Helper()
 	ctx := context.Background()
-	pool := pgtest.NewPool(t)
+	cfg, err := pgxpool.ParseConfig(pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 16
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
 	if err := barrier.CreateTables(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
@@ -48,13 +57,13 @@ func newParticipant(t testing.TB) *participant {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &participant{pool: pool}
+	p := &ledger{pool: pool}
 	p.srv = httptest.NewServer(b.Handler(p.handle))
 	t.Cleanup(p.srv.Close)
 	return p
 }
 
-func (p *participant) handle(w http.ResponseWriter, r *http.Request, tx pgx.Tx) {
+func (p *ledger) handle(w http.ResponseWriter, r *http.Request, tx pgx.Tx) {
 	p.calls.Add(1)
 	key, _ := barrier.KeyFromRequest(r)
 	amount := 10
@@ -75,7 +84,7 @@ func (p *participant) handle(w http.ResponseWriter, r *http.Request, tx pgx.Tx) 
 }
 
 // call sends one call with an Idempotency-Key and returns status and body.
-func (p *participant) call(t testing.TB, key, query string, header ...string) (int, string, http.Header) {
+func (p *ledger) call(t testing.TB, key, query string, header ...string) (int, string, http.Header) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, p.srv.URL+"/book?"+query, strings.NewReader(`{}`))
 	if key != "" {
@@ -94,7 +103,7 @@ func (p *participant) call(t testing.TB, key, query string, header ...string) (i
 }
 
 // net returns the sum of the ledger of one saga step and its row count.
-func (p *participant) net(t testing.TB, sagaID, step string) (sum, rows int) {
+func (p *ledger) net(t testing.TB, sagaID, step string) (sum, rows int) {
 	t.Helper()
 	err := p.pool.QueryRow(context.Background(),
 		`SELECT coalesce(sum(amount), 0), count(*) FROM ledger WHERE saga_id = $1 AND step = $2`, sagaID, step).Scan(&sum, &rows)
