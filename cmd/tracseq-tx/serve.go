@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -159,7 +160,7 @@ func startService(ctx context.Context, cfg Config, stderr io.Writer) (_ *service
 	if err := svc.engine.Start(bgCtx); err != nil {
 		return nil, fmt.Errorf("start engine: %w", err)
 	}
-	if cfg.Persistence && cfg.Listen {
+	if cfg.Persistence && cfg.Listen && isPostgresURL(cfg.DatabaseURL) {
 		svc.notify, err = postgres.NewListener(postgres.ListenerConfig{
 			DB:     dbConfig(cfg, logger, nil),
 			Wake:   svc.engine.Wake,
@@ -314,6 +315,14 @@ func openStore(ctx, bgCtx context.Context, cfg Config, logger *slog.Logger, mx *
 	}
 	fo.Start(bgCtx)
 	return fo, nil
+}
+
+// isPostgresURL reports whether a DATABASE_URL names PostgreSQL (a
+// postgres:// or postgresql:// URL, or a keyword/value string): only then
+// is there a server to LISTEN to.
+func isPostgresURL(v string) bool {
+	scheme, _, found := strings.Cut(v, "://")
+	return !found || scheme == "postgres" || scheme == "postgresql"
 }
 
 // retention is the per-status retention of CLEANUP_*_AFTER_HOURS.
