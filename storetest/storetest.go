@@ -54,6 +54,7 @@ func Run(t *testing.T, newStore func(t *testing.T) saga.Store) {
 		{"Stats", testStats},
 		{"DeleteFinished", testDeleteFinished},
 		{"Health", testHealth},
+		{"Gauges", testGauges},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
