@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -111,6 +112,9 @@ type Config struct {
 	MaxConnsPerHost int
 	// Transport replaces the HTTP transport (tests).
 	Transport http.RoundTripper
+	// Observe, when set, is told of every call: the host (host:port) of
+	// its URL, its outcome and its duration (per-host metrics).
+	Observe func(host string, outcome Outcome, d time.Duration)
 }
 
 // Client calls participants. It is safe for concurrent use and keeps its
@@ -118,6 +122,7 @@ type Config struct {
 type Client struct {
 	http    *http.Client
 	maxBody int64
+	observe func(host string, outcome Outcome, d time.Duration)
 }
 
 // New returns a Client with one shared transport sized for many concurrent
@@ -140,6 +145,7 @@ func New(cfg Config) *Client {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 		maxBody: cmp.Or(cfg.MaxBodyBytes, MaxBodyBytesDefault),
+		observe: cfg.Observe,
 	}
 }
 
@@ -161,7 +167,19 @@ func (c *Client) Invoke(ctx context.Context, call Call) Result {
 	start := time.Now()
 	res := c.invoke(ctx, call)
 	res.Duration = time.Since(start)
+	if c.observe != nil {
+		c.observe(urlHost(call.Request.URL), res.Outcome, res.Duration)
+	}
 	return res
+}
+
+// urlHost returns the host:port of rawURL, or "" when it has none.
+func urlHost(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return ""
+	}
+	return u.Host
 }
 
 func (c *Client) invoke(ctx context.Context, call Call) Result {

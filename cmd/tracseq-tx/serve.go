@@ -130,15 +130,22 @@ func startService(ctx context.Context, cfg Config, stderr io.Writer) (_ *service
 		return nil, err
 	}
 
+	if gr, ok := svc.store.(saga.GaugeReader); ok {
+		mx.RegisterGauges(gr.Gauges, cfg.GaugeTTL)
+	}
+
 	svc.engine, err = engine.New(svc.store, engine.Config{
 		InstanceID:         cfg.InstanceID,
 		LeaseDuration:      cfg.LeaseDuration,
 		MaxConcurrentSagas: cfg.MaxConcurrentSagas,
 		CleanupAfter:       cfg.CleanupAfter,
 		AllowedHosts:       cfg.AllowedHosts,
-		Invoker:            participantclient.New(participantclient.Config{MaxConnsPerHost: cfg.MaxConnsPerHost}),
-		Observer:           mx,
-		Logger:             logger,
+		Invoker: participantclient.New(participantclient.Config{
+			MaxConnsPerHost: cfg.MaxConnsPerHost,
+			Observe:         mx.ParticipantCall,
+		}),
+		Observer: mx,
+		Logger:   logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create engine: %w", err)
