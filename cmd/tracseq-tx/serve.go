@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	saga "github.com/tracseq/transaction-service"
+	"github.com/tracseq/transaction-service/console"
 	"github.com/tracseq/transaction-service/engine"
 	"github.com/tracseq/transaction-service/failover"
 	"github.com/tracseq/transaction-service/httpapi"
@@ -165,6 +166,10 @@ func startService(ctx context.Context, cfg Config, stderr io.Writer) (_ *service
 	if err != nil {
 		return nil, fmt.Errorf("create API server: %w", err)
 	}
+	handler, err := withConsole(api, svc, logger)
+	if err != nil {
+		return nil, err
+	}
 	if len(cfg.APITokens) == 0 {
 		logger.Warn("API_TOKENS is empty: the API is OPEN, anyone who reaches " + cfg.HTTPAddr +
 			" can submit and control sagas; set API_TOKENS to require a bearer token")
@@ -175,7 +180,7 @@ func startService(ctx context.Context, cfg Config, stderr io.Writer) (_ *service
 		return nil, fmt.Errorf("listen on HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
 	}
 	svc.http = &http.Server{
-		Handler:           api.Handler(),
+		Handler:           handler,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
@@ -196,6 +201,35 @@ func startService(ctx context.Context, cfg Config, stderr io.Writer) (_ *service
 
 	logger.Info("listening on "+svc.addr(), "addr", svc.addr())
 	return svc, nil
+}
+
+// withConsole mounts the web console at /ui/ (and GET / redirects there)
+// beside the API. The console reads through the engine, as the API does,
+// and the store's gauges; its data need the API's token when one is set.
+func withConsole(api *httpapi.Server, svc *service, logger *slog.Logger) (http.Handler, error) {
+	gr, ok := svc.store.(saga.GaugeReader)
+	if !ok {
+		logger.Warn("the web console is off: the store does not report gauges", "store", fmt.Sprintf("%T", svc.store))
+		return api.Handler(), nil
+	}
+	cfg := console.Config{
+		Source:  svc.engine,
+		Gauges:  gr,
+		Logger:  logger.With("component", "console"),
+		Version: versionString(),
+	}
+	if api.TokensRequired() {
+		cfg.Authorize = api.Authorize
+	}
+	con, err := console.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("create console: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle(console.Prefix, con.Handler())
+	mux.HandleFunc("GET /{$}", console.RedirectHome)
+	mux.Handle("/", api.Handler())
+	return mux, nil
 }
 
 // serve runs srv on ln in the background; an unexpected stop is reported
