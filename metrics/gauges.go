@@ -36,7 +36,7 @@ type ReadGauges func(ctx context.Context) (saga.Gauges, error)
 // once per ttl by this instance (each instance reads for its own scrapes).
 type gaugeCollector struct {
 	sagas, oldest, failedWaiting, stuck, age *prometheus.Desc
-	readErrors                              prometheus.Counter
+	readErrors                               prometheus.Counter
 
 	mu   sync.Mutex // held while reading: concurrent scrapes share one read
 	read ReadGauges
