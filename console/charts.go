@@ -35,8 +35,9 @@ type dot struct {
 }
 
 type tick struct {
-	X, Y  float64
-	Label string
+	X, Y   float64
+	Label  string
+	Anchor string // text-anchor: start, middle or end
 }
 
 const (
@@ -55,7 +56,8 @@ func newRateChart(a saga.Activity) chart {
 		peak = max(peak, b.Started, b.Completed, b.Failed)
 	}
 	c.Empty = peak == 0
-	c.Max = niceCeil(max(peak, 1))
+	// A multiple of 4 (at least 4), so that the five y ticks are whole.
+	c.Max = max((niceCeil(max(peak, 1))+3)/4*4, 4)
 	n := len(a.Buckets)
 	plotW, plotH := chW-chLeft-chRight, chH-chTop-chBottom
 	xOf := func(i int) float64 {
@@ -89,10 +91,17 @@ func newRateChart(a saga.Activity) chart {
 	}
 	for i := range 5 {
 		v := c.Max * int64(i) / 4
-		c.YTicks = append(c.YTicks, tick{X: chLeft - 6, Y: yOf(v) + 4, Label: strconv.FormatInt(v, 10)})
+		c.YTicks = append(c.YTicks, tick{X: chLeft - 6, Y: yOf(v) + 4, Label: strconv.FormatInt(v, 10), Anchor: "end"})
 	}
 	for i := 0; i < n; i += max(n/6, 1) {
-		c.XTicks = append(c.XTicks, tick{X: xOf(i), Y: chH - 8, Label: a.Buckets[i].Start.Format("15:04")})
+		anchor := "middle"
+		switch {
+		case i == 0:
+			anchor = "start"
+		case i+max(n/6, 1) >= n && xOf(i) > chW-chRight-20:
+			anchor = "end"
+		}
+		c.XTicks = append(c.XTicks, tick{X: xOf(i), Y: chH - 8, Label: a.Buckets[i].Start.Format("15:04"), Anchor: anchor})
 	}
 	return c
 }

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -56,8 +57,9 @@ type tlMark struct {
 }
 
 type tlTick struct {
-	X     float64
-	Label string
+	X      float64
+	Label  string
+	Anchor string
 }
 
 // attemptData is the data of StepStarted and CompensationStarted events.
@@ -159,7 +161,8 @@ func newTimeline(s *saga.Saga, events []saga.Event, levels []int, now time.Time)
 	tl.Height = y + tlAxisH
 	for i := range 5 {
 		f := float64(i) / 4
-		tl.Ticks = append(tl.Ticks, tlTick{X: tlLabel + f*area, Label: "+" + human(time.Duration(f*float64(total)))})
+		anchor := map[int]string{0: "start", 4: "end"}[i]
+		tl.Ticks = append(tl.Ticks, tlTick{X: tlLabel + f*area, Label: "+" + human(time.Duration(f*float64(total))), Anchor: cmp.Or(anchor, "middle")})
 	}
 	return tl
 }

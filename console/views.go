@@ -456,6 +456,8 @@ func human(d time.Duration) string {
 		d = 0
 	}
 	switch {
+	case d == 0:
+		return "0s"
 	case d < time.Millisecond:
 		return fmt.Sprintf("%dµs", d.Microseconds())
 	case d < time.Second:
