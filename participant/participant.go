@@ -15,6 +15,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/otel/propagation"
+
 	saga "github.com/tracseq/transaction-service"
 )
 
@@ -151,6 +153,9 @@ func New(cfg Config) *Client {
 
 var jsonNull = json.RawMessage("null")
 
+// traceContext writes the W3C traceparent (and tracestate) of a call.
+var traceContext = propagation.TraceContext{}
+
 // nullIfEmpty returns raw, or JSON null when raw is empty.
 func nullIfEmpty(raw json.RawMessage) json.RawMessage {
 	if len(raw) == 0 {
@@ -248,6 +253,9 @@ func (c *Client) newRequest(ctx context.Context, call Call) (*http.Request, erro
 	h["X-Transaction-Id"] = []string{call.TransactionID.String()}
 	h["X-Saga-Step"] = []string{strconv.Itoa(call.StepIndex)}
 	h["Accept"] = acceptJSON
+	// The call's span (or, untraced, the saga's stored trace) goes on to
+	// the participant as traceparent; nothing is written without one.
+	traceContext.Inject(ctx, propagation.HeaderCarrier(h))
 	if body != nil {
 		h["Content-Type"] = contentTypeJSON
 	}

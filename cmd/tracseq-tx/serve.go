@@ -16,6 +16,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 
 	saga "github.com/tracseq/transaction-service"
 	"github.com/tracseq/transaction-service/console"
@@ -54,8 +56,9 @@ type service struct {
 	pprof    *http.Server
 	engine   *engine.Coordinator
 	store    saga.Store
-	cancel   context.CancelFunc // background work (failover reconnects)
-	failed   chan error         // the HTTP server stopped on its own
+	tracing  *sdktrace.TracerProvider // nil when tracing is off
+	cancel   context.CancelFunc       // background work (failover reconnects)
+	failed   chan error               // the HTTP server stopped on its own
 	wg       sync.WaitGroup
 
 	closeOnce sync.Once
@@ -134,6 +137,16 @@ func startService(ctx context.Context, cfg Config, stderr io.Writer) (_ *service
 	if gr, ok := svc.store.(saga.GaugeReader); ok {
 		mx.RegisterGauges(gr.Gauges, cfg.GaugeTTL)
 	}
+	svc.tracing, err = newTracerProvider(ctx, cfg.Tracing, cfg.InstanceID, stderr)
+	if err != nil {
+		return nil, err
+	}
+	var tracerProvider trace.TracerProvider
+	if svc.tracing != nil {
+		tracerProvider = svc.tracing
+		logger.Info("tracing on", "exporter", cfg.Tracing.Exporter, "endpoint", cfg.Tracing.Endpoint,
+			"service_name", cfg.Tracing.ServiceName)
+	}
 
 	svc.engine, err = engine.New(svc.store, engine.Config{
 		InstanceID:         cfg.InstanceID,
@@ -145,8 +158,9 @@ func startService(ctx context.Context, cfg Config, stderr io.Writer) (_ *service
 			MaxConnsPerHost: cfg.MaxConnsPerHost,
 			Observe:         mx.ParticipantCall,
 		}),
-		Observer: mx,
-		Logger:   logger,
+		Observer:       mx,
+		Logger:         logger,
+		TracerProvider: tracerProvider,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create engine: %w", err)
@@ -365,6 +379,13 @@ func (s *service) shutdown() error {
 	}
 	if s.cancel != nil {
 		s.cancel()
+	}
+	if s.tracing != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), tracingShutdownTimeout)
+		if err := s.tracing.Shutdown(ctx); err != nil {
+			s.logger.Warn("flush spans at shutdown", "error", err)
+		}
+		cancel()
 	}
 	if s.store != nil {
 		s.store.Close()
