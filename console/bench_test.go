@@ -84,19 +84,25 @@ func BenchmarkConsolePages(b *testing.B) {
 	b.Logf("%d sagas written in %v", benchSagas, time.Since(start).Round(time.Millisecond))
 	checkPlans(b, store.Pool())
 
-	c, err := console.New(console.Config{Source: console.StoreSource(store, "bench"), Gauges: store})
-	if err != nil {
-		b.Fatal(err)
+	// As served (counts and statistics reused for console.CacheTTLDefault),
+	// and with every figure read for every page.
+	servers := map[string]string{}
+	for name, ttl := range map[string]time.Duration{"": 0, "uncached-": -1} {
+		c, err := console.New(console.Config{Source: console.StoreSource(store, "bench"), Gauges: store, CacheTTL: ttl})
+		if err != nil {
+			b.Fatal(err)
+		}
+		srv := httptest.NewServer(c.Handler())
+		b.Cleanup(srv.Close)
+		servers[name] = srv.URL
 	}
-	srv := httptest.NewServer(c.Handler())
-	b.Cleanup(srv.Close)
 
 	var failedID, cursor string
-	page, err := store.ListSagas(ctx, saga.Filter{Status: saga.SagaStatusFailed, Limit: 1})
-	if err != nil || len(page.Sagas) == 0 {
+	failedPage, err := store.ListSagas(ctx, saga.Filter{Status: saga.SagaStatusFailed, Limit: 1})
+	if err != nil || len(failedPage.Sagas) == 0 {
 		b.Fatalf("find a Failed saga: %v", err)
 	}
-	failedID = page.Sagas[0].ID.String()
+	failedID = failedPage.Sagas[0].ID.String()
 	// A cursor half way down the list.
 	deep, err := store.ListSagas(ctx, saga.Filter{Limit: 1, CreatedAfter: new(time.Now().Add(-12 * time.Hour))})
 	if err != nil {
@@ -109,7 +115,9 @@ func BenchmarkConsolePages(b *testing.B) {
 	last := older.Sagas[len(older.Sagas)-1]
 	cursor = saga.Cursor{CreatedAt: last.CreatedAt, ID: last.ID}.String()
 
-	for _, p := range []struct{ name, path string }{
+	type page struct{ name, path string }
+	var pages []page
+	for _, p := range []page{
 		{"list", "/ui/"},
 		{"list-part", "/ui/part/"},
 		{"list-by-status", "/ui/part/?status=Failed"},
@@ -119,11 +127,17 @@ func BenchmarkConsolePages(b *testing.B) {
 		{"statistics", "/ui/part/stats"},
 		{"health", "/ui/part/health"},
 	} {
+		pages = append(pages, p, page{"uncached-" + p.name, p.path})
+	}
+	for _, p := range pages {
+		base := servers[""]
+		if strings.HasPrefix(p.name, "uncached-") {
+			base = servers["uncached-"]
+		}
 		b.Run(p.name, func(b *testing.B) {
-			get(b, srv.URL+p.path) // warm: prepared statements, caches
-			b.ResetTimer()
+			get(b, base+p.path) // warm: prepared statements, caches
 			for b.Loop() {
-				get(b, srv.URL+p.path)
+				get(b, base+p.path)
 			}
 			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/1000, "ms/page")
 		})

@@ -69,6 +69,9 @@ type Config struct {
 	Version string
 	// Now is the clock used for ages. Default time.Now.
 	Now func() time.Time
+	// CacheTTL is how long the counts, statistics and instances read from
+	// Gauges are reused. Default CacheTTLDefault; negative: not cached.
+	CacheTTL time.Duration
 }
 
 // Console is the web console. It is safe for concurrent use.
@@ -103,6 +106,9 @@ func New(cfg Config) (*Console, error) {
 	if cfg.Gauges == nil {
 		return nil, errors.New("console: Config.Gauges is required")
 	}
+	if cfg.CacheTTL == 0 {
+		cfg.CacheTTL = CacheTTLDefault
+	}
 	if cfg.Refresh < 0 {
 		return nil, fmt.Errorf("console: Config.Refresh must not be negative (got %s)", cfg.Refresh)
 	}
@@ -128,6 +134,9 @@ func New(cfg Config) (*Console, error) {
 	}
 	if c.now == nil {
 		c.now = time.Now
+	}
+	if cfg.CacheTTL > 0 {
+		c.gauges = newGaugeCache(cfg.Gauges, cfg.CacheTTL, time.Now)
 	}
 	for _, p := range c.pages() {
 		c.mux.HandleFunc("GET "+Prefix+p.path, c.page(p))
