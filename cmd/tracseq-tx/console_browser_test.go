@@ -334,6 +334,50 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("the health page does not say durable:\n%s", text)
 	}
 	screenshot(t, bctx, "8-health")
+
+	// A saga whose steps form a graph: a and b run side by side, c after
+	// both.
+	for _, path := range []string{"/graph/a", "/graph/b", "/graph/c"} {
+		p.handle(path, func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-time.After(150 * time.Millisecond):
+			case <-r.Context().Done():
+			}
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"done": %q}`, r.URL.Path)
+		})
+	}
+	step := func(name string, deps ...string) saga.StepDefinition {
+		return saga.StepDefinition{Name: name, DependsOn: append([]string{}, deps...),
+			Action: saga.Request{Method: http.MethodPost, URL: p.srv.URL + "/graph/" + name}}
+	}
+	graph := saga.Definition{Name: "order-graph", Steps: []saga.StepDefinition{step("a"), step("b"), step("c", "a", "b")}}
+	gs, _, err := b.client.Submit(ctx, graph, 30*time.Second)
+	if err != nil || gs.Status != saga.SagaStatusCompleted {
+		t.Fatalf("Submit the graph: %v (%v)", err, statusOf(gs))
+	}
+	browse(t, bctx, "open the graph saga", chromedp.Navigate(b.url+"/ui/sagas/"+gs.ID))
+	waitFor(t, bctx, "its timeline", `document.querySelectorAll("#timeline g.row rect.bar").length === 3`)
+	type span struct {
+		Label string  `json:"label"`
+		Level string  `json:"level"`
+		X0    float64 `json:"x0"`
+		X1    float64 `json:"x1"`
+	}
+	spans := eval[[]span](t, bctx, `Array.from(document.querySelectorAll("#timeline g.row")).map(g => {
+		const r = g.querySelector("rect.bar").getBoundingClientRect();
+		return {label: g.dataset.label, level: g.querySelector("text.lvl").textContent, x0: r.left, x1: r.right}; })`)
+	if len(spans) != 3 || spans[0].Label != "a" || spans[1].Label != "b" || spans[2].Label != "c" ||
+		spans[0].Level != "L0" || spans[1].Level != "L0" || spans[2].Level != "L1" {
+		t.Fatalf("graph timeline rows %+v, want a and b on L0, c on L1", spans)
+	}
+	if overlap := min(spans[0].X1, spans[1].X1) - max(spans[0].X0, spans[1].X0); overlap <= 0 {
+		t.Errorf("the bars of a %+v and b %+v do not run side by side", spans[0], spans[1])
+	}
+	if spans[2].X0 < max(spans[0].X1, spans[1].X1)-1 {
+		t.Errorf("c %+v starts before a and b ended", spans[2])
+	}
+	screenshot(t, bctx, "9-graph")
 }
 
 func statusOf(s *httpapi.SagaJSON) saga.SagaStatus {
