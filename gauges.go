@@ -2,6 +2,9 @@ package saga
 
 import (
 	"context"
+	"math"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -134,6 +137,28 @@ func BucketIndex(buckets []ActivityPoint, t time.Time) int {
 		return -1
 	}
 	return i
+}
+
+// NearestRank returns the q-quantile of ds by the nearest-rank method (as
+// PostgreSQL's percentile_disc), 0 for none. It sorts ds.
+func NearestRank(ds []time.Duration, q float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	slices.Sort(ds)
+	rank := int(math.Ceil(q*float64(len(ds)))) - 1
+	return ds[max(rank, 0)]
+}
+
+// SortInstancesSeen orders instances most recently seen first, then by id,
+// as GaugeReader.Activity returns them.
+func SortInstancesSeen(in []InstanceSeen) {
+	slices.SortFunc(in, func(a, b InstanceSeen) int {
+		if c := b.LastSeen.Compare(a.LastSeen); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
 }
 
 // Running reports whether a saga in status s counts as running for

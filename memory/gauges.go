@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"math"
 	"slices"
 	"time"
 
@@ -156,31 +155,10 @@ func (s *Store) Activity(ctx context.Context, window time.Duration) (saga.Activi
 	s.mu.Unlock()
 
 	a.Ended = int64(len(durations))
-	a.P50, a.P95 = nearestRank(durations, 0.50), nearestRank(durations, 0.95)
+	a.P50, a.P95 = saga.NearestRank(durations, 0.50), saga.NearestRank(durations, 0.95)
 	for _, in := range seen {
 		a.Instances = append(a.Instances, *in)
 	}
-	SortInstancesSeen(a.Instances)
+	saga.SortInstancesSeen(a.Instances)
 	return a, nil
-}
-
-// SortInstancesSeen orders instances most recently seen first, then by id.
-func SortInstancesSeen(in []saga.InstanceSeen) {
-	slices.SortFunc(in, func(a, b saga.InstanceSeen) int {
-		if c := b.LastSeen.Compare(a.LastSeen); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.ID, b.ID)
-	})
-}
-
-// nearestRank returns the q-quantile of ds by the nearest-rank method (as
-// PostgreSQL's percentile_disc), 0 for none. It sorts ds.
-func nearestRank(ds []time.Duration, q float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	slices.Sort(ds)
-	rank := int(math.Ceil(q*float64(len(ds)))) - 1
-	return ds[max(rank, 0)]
 }
