@@ -210,7 +210,9 @@ func (c *Client) ListPage(ctx context.Context, q ListQuery) (*Page, error) {
 }
 
 // Events returns a saga's whole audit trail, in order.
-func (c *Client) Events(ctx context.Context, id string) ([]Event, error) { return c.api.Events(ctx, id) }
+func (c *Client) Events(ctx context.Context, id string) ([]Event, error) {
+	return c.api.Events(ctx, id)
+}
 
 // Pause asks for the saga to stop between steps. The answer is the saga
 // with the request recorded; the instance running it carries it out.
