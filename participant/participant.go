@@ -44,6 +44,11 @@ type Call struct {
 	// Outputs holds the outputs of the completed steps the call may depend
 	// on, by step name.
 	Outputs map[string]json.RawMessage
+	// Epoch is the lease epoch of the instance making the call, sent as
+	// X-Saga-Attempt-Epoch so that a participant's barrier can refuse a
+	// call from an instance that lost the saga (package barrier). 0: not
+	// sent.
+	Epoch int64
 }
 
 // IdempotencyKey returns the key participants use to recognise a repeated
@@ -263,6 +268,9 @@ func (c *Client) newRequest(ctx context.Context, call Call) (*http.Request, erro
 	h["X-Saga-Id"] = []string{sagaID}
 	h["X-Transaction-Id"] = []string{call.TransactionID.String()}
 	h["X-Saga-Step"] = []string{strconv.Itoa(call.StepIndex)}
+	if call.Epoch > 0 {
+		h["X-Saga-Attempt-Epoch"] = []string{strconv.FormatInt(call.Epoch, 10)}
+	}
 	h["Accept"] = acceptJSON
 	// The call's span (or, untraced, the saga's stored trace) goes on to
 	// the participant as traceparent; nothing is written without one.
