@@ -73,7 +73,7 @@ func submitAll(p *stub, subs []*submission, targets func(i int) []*instance) {
 					}
 					sub.sent++
 					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-					s, _, err := in.client.Submit(ctx, def, 0)
+					s, _, err := in.client.Submit(ctx, def)
 					cancel()
 					sub.err = err
 					if err == nil {
@@ -222,6 +222,7 @@ func testCrashRecovery(t *testing.T, dbURL string, base instanceConfig) {
 	}
 
 	second := startInstance(t, withID("crash-2"))
+	stuck := watchStuck(second)
 	// Submissions the kill cut short go to the new instance, with the same
 	// idempotency key.
 	submitAll(p, subs, func(i int) []*instance {
@@ -247,6 +248,7 @@ func testCrashRecovery(t *testing.T, dbURL string, base instanceConfig) {
 	if tk.total == 0 {
 		t.Error("crash-2 took over no saga of crash-1")
 	}
+	stuck.check(t)
 }
 
 // TestMultiInstance runs three instances on one database, spreads sagas
@@ -283,6 +285,7 @@ func TestMultiInstance(t *testing.T) {
 		t.Fatalf("the participant saw %d of %d calls in 60s", p.callCount(), expected/3)
 	}
 	dead.kill(t)
+	stuck := watchStuck(ins[1])
 	t.Logf("killed %s after %d of about %d calls", dead.id, p.callCount(), expected)
 	<-submitted
 
@@ -313,6 +316,7 @@ func TestMultiInstance(t *testing.T) {
 			t.Errorf("%s ended no saga", survivor.id)
 		}
 	}
+	stuck.check(t)
 }
 
 // TestGracefulShutdown stops an instance with SIGTERM while its sagas are

@@ -41,6 +41,7 @@ const (
 	ClaimPollDefault = 5 * time.Second
 	// ClaimPollUnlistenedDefault is the poll with DB_LISTEN=false.
 	ClaimPollUnlistenedDefault = time.Second
+	GaugeTTLDefault            = 5 * time.Second
 )
 
 // Upper bounds that catch typos (an extra zero or two) rather than limit
@@ -56,6 +57,7 @@ const (
 	maxInstanceIDLength  = 200
 	maxReadLagMs         = 3_600_000
 	maxClaimPollSeconds  = 3600
+	maxGaugeTTLMs        = 3_600_000
 )
 
 // Config is the service's configuration, read from the environment by
@@ -87,6 +89,8 @@ type Config struct {
 	MaxConnsPerHost    int           // PARTICIPANT_MAX_CONNS_PER_HOST
 	SlowQuery          time.Duration // DB_SLOW_QUERY_MS
 	PprofAddr          string        // PPROF_ADDR; empty: no profiling listener
+	GaugeTTL           time.Duration // METRICS_GAUGE_TTL_MS
+	Tracing            TracingConfig // OTEL_* (see tracing.go)
 }
 
 // LoadConfig reads the configuration from env (os.Getenv in production).
@@ -118,6 +122,8 @@ func LoadConfig(env func(string) string) (Config, error) {
 		MaxConnsPerHost:    p.integer("PARTICIPANT_MAX_CONNS_PER_HOST", MaxConnsPerHostDefault, 1, maxConnsPerHost),
 		SlowQuery:          time.Duration(p.integer("DB_SLOW_QUERY_MS", int(SlowQueryDefault/time.Millisecond), 1, maxSlowQueryMs)) * time.Millisecond,
 		PprofAddr:          p.address("PPROF_ADDR", ""),
+		GaugeTTL:           time.Duration(p.integer("METRICS_GAUGE_TTL_MS", int(GaugeTTLDefault/time.Millisecond), 1, maxGaugeTTLMs)) * time.Millisecond,
+		Tracing:            p.tracing(),
 	}
 	// Without LISTEN the poll is how work released by other instances is
 	// found: it keeps the engine's 1 s unless set.
