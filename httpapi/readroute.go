@@ -87,3 +87,18 @@ func (s *Server) ReadContext(r *http.Request) context.Context {
 // noteWrite records that the client of r wrote: its reads stay on the
 // primary for a while.
 func (s *Server) noteWrite(r *http.Request) { s.writers.wrote(r) }
+
+// ReplicaReads wraps a handler that reads sagas (the web console) with the
+// API's read routing: its GET and HEAD requests get ReadContext's context
+// (a read replica may serve them, unless the client wrote lately), and any
+// other request counts as the client's write.
+func (s *Server) ReplicaReads(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			h.ServeHTTP(w, r.WithContext(s.ReadContext(r)))
+			return
+		}
+		s.noteWrite(r)
+		h.ServeHTTP(w, r)
+	})
+}

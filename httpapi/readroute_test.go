@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
@@ -119,5 +120,25 @@ func TestReadContext(t *testing.T) {
 	now = now.Add(time.Minute + time.Second)
 	if !read("token-a", sagaPath) {
 		t.Error("the client's reads stay on the primary after the window")
+	}
+}
+
+func TestReplicaReadsMiddleware(t *testing.T) {
+	t.Parallel()
+	b := setup(t, &fakeCoordinator{})
+	var got []bool
+	h := b.server.ReplicaReads(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, saga.ReplicaReadAllowed(r.Context()))
+	}))
+	req := func(method string) {
+		r := httptest.NewRequest(method, "/ui/", nil)
+		r.RemoteAddr = "192.0.2.7:4000"
+		h.ServeHTTP(httptest.NewRecorder(), r)
+	}
+	req(http.MethodGet)
+	req(http.MethodPost) // an operator button: a write
+	req(http.MethodGet)
+	if len(got) != 3 || !got[0] || got[1] || got[2] {
+		t.Errorf("replica reads allowed: %v, want [true false false]", got)
 	}
 }

@@ -25,7 +25,12 @@ func TestReadReplica(t *testing.T) {
 	a := create(t, writer)
 
 	// The new database and saga reach the replica.
-	replica := pgtest.WaitConnect(t, replicaURL, 30*time.Second)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("replica log:\n%s", pgtest.ReplicaLog(t))
+		}
+	})
+	replica := pgtest.WaitConnect(t, replicaURL, 60*time.Second)
 	waitFor(t, "saga A on the replica", func() bool {
 		var n int
 		err := replica.QueryRow(ctx, `SELECT count(*) FROM sagas WHERE id = $1`, a.ID).Scan(&n)

@@ -94,12 +94,20 @@ as_postgres() {
   if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
+# drop_slot drops a replication slot of the test server, if it exists.
+drop_slot() {
+  psql "$TEST_DATABASE_URL" -qAtc "select pg_drop_replication_slot(slot_name) from pg_replication_slots
+    where slot_name = '$1'" >/dev/null 2>&1 || true
+}
+
 work=""
+replica_slot=""
 cleanup() {
   [ -n "$work" ] || return 0
   if [ -f "$work/replica/postmaster.pid" ]; then
     as_postgres "$(pg_bindir)/pg_ctl" -D "$work/replica" -m immediate -w stop >/dev/null 2>&1 || true
   fi
+  [ -z "$replica_slot" ] || drop_slot "$replica_slot"
   if [ -f "$work/pgbouncer/pgbouncer.pid" ]; then
     kill "$(cat "$work/pgbouncer/pgbouncer.pid")" 2>/dev/null || true
   fi
@@ -134,6 +142,14 @@ ensure_replica() {
   fi
   make_work_dir
   port=$(free_port)
+  # Slots of earlier runs whose script is gone (killed before its cleanup)
+  # would keep WAL forever: drop them.
+  local slot
+  for slot in $(psql "$TEST_DATABASE_URL" -Atc "select slot_name from pg_replication_slots
+      where slot_name like 'tracseq_test_replica_%' and not active"); do
+    kill -0 "${slot##*_}" 2>/dev/null || drop_slot "$slot"
+  done
+  replica_slot="tracseq_test_replica_$$"
   local host dbport
   host=$(psql "$TEST_DATABASE_URL" -Atc "select coalesce(inet_server_addr()::text, '127.0.0.1')")
   dbport=$(psql "$TEST_DATABASE_URL" -Atc 'show port')
@@ -141,12 +157,16 @@ ensure_replica() {
   # a base backup cut short is taken again.
   local try
   for try in 1 2 3; do
-    if as_postgres "$bindir/pg_basebackup" -h "${host%/*}" -p "$dbport" -U "$user" -D "$work/replica" -R -X stream -c fast; then
+    # A replication slot keeps the WAL the replica has not received yet,
+    # even if its connection is cut for a while (dropped at the end).
+    if as_postgres "$bindir/pg_basebackup" -h "${host%/*}" -p "$dbport" -U "$user" -D "$work/replica" -R -X stream -c fast \
+      -C -S "$replica_slot"; then
       break
     fi
     [ "$try" -lt 3 ] || { log "pg_basebackup failed 3 times"; exit 1; }
     log "pg_basebackup was cut short: taking it again"
     rm -rf "$work/replica"
+    drop_slot "$replica_slot"
   done
   # Debian keeps the configuration outside the data directory: give the
   # replica its own. A hot standby needs these limits at least as high as

@@ -257,7 +257,8 @@ func startService(ctx context.Context, cfg Config, stderr io.Writer) (_ *service
 }
 
 // withConsole mounts the web console at /ui/ (and GET / redirects there)
-// beside the API. The console reads through the engine, as the API does,
+// beside the API. The console reads through the engine, as the API does
+// (with the API's read routing: httpapi.Server.ReplicaReads),
 // and the store's gauges; its data need the API's token when one is set.
 func withConsole(api *httpapi.Server, svc *service, logger *slog.Logger) (http.Handler, error) {
 	gr, ok := svc.store.(saga.GaugeReader)
@@ -279,7 +280,9 @@ func withConsole(api *httpapi.Server, svc *service, logger *slog.Logger) (http.H
 		return nil, fmt.Errorf("create console: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle(console.Prefix, con.Handler())
+	// The console's pages read like the API's GETs: from a read replica
+	// when one is configured, except right after the same client's action.
+	mux.Handle(console.Prefix, api.ReplicaReads(con.Handler()))
 	mux.HandleFunc("GET /{$}", console.RedirectHome)
 	mux.Handle("/", api.Handler())
 	return mux, nil

@@ -108,6 +108,18 @@ func StartReplica(tb testing.TB) {
 	Run(tb, AsPostgres(tb, "pg_ctl", "-D", dir, "-l", filepath.Join(filepath.Dir(dir), "replica.log"), "-w", "-t", "60", "start"))
 }
 
+// ReplicaLog returns the end of the test replica's server log, for failure
+// messages.
+func ReplicaLog(tb testing.TB) string {
+	tb.Helper()
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(required(tb, envReplicaPGDATA)), "replica.log"))
+	if err != nil {
+		return "(no replica log: " + err.Error() + ")"
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return strings.Join(lines[max(0, len(lines)-20):], "\n")
+}
+
 // MkdirForPostgres creates a temporary directory the postgres OS user
 // owns (removed when the test ends), for data directories and archives.
 func MkdirForPostgres(tb testing.TB) string {
