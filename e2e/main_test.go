@@ -193,7 +193,7 @@ func startInstance(t *testing.T, cfg instanceConfig) *instance {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	ready, status, err := in.client.Ready(ctx)
-	if err != nil || status != http.StatusOK || ready.Persistence != httpapi.PersistenceDurable {
+	if err != nil || status != http.StatusOK || !ready.Durable {
 		t.Fatalf("instance %s not ready and durable: %+v (HTTP %d, %v)\n%s", in.id, ready, status, err, in.logTail())
 	}
 	return in

@@ -235,7 +235,7 @@ func TestServeDurable(t *testing.T) {
 	if err != nil || status != http.StatusOK {
 		t.Fatalf("Ready: %v (HTTP %d)", err, status)
 	}
-	if ready.Persistence != "durable" || ready.Database == nil || ready.Database.MigrationVersion < 1 {
+	if ready.Persistence != "postgres" || ready.Database == nil || ready.Database.MigrationVersion < 1 {
 		t.Fatalf("ready = %+v, want durable with a migrated database", ready)
 	}
 
