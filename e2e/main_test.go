@@ -37,6 +37,9 @@ func TestMain(m *testing.M) {
 	args := []string{"build", "-o", binPath}
 	if raceBuild {
 		args = append(args, "-race")
+		if gcflags := os.Getenv("TRACSEQ_RACE_GCFLAGS"); gcflags != "" {
+			args = append(args, "-gcflags="+gcflags) // as scripts/test.sh builds the tests
+		}
 	}
 	build := exec.Command("go", append(args, "./cmd/tracseq-tx")...)
 	build.Dir = ".." // the module root

@@ -110,7 +110,7 @@ func newLogger(cfg Config, w io.Writer) *slog.Logger {
 func startService(ctx context.Context, cfg Config, stderr io.Writer) (_ *service, err error) {
 	logger := newLogger(cfg, stderr)
 	logger.Info("starting", "instance_id", cfg.InstanceID, "version", versionString(), "http_addr", cfg.HTTPAddr,
-		"persistence", cfg.Persistence, "database", redactURL(cfg.DatabaseURL), "max_concurrent_sagas", cfg.MaxConcurrentSagas,
+		"enable_persistence", cfg.Persistence, "database", redactURL(cfg.DatabaseURL), "max_concurrent_sagas", cfg.MaxConcurrentSagas,
 		"lease_seconds", int(cfg.LeaseDuration/time.Second))
 
 	reg := prometheus.NewRegistry()
