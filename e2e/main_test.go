@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/tracseq/transaction-service/client"
-	"github.com/tracseq/transaction-service/httpapi"
 )
 
 // binPath is the tracseq-tx binary that TestMain builds for the package.
