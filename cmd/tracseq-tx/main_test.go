@@ -411,7 +411,7 @@ func testCLI(t *testing.T, b *bundle, p *participant, id string) {
 		t.Errorf("cleanup --json = %s (%v), want 0 deleted (the sagas are recent)", out, err)
 	}
 
-	if out, err := b.cli(t, "health", "--ready"); err != nil || !strings.Contains(out, "persistence durable") {
+	if out, err := b.cli(t, "health", "--ready"); err != nil || !strings.Contains(out, "persistence postgres)") {
 		t.Errorf("health --ready = %q, %v", out, err)
 	}
 }

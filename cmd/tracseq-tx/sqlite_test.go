@@ -47,6 +47,10 @@ func TestServeSQLiteByDefault(t *testing.T) {
 			t.Errorf("the log lacks %q", want)
 		}
 	}
+	if out, err := runCLI(t, map[string]string{"TRACSEQ_URL": b.url}, nil, "health", "--ready"); err != nil ||
+		!strings.Contains(out, "ready (persistence sqlite, "+path+")") {
+		t.Errorf("health --ready = %q, %v", out, err)
+	}
 	if _, err := runCLI(t, env, nil, "migrate"); err == nil || !strings.Contains(err.Error(), "in use by another process") {
 		t.Errorf("migrate while the service runs: err = %v, want a refusal", err)
 	}
