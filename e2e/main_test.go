@@ -113,6 +113,7 @@ func startInstance(t *testing.T, cfg instanceConfig) *instance {
 		"DB_MAX_CONNECTIONS=8",
 		"DB_MIN_CONNECTIONS=1",
 		"DB_CONNECTION_TIMEOUT_SECONDS=10",
+		"METRICS_GAUGE_TTL_MS=" + gaugeTTLMs,
 	}
 	if cfg.MaxConcurrent > 0 {
 		env = append(env, "MAX_CONCURRENT_SAGAS="+strconv.Itoa(cfg.MaxConcurrent))

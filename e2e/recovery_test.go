@@ -245,6 +245,7 @@ func testCrashRecovery(t *testing.T, dbURL string) {
 	}
 
 	second := startInstance(t, instanceConfig{DatabaseURL: dbURL, InstanceID: "crash-2"})
+	stuck := watchStuck(second)
 	// Submissions the kill cut short go to the new instance, with the same
 	// idempotency key.
 	submitAll(p, subs, func(i int) []*instance {
@@ -270,6 +271,7 @@ func testCrashRecovery(t *testing.T, dbURL string) {
 	if tk.total == 0 {
 		t.Error("crash-2 took over no saga of crash-1")
 	}
+	stuck.check(t)
 }
 
 // TestMultiInstance runs three instances on one database, spreads sagas
@@ -306,6 +308,7 @@ func TestMultiInstance(t *testing.T) {
 		t.Fatalf("the participant saw %d of %d calls in 60s", p.callCount(), expected/3)
 	}
 	dead.kill(t)
+	stuck := watchStuck(ins[1])
 	t.Logf("killed %s after %d of about %d calls", dead.id, p.callCount(), expected)
 	<-submitted
 
@@ -336,6 +339,7 @@ func TestMultiInstance(t *testing.T) {
 			t.Errorf("%s ended no saga", survivor.id)
 		}
 	}
+	stuck.check(t)
 }
 
 // TestGracefulShutdown stops an instance with SIGTERM while its sagas are

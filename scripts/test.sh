@@ -6,6 +6,9 @@
 # is started (and Debian's postgresql installed first if it is absent).
 # Each test package creates and drops its own database on that server.
 #
+# The web console's browser test needs Debian's chromium: it is installed
+# when no chromium is on PATH.
+#
 # Extra arguments go to `go test` (e.g. scripts/test.sh -run TestClaim ./postgres).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,7 +56,17 @@ ensure_postgres() {
   export TEST_DATABASE_URL="$url"
 }
 
+ensure_chromium() {
+  if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then
+    return
+  fi
+  log "chromium absent (the console's browser test needs it): installing Debian's chromium"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq chromium fonts-dejavu-core >/dev/null
+}
+
 ensure_postgres
+ensure_chromium
 log "TEST_DATABASE_URL=${TEST_DATABASE_URL}"
 
 args=("$@")

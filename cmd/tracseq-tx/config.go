@@ -38,6 +38,7 @@ const (
 	MaxConcurrentSagasDefault  = 1000
 	SlowQueryDefault           = 200 * time.Millisecond
 	MaxConnsPerHostDefault     = 256
+	GaugeTTLDefault            = 5 * time.Second
 )
 
 // Upper bounds that catch typos (an extra zero or two) rather than limit
@@ -51,6 +52,7 @@ const (
 	maxSlowQueryMs       = 3_600_000
 	maxConnsPerHost      = 100_000
 	maxInstanceIDLength  = 200
+	maxGaugeTTLMs        = 3_600_000
 )
 
 // Config is the service's configuration, read from the environment by
@@ -75,6 +77,8 @@ type Config struct {
 	MaxConnsPerHost    int           // PARTICIPANT_MAX_CONNS_PER_HOST
 	SlowQuery          time.Duration // DB_SLOW_QUERY_MS
 	PprofAddr          string        // PPROF_ADDR; empty: no profiling listener
+	GaugeTTL           time.Duration // METRICS_GAUGE_TTL_MS
+	Tracing            TracingConfig // OTEL_* (see tracing.go)
 }
 
 // LoadConfig reads the configuration from env (os.Getenv in production).
@@ -105,6 +109,8 @@ func LoadConfig(env func(string) string) (Config, error) {
 		MaxConnsPerHost:    p.integer("PARTICIPANT_MAX_CONNS_PER_HOST", MaxConnsPerHostDefault, 1, maxConnsPerHost),
 		SlowQuery:          time.Duration(p.integer("DB_SLOW_QUERY_MS", int(SlowQueryDefault/time.Millisecond), 1, maxSlowQueryMs)) * time.Millisecond,
 		PprofAddr:          p.address("PPROF_ADDR", ""),
+		GaugeTTL:           time.Duration(p.integer("METRICS_GAUGE_TTL_MS", int(GaugeTTLDefault/time.Millisecond), 1, maxGaugeTTLMs)) * time.Millisecond,
+		Tracing:            p.tracing(),
 	}
 	if cfg.DBMinConns > cfg.DBMaxConns && p.ok("DB_MIN_CONNECTIONS") && p.ok("DB_MAX_CONNECTIONS") {
 		p.fail("DB_MIN_CONNECTIONS", fmt.Sprintf("DB_MIN_CONNECTIONS=%d must not exceed DB_MAX_CONNECTIONS=%d", cfg.DBMinConns, cfg.DBMaxConns))

@@ -38,6 +38,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 		MaxConcurrentSagas: 1000,
 		MaxConnsPerHost:    256,
 		SlowQuery:          200 * time.Millisecond,
+		GaugeTTL:           5 * time.Second,
+		Tracing:            TracingConfig{ServiceName: ServiceNameDefault},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("defaults:\n got %+v\nwant %+v", cfg, want)
@@ -64,6 +66,9 @@ func TestLoadConfigValues(t *testing.T) {
 		"PARTICIPANT_MAX_CONNS_PER_HOST": "1024",
 		"DB_SLOW_QUERY_MS":               "50",
 		"PPROF_ADDR":                     "localhost:6060",
+		"METRICS_GAUGE_TTL_MS":           "250",
+		"OTEL_EXPORTER_OTLP_ENDPOINT":    "http://collector:4318",
+		"OTEL_SERVICE_NAME":              "tx-eu",
 	}
 	cfg, err := LoadConfig(envOf(env))
 	if err != nil {
@@ -87,6 +92,8 @@ func TestLoadConfigValues(t *testing.T) {
 		MaxConnsPerHost:    1024,
 		SlowQuery:          50 * time.Millisecond,
 		PprofAddr:          "localhost:6060",
+		GaugeTTL:           250 * time.Millisecond,
+		Tracing:            TracingConfig{Exporter: TracesOTLP, Endpoint: "http://collector:4318/v1/traces", ServiceName: "tx-eu"},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("values:\n got %+v\nwant %+v", cfg, want)
@@ -152,6 +159,8 @@ func TestLoadConfigBadValues(t *testing.T) {
 			[]string{`HTTP_ADDR=":99999": port must be a number`}, ""},
 		{"log level", map[string]string{"LOG_LEVEL": "verbose"},
 			[]string{`LOG_LEVEL="verbose": must be one of debug, info, warn, error`}, ""},
+		{"gauge ttl", map[string]string{"METRICS_GAUGE_TTL_MS": "0"},
+			[]string{`METRICS_GAUGE_TTL_MS="0": must be a positive integer`}, ""},
 		{"log format", map[string]string{"LOG_FORMAT": "xml"},
 			[]string{`LOG_FORMAT="xml": must be text or json`}, ""},
 		{"token with space", map[string]string{"API_TOKENS": "good,bad token"},
