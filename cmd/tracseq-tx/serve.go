@@ -29,6 +29,7 @@ import (
 	"github.com/tracseq/transaction-service/metrics"
 	participantclient "github.com/tracseq/transaction-service/participant"
 	"github.com/tracseq/transaction-service/postgres"
+	"github.com/tracseq/transaction-service/sqlite"
 )
 
 // Shutdown budget. Kubernetes and docker compose wait 30s by default before
@@ -113,7 +114,7 @@ func newLogger(cfg Config, w io.Writer) *slog.Logger {
 func startService(ctx context.Context, cfg Config, stderr io.Writer) (_ *service, err error) {
 	logger := newLogger(cfg, stderr)
 	logger.Info("starting", "instance_id", cfg.InstanceID, "version", versionString(), "http_addr", cfg.HTTPAddr,
-		"persistence", cfg.Persistence, "max_concurrent_sagas", cfg.MaxConcurrentSagas,
+		"enable_persistence", cfg.Persistence, "database", redactURL(cfg.DatabaseURL), "max_concurrent_sagas", cfg.MaxConcurrentSagas,
 		"lease_seconds", int(cfg.LeaseDuration/time.Second))
 
 	reg := prometheus.NewRegistry()
@@ -277,6 +278,10 @@ func openStore(ctx, bgCtx context.Context, cfg Config, logger *slog.Logger, mx *
 		return memory.New(memory.Config{}), nil
 	}
 
+	if cfg.SQLitePath != "" {
+		return openSQLite(ctx, cfg, logger, mx)
+	}
+
 	// The pool gauges follow whichever PostgreSQL store is in use.
 	var current atomic.Pointer[postgres.Store]
 	mx.RegisterPool(func() (total, idle, inUse, maxConns int32) {
@@ -344,6 +349,28 @@ func openStore(ctx, bgCtx context.Context, cfg Config, logger *slog.Logger, mx *
 	}
 	fo.Start(bgCtx)
 	return fo, nil
+}
+
+// openSQLite opens the SQLite store of cfg.SQLitePath, which migrates it.
+// A file that cannot be opened (or that another process holds) stops the
+// start: unlike an unreachable PostgreSQL, it is no outage to ride out in
+// memory.
+func openSQLite(ctx context.Context, cfg Config, logger *slog.Logger, mx *metrics.Metrics) (saga.Store, error) {
+	st, err := sqlite.Open(ctx, sqlite.Config{
+		Path:       cfg.SQLitePath,
+		InstanceID: cfg.InstanceID,
+		SlowQuery:  cfg.SlowQuery,
+		Logger:     logger,
+		Observe:    mx.ObserveDB,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open DATABASE_URL %s: %w", cfg.DatabaseURL, err)
+	}
+	mx.RegisterPool(st.PoolStats)
+	mx.SetPersistence(true)
+	logger.Info("database ready: persistence sqlite, durable, one instance on this file (PostgreSQL for several)",
+		"persistence", sqlite.Backend, "path", st.Path(), "durable", true, "migration_version", st.MigrationVersion())
+	return st, nil
 }
 
 // pprofHandler serves net/http/pprof on its own mux (never the default one).
