@@ -268,6 +268,17 @@ func TestTakeoverNamesTheCheckpoint(t *testing.T) {
 			recovered = strings.Contains(string(e.Data), `"step_index":0`) && *e.StepIndex == 1
 		}
 	}
+	// Each call carries the epoch of the lease it was made under, so that
+	// the participant can refuse the fenced-off owner's.
+	var epochs []string
+	for _, c := range b.stub.received() {
+		if c.Kind == "action" && c.Step == "b" {
+			epochs = append(epochs, c.Header.Get("X-Saga-Attempt-Epoch"))
+		}
+	}
+	if !slices.Equal(epochs, []string{"1", "2"}) {
+		t.Errorf("calls of b carried epochs %v; want [1 2]", epochs)
+	}
 	if !taken || !recovered {
 		t.Errorf("the takeover does not name checkpoint 0 (LeaseTaken %v, SagaRecovered %v): %v", taken, recovered, eventTypes(t, b.coord, s.ID))
 	}

@@ -41,6 +41,11 @@ type Call struct {
 	// Outputs holds the outputs of the completed steps the call may depend
 	// on, by step name.
 	Outputs map[string]json.RawMessage
+	// Epoch is the fencing epoch of the lease the call is made under; it
+	// goes out as X-Saga-Attempt-Epoch so that a participant can refuse a
+	// call from an owner that has since been fenced off (a higher epoch
+	// was seen). 0: not sent.
+	Epoch int64
 }
 
 // IdempotencyKey returns the key participants use to recognise a repeated
@@ -228,6 +233,9 @@ func (c *Client) newRequest(ctx context.Context, call Call) (*http.Request, erro
 	h["X-Saga-Id"] = []string{sagaID}
 	h["X-Transaction-Id"] = []string{call.TransactionID.String()}
 	h["X-Saga-Step"] = []string{strconv.Itoa(call.StepIndex)}
+	if call.Epoch > 0 {
+		h["X-Saga-Attempt-Epoch"] = []string{strconv.FormatInt(call.Epoch, 10)}
+	}
 	h["Accept"] = acceptJSON
 	if body != nil {
 		h["Content-Type"] = contentTypeJSON
