@@ -62,6 +62,9 @@ type runner struct {
 	// checkpoint is the checkpoint a claimed saga was restored from.
 	checkpoint *saga.Checkpoint
 	sawStop    bool
+	// refused is the error of the last write the store refused for good
+	// (saga.ErrRefused).
+	refused error
 }
 
 func newRunner(c *Coordinator, s *saga.Saga, claimed bool, p *plan, unsent []*call) *runner {
@@ -113,8 +116,10 @@ func (r *runner) run() {
 	if r.claimed {
 		r.restore()
 	}
+	recovering := false
 	for {
-		d := decide(r.input())
+		in := r.input()
+		d := decide(in)
 		if d.err != nil {
 			r.refuse(d)
 			return
@@ -122,8 +127,19 @@ func (r *runner) run() {
 		r.outcomes, r.unsent, r.claimed = nil, nil, false
 		r.retryAt = d.retryAt
 		if d.write && !r.write(&d) {
-			return
+			if r.refused == nil || len(in.outcomes) == 0 || recovering {
+				return
+			}
+			// The store will never keep what came of the calls: record
+			// them as failed by the engine instead (the participant may
+			// have acted, so uncertain), and decide again.
+			r.logger().Error("the store refused the outcome of a call: failing the step", "error", r.refused)
+			r.outcomes = refusedOutcomes(in.outcomes, r.refused)
+			r.unsent, r.claimed, r.retryAt = in.unsent, in.claimed, in.retryAt
+			r.refused, recovering = nil, true
+			continue
 		}
+		recovering = false
 		r.observe(&d)
 		if d.exit {
 			return
@@ -228,6 +244,8 @@ func (r *runner) write(d *decision) bool {
 			r.loseLease("write refused")
 		case r.ctx.Err() != nil:
 			// Stopped: the lease runs out and another claim continues.
+		case errors.Is(err, saga.ErrRefused):
+			r.refused = err
 		default:
 			r.logger().Error("write saga transition: giving up the saga until its lease expires", "error", err)
 		}
@@ -289,7 +307,7 @@ func (r *runner) apply(t saga.Transition) (saga.Applied, error) {
 			return applied, nil
 		}
 		if errors.Is(err, saga.ErrLeaseLost) || errors.Is(err, saga.ErrNotFound) ||
-			errors.Is(err, saga.ErrInvalidTransition) || r.ctx.Err() != nil {
+			errors.Is(err, saga.ErrInvalidTransition) || errors.Is(err, saga.ErrRefused) || r.ctx.Err() != nil {
 			return applied, err
 		}
 		left := time.Duration(r.leaseEnd.Load()) - r.c.now()
@@ -306,6 +324,24 @@ func (r *runner) apply(t saga.Transition) (saga.Applied, error) {
 		}
 		backoff = min(backoff*2, applyRetryMax)
 	}
+}
+
+// refusedOutcomes turns outcomes whose record the store refused into
+// permanent, uncertain failures that name why, without the participant's
+// answer.
+func refusedOutcomes(outs []outcome, err error) []outcome {
+	out := make([]outcome, len(outs))
+	for k, o := range outs {
+		o.res = participant.Result{
+			Outcome:    participant.OutcomePermanent,
+			StatusCode: o.res.StatusCode,
+			Error:      saga.StorableText("the store refused to keep the participant's answer: " + err.Error()),
+			Uncertain:  true,
+			Duration:   o.res.Duration,
+		}
+		out[k] = o
+	}
+	return out
 }
 
 // probe writes nothing but the lease, to learn a pending operator request.
