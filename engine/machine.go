@@ -829,8 +829,7 @@ func (m *machine) startCompensation(j int) {
 	m.eventJSON(saga.EventCompensationStarted, &j, startedData(comp.Attempts, string(participant.KindCompensation)))
 
 	def := m.p.def.Steps[j]
-	policy := def.Retry.WithDefaults()
-	policy.MaxAttempts = max(policy.MaxAttempts, saga.CompensationMaxAttempts)
+	policy := def.CompensationPolicy()
 	c := &call{
 		Call: participant.Call{
 			SagaID:        m.s.ID,
