@@ -51,8 +51,10 @@ type plan struct {
 }
 
 func newPlan(def *saga.Definition) *plan {
-	p := &plan{def: def, graph: def.Graph(), maxParallel: 1}
-	if !p.graph.Chain {
+	p := &plan{def: def, graph: saga.Graph{Chain: true}, maxParallel: 1}
+	if def.IsDAG() {
+		// A chain needs no graph built: step i waits for step i-1.
+		p.graph = def.Graph()
 		p.maxParallel = def.EffectiveMaxParallel()
 		rev := saga.Graph{Deps: p.graph.Dependents, Dependents: p.graph.Deps}
 		p.descendants = make([][]int, len(def.Steps))
@@ -128,7 +130,7 @@ type machine struct {
 	d    decision
 	ctrl saga.ControlAction // the pending request not yet taken
 	// calls sent and not back, plus those sent by this decision.
-	busy map[callKey]bool
+	busy keySet
 	// retryAt: in.retryAt with this decision's changes (a copy once
 	// retryOwned).
 	retryAt    map[callKey]time.Time
@@ -138,14 +140,32 @@ type machine struct {
 	lastCompleted   int // index of the last step completed by this decision
 }
 
+// keySet is a small set of calls: a saga has at most MaxParallelLimit in
+// flight, so a slice beats a map.
+type keySet []callKey
+
+func (s keySet) has(k callKey) bool { return slices.Contains(s, k) }
+func (s keySet) len() int           { return len(s) }
+
+func (s *keySet) add(k callKey) {
+	if !s.has(k) {
+		*s = append(*s, k)
+	}
+}
+
+func (s *keySet) remove(k callKey) {
+	if i := slices.Index(*s, k); i >= 0 {
+		*s = slices.Delete(*s, i, i+1)
+	}
+}
+
 // decide returns the next transition and calls of the saga in in.
 func decide(in *input) decision {
 	m := &machine{in: in, p: in.plan, s: *in.s, ctrl: in.s.Control, lastCompleted: -1}
 	m.s.Steps = slices.Clone(in.s.Steps)
 	m.completedBefore = in.s.CompletedSteps
-	m.busy = make(map[callKey]bool, len(in.inFlight)+len(in.unsent))
 	for k := range in.inFlight {
-		m.busy[k] = true
+		m.busy.add(k)
 	}
 	m.retryAt = in.retryAt
 	if in.claimed {
@@ -391,7 +411,7 @@ func (m *machine) releaseOrDrain(actions bool) bool {
 // flight, bounded by the deadline for actions; ok is false when none waits.
 func (m *machine) nextRetry(actions bool) (due time.Time, ok bool) {
 	consider := func(k callKey) {
-		if m.busy[k] {
+		if m.busy.has(k) {
 			return
 		}
 		at, known := m.retryAt[k]
@@ -465,7 +485,7 @@ func (m *machine) recoveredData(kind participant.Kind, attempt int) json.RawMess
 // record writes the outcome of a call.
 func (m *machine) record(o outcome) {
 	k := o.call.key()
-	delete(m.busy, k)
+	m.busy.remove(k)
 	data := outcomeData{c: o.call, res: &o.res, backoff: -1}
 	if k.kind == participant.KindAction {
 		m.recordAction(o, data)
@@ -565,7 +585,7 @@ func (m *machine) sendOrWithdraw(c *call) {
 	reason := m.holdReason(c)
 	if reason == "" {
 		m.d.send = append(m.d.send, c)
-		m.busy[c.key()] = true
+		m.busy.add(c.key())
 		return
 	}
 	// The trail says the start was withdrawn, so that a StepStarted (or
@@ -613,11 +633,11 @@ func (m *machine) holdReason(c *call) string {
 // Executing with no call of this runner (their call was in flight when
 // the previous owner let go).
 func (m *machine) readySteps() []int {
-	room := m.p.maxParallel - len(m.busy)
+	room := m.p.maxParallel - m.busy.len()
 	var out []int
 	for i := 0; i < len(m.s.Steps) && len(out) < room; i++ {
 		k := callKey{participant.KindAction, i}
-		if m.busy[k] {
+		if m.busy.has(k) {
 			continue
 		}
 		switch m.s.Steps[i].Status {
@@ -639,11 +659,11 @@ func (m *machine) readySteps() []int {
 // readyCompensations returns the compensations that may start now: of
 // steps to undo whose dependents (transitively) are all undone.
 func (m *machine) readyCompensations() []int {
-	room := m.p.maxParallel - len(m.busy)
+	room := m.p.maxParallel - m.busy.len()
 	var out []int
 	for j := len(m.s.Steps) - 1; j >= 0 && len(out) < room; j-- {
 		k := callKey{participant.KindCompensation, j}
-		if m.busy[k] || !m.needsCompensation(j) {
+		if m.busy.has(k) || !m.needsCompensation(j) {
 			continue
 		}
 		comp := m.s.Steps[j].Compensation
@@ -674,6 +694,9 @@ func (m *machine) due(k callKey) bool {
 }
 
 func (m *machine) depsCompleted(i int) bool {
+	if m.p.graph.Chain {
+		return i == 0 || m.s.Steps[i-1].Status == saga.StepStatusCompleted
+	}
 	for _, j := range m.p.graph.Deps[i] {
 		if m.s.Steps[j].Status != saga.StepStatusCompleted {
 			return false
@@ -766,7 +789,7 @@ func (m *machine) countCompleted() int {
 	return n
 }
 
-func (m *machine) inFlight() bool { return len(m.busy) > 0 }
+func (m *machine) inFlight() bool { return m.busy.len() > 0 }
 
 func (m *machine) deadlineReached() bool {
 	return saga.DeadlineReached(m.s.Deadline, m.in.now)
@@ -804,7 +827,7 @@ func (m *machine) startAction(i int) {
 		prevStep: prev,
 	}
 	m.clearRetry(k)
-	m.busy[k] = true
+	m.busy.add(k)
 	m.d.start = append(m.d.start, c)
 }
 
@@ -847,7 +870,7 @@ func (m *machine) startCompensation(j int) {
 		prevComp: prev,
 	}
 	m.clearRetry(k)
-	m.busy[k] = true
+	m.busy.add(k)
 	m.d.start = append(m.d.start, c)
 }
 
@@ -924,7 +947,7 @@ func (m *machine) failOpen(reason string) {
 		st := m.s.Steps[i]
 		switch st.Status {
 		case saga.StepStatusExecuting:
-			if m.busy[callKey{participant.KindAction, i}] {
+			if m.busy.has(callKey{participant.KindAction, i}) {
 				continue
 			}
 			st.Uncertain = true
@@ -1155,6 +1178,9 @@ func (m *machine) eventJSON(t saga.EventType, stepIndex *int, data json.RawMessa
 	if stepIndex != nil {
 		v := *stepIndex
 		idx = &v
+	}
+	if m.d.t.Events == nil {
+		m.d.t.Events = make([]saga.Event, 0, 4)
 	}
 	m.d.t.Events = append(m.d.t.Events, saga.Event{Type: t, StepIndex: idx, Data: data})
 	m.d.write = true

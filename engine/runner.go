@@ -62,6 +62,7 @@ type runner struct {
 	// checkpoint is the checkpoint a claimed saga was restored from.
 	checkpoint *saga.Checkpoint
 	sawStop    bool
+	in input // the input of the current decision
 	// refused is the error of the last write the store refused for good
 	// (saga.ErrRefused).
 	refused error
@@ -174,9 +175,10 @@ func (r *runner) run() {
 	}
 }
 
-// input is what the runner knows, for decide.
+// input is what the runner knows, for decide. It is the runner's own
+// field, overwritten at each decision: decide keeps nothing of it.
 func (r *runner) input() *input {
-	return &input{
+	r.in = input{
 		s:          r.s,
 		plan:       r.plan,
 		now:        r.estimatedDBNow(),
@@ -189,6 +191,7 @@ func (r *runner) input() *input {
 		stopping:   r.c.isStopping(),
 		leaseFor:   r.c.cfg.LeaseDuration,
 	}
+	return &r.in
 }
 
 // restore reads the checkpoint a claimed saga restarts from. Its outputs
@@ -287,7 +290,8 @@ func (r *runner) stored(t saga.Transition, applied saga.Applied) *saga.Saga {
 	next.Control = applied.Control
 	next.EventSeq = applied.EventSeq
 	if next.Control != saga.ControlNone {
-		next.NextRunAt = &now
+		due := now
+		next.NextRunAt = &due
 	}
 	if !t.Release && !applied.LeaseExpiresAt.IsZero() {
 		next.LeaseExpiresAt = new(applied.LeaseExpiresAt)
