@@ -183,12 +183,11 @@ func TestCheckpointsOfALongSaga(t *testing.T) {
 	t.Parallel()
 	store := memory.New(memory.Config{})
 	b := &bundle{store: store, stub: newStub(t)}
-	b.coord = startCoordinator(t, store, "engine-a", nil)
-	output := `{"blob":"` + strings.Repeat("x", 4_000) + `"}`
+	output := `{"blob":"` + strings.Repeat("x", 20_000) + `"}`
+	b.coord = startCoordinator(t, store, "engine-a", func(c *engine.Config) { c.Invoker = rawInvoker{output: json.RawMessage(output), every: true} })
 	names := make([]string, 100)
 	for i := range names {
 		names[i] = fmt.Sprintf("s%02d", i)
-		b.stub.on("action", names[i], func(_ int, w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(output)) })
 	}
 	s := wait(t, b.coord, b.submit(t, b.definition("long", names...)).ID)
 	if s.Status != saga.SagaStatusCompleted {
@@ -212,7 +211,7 @@ func TestCheckpointsOfALongSaga(t *testing.T) {
 		t.Errorf("the last checkpoint holds %d outputs (%v); want all 100", len(last), err)
 	}
 	// One checkpoint per step would have held 1 + 2 + … + 100 outputs.
-	t.Logf("100 steps × 4 KB outputs: %d checkpoints, %.1f MB (one per step: %.1f MB)",
+	t.Logf("100 steps × 20 KB outputs: %d checkpoints, %.1f MB (one per step: %.1f MB)",
 		len(steps), float64(total)/1e6, float64(5050*len(output))/1e6)
 }
 

@@ -11,12 +11,16 @@ import (
 	"github.com/tracseq/transaction-service/participant"
 )
 
-// rawInvoker answers every action with output as it is, bypassing the
-// participant client's repairs, and every compensation with {}.
-type rawInvoker struct{ output json.RawMessage }
+// rawInvoker answers the action of step 1 (of every step, with every) with
+// output as it is, bypassing the participant client's repairs, and every
+// other call with {}.
+type rawInvoker struct {
+	output json.RawMessage
+	every  bool
+}
 
 func (i rawInvoker) Invoke(_ context.Context, c participant.Call) participant.Result {
-	if c.Kind == participant.KindAction && c.StepIndex == 1 {
+	if c.Kind == participant.KindAction && (c.StepIndex == 1 || i.every) {
 		return participant.Result{Outcome: participant.OutcomeSuccess, StatusCode: 200, Output: i.output}
 	}
 	return participant.Result{Outcome: participant.OutcomeSuccess, StatusCode: 200, Output: json.RawMessage(`{}`)}
