@@ -282,3 +282,42 @@ func TestTakeoverNamesTheCheckpoint(t *testing.T) {
 		t.Errorf("the takeover does not name checkpoint 0 (LeaseTaken %v, SagaRecovered %v): %v", taken, recovered, eventTypes(t, b.coord, s.ID))
 	}
 }
+
+// After an operator's retry succeeds, the saga's error is again what made
+// it compensate, not the compensation failure that is no longer true.
+func TestRetryKeepsTheOriginalCause(t *testing.T) {
+	t.Parallel()
+	b := setup(t, storeKinds[0], nil)
+	b.stub.on("action", "b", status(http.StatusBadRequest))
+	b.stub.on("compensation", "a", status(http.StatusConflict))
+	s := wait(t, b.coord, b.submit(t, b.definition("cause", "a", "b")).ID)
+	if s.Status != saga.SagaStatusFailed || !strings.HasPrefix(s.Error, `step "b" failed (refused)`) || !strings.Contains(s.Error, `then compensation of step "a" failed`) {
+		t.Fatalf("%s: error %q; want the cause, then the compensation failure", s.Status, s.Error)
+	}
+	b.stub.on("compensation", "a", status(http.StatusOK))
+	if _, err := b.coord.Control(context.Background(), s.ID, saga.ControlRetry); err != nil {
+		t.Fatal(err)
+	}
+	s = waitStatus(t, b.coord, s.ID, saga.SagaStatusCompensated)
+	if !strings.HasPrefix(s.Error, `step "b" failed (refused)`) || strings.Contains(s.Error, "compensation") {
+		t.Errorf("error after the retry %q; want the original cause alone", s.Error)
+	}
+}
+
+// A completed step without a compensation is not undone, and the trail
+// says so.
+func TestStepWithoutCompensationIsRecorded(t *testing.T) {
+	t.Parallel()
+	b := setup(t, storeKinds[0], nil)
+	b.stub.on("action", "b", status(http.StatusBadRequest))
+	def := b.definition("no-undo", "a", "b")
+	def.Steps[0].Compensation = nil
+	s := wait(t, b.coord, b.submit(t, def).ID)
+	if s.Status != saga.SagaStatusCompensated {
+		t.Fatalf("status %s", s.Status)
+	}
+	types := eventTypes(t, b.coord, s.ID)
+	if !slices.Contains(types, ev(saga.EventCompensationNotNeeded, 0)) {
+		t.Errorf("events %v lack CompensationNotNeeded of step 0", types)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	saga "github.com/tracseq/transaction-service"
@@ -575,7 +576,10 @@ func (m *machine) recordCompensation(o outcome, data outcomeData) {
 	m.putComp(j, comp, false, true)
 	m.eventJSON(saga.EventCompensationFailed, &j, data.json())
 	if m.failedCompensationOtherThan(j) < 0 {
-		m.s.Error = fmt.Sprintf("compensation of step %q failed: %s", c.StepName, res.Error)
+		// The cause of the compensation stays first: an operator's retry
+		// that succeeds goes back to it.
+		m.s.Error = m.s.Error + compensationFailedSep + fmt.Sprintf("compensation of step %q failed: %s", c.StepName, res.Error)
+		m.s.Error = strings.TrimPrefix(m.s.Error, compensationFailedSep)
 	}
 }
 
@@ -921,6 +925,14 @@ func (m *machine) beginCompensation(to saga.SagaStatus, reason string) {
 		m.putStep(st, false, false)
 		m.event(saga.EventStepSkipped, &i, nil)
 	}
+	for i := range m.s.Steps {
+		st := m.s.Steps[i]
+		if m.p.def.Steps[i].Compensation == nil && (st.Status == saga.StepStatusCompleted || st.Status == saga.StepStatusFailed && st.Uncertain) {
+			o := newObject(48)
+			o.str("reason", "the step has no compensation")
+			m.eventJSON(saga.EventCompensationNotNeeded, &i, o.done())
+		}
+	}
 	if to != saga.SagaStatusCancelled || m.s.Error == "" {
 		m.s.Error = reason
 	}
@@ -985,6 +997,8 @@ func (m *machine) retryCompensation() {
 		m.putComp(j, fresh, false, false)
 	}
 	m.forgetRetries()
+	// What failed is being retried: the error goes back to the cause.
+	m.s.Error, _, _ = strings.Cut(m.s.Error, compensationFailedSep)
 	o := newObject(32)
 	o.str("compensate_to", string(m.s.CompensateTo))
 	m.eventJSON(saga.EventSagaRetried, nil, o.done())
@@ -1030,6 +1044,10 @@ func (m *machine) end(status saga.SagaStatus) {
 		m.log(0, "saga ended", "status", status)
 	}
 }
+
+// compensationFailedSep joins a saga's error (the cause of compensating)
+// and the failure of a compensation.
+const compensationFailedSep = "; then "
 
 // endEvents is the event of each end status.
 var endEvents = map[saga.SagaStatus]saga.EventType{
