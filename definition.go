@@ -26,6 +26,12 @@ const (
 	MaxBackoffLimit         = time.Hour
 	MaxMultiplier           = 10
 
+	// MaxSagaOutputBytes bounds the outputs of one saga's steps together
+	// (each is bounded by the participant client's 1 MiB too): what the
+	// checkpoints and the call bodies carry stays bounded with it. A step
+	// whose answer would pass it fails.
+	MaxSagaOutputBytes = 8 << 20
+
 	CallTimeoutDefault      = 10 * time.Second
 	MaxAttemptsDefault      = 3
 	InitialBackoffDefault   = 100 * time.Millisecond

@@ -499,6 +499,15 @@ func (m *machine) recordAction(o outcome, data outcomeData) {
 	c, res := o.call, o.res
 	i := c.StepIndex
 	st := m.s.Steps[i]
+	if res.Outcome == participant.OutcomeSuccess && m.outputBytes()+len(res.Output) > saga.MaxSagaOutputBytes {
+		// The participant acted, but its answer cannot be kept: the step
+		// fails, uncertain, and is compensated.
+		res = participant.Result{
+			Outcome: participant.OutcomePermanent, StatusCode: res.StatusCode, Duration: res.Duration, Uncertain: true,
+			Error: fmt.Sprintf("the answer (%d bytes) would take the saga's outputs past their budget of %d bytes", len(res.Output), saga.MaxSagaOutputBytes),
+		}
+		data.res = &res
+	}
 	if res.Outcome == participant.OutcomeSuccess {
 		st.Status = saga.StepStatusCompleted
 		st.Output = cmpRaw(res.Output)
@@ -777,6 +786,17 @@ func (m *machine) failedCompensationOtherThan(skip int) int {
 		}
 	}
 	return -1
+}
+
+// outputBytes is the size of the outputs the saga holds.
+func (m *machine) outputBytes() int {
+	n := 0
+	for i := range m.s.Steps {
+		if m.s.Steps[i].Status == saga.StepStatusCompleted {
+			n += len(m.s.Steps[i].Output)
+		}
+	}
+	return n
 }
 
 func (m *machine) allCompleted() bool {
