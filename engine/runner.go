@@ -31,6 +31,7 @@ const claimDueMargin = 20 * time.Millisecond
 type runner struct {
 	c      *Coordinator
 	id     saga.ID
+	name   string // the saga's: read by other goroutines (logs), never changed
 	lease  saga.Lease
 	ctx    context.Context // cancelled when the lease is lost or on a hard stop
 	cancel context.CancelFunc
@@ -76,6 +77,7 @@ func newRunner(c *Coordinator, s *saga.Saga, claimed bool, p *plan, unsent []*ca
 	r := &runner{
 		c:        c,
 		id:       s.ID,
+		name:     s.Name,
 		lease:    s.Lease(),
 		ctx:      ctx,
 		cancel:   cancel,
@@ -478,7 +480,7 @@ func (r *runner) refuse(d decision) {
 // formatting.
 func (r *runner) logger() *slog.Logger {
 	r.logOnce.Do(func() {
-		r.log = r.c.log.With("saga_id", r.id.String(), "saga_name", r.s.Name)
+		r.log = r.c.log.With("saga_id", r.id.String(), "saga_name", r.name)
 	})
 	return r.log
 }
