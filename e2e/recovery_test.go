@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +16,7 @@ import (
 	saga "github.com/tracseq/transaction-service"
 	"github.com/tracseq/transaction-service/httpapi"
 	"github.com/tracseq/transaction-service/internal/pgtest"
+	"github.com/tracseq/transaction-service/sqlite"
 )
 
 // submission is one saga a test submits: its plan and, once accepted, its
@@ -128,11 +131,44 @@ func resent(subs []*submission) int {
 	return n
 }
 
-// queryInt runs a counting query on the test database.
+// backend is a store the binary runs on in the tests that run on each.
+type backend struct {
+	name string
+	// newDatabase returns the DATABASE_URL of an empty database of the
+	// test's own.
+	newDatabase func(t *testing.T) string
+}
+
+// backends are the durable stores: PostgreSQL (a database on the test
+// server) and SQLite (a file in the test's directory).
+var backends = []backend{
+	{"PostgreSQL", func(t *testing.T) string { return pgtest.NewDatabase(t) }},
+	{"SQLite", func(t *testing.T) string { return sqlite.URL(filepath.Join(t.TempDir(), "tracseq.db")) }},
+}
+
+// queryInt runs a counting query on the test database, PostgreSQL or
+// SQLite (read beside the instance that holds the file: WAL lets readers
+// in).
 func queryInt(t *testing.T, dbURL, query string) int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	if sqlite.IsURL(dbURL) {
+		path, err := sqlite.ParseURL(dbURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
+		if err != nil {
+			t.Fatalf("open the test database: %v", err)
+		}
+		defer db.Close()
+		var n int
+		if err := db.QueryRowContext(ctx, query).Scan(&n); err != nil {
+			t.Fatalf("%s: %v", query, err)
+		}
+		return n
+	}
 	conn, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
 		t.Fatalf("connect to the test database: %v", err)
@@ -168,16 +204,18 @@ func logSummary(t *testing.T, p *stub) stubSummary {
 
 // TestCrashRecovery kills the only instance with SIGKILL while sagas are in
 // flight, restarts it on the same database, and checks that every saga
-// ends as planned with a complete trail and no effect applied twice. It
-// runs with the database reached directly, and through the PgBouncer in
+// ends as planned with a complete trail and no effect applied twice, on
+// PostgreSQL and on SQLite, and on PostgreSQL through the PgBouncer in
 // transaction pooling mode that scripts/test.sh starts (DB_POOLER).
 func TestCrashRecovery(t *testing.T) {
 	t.Parallel()
-	t.Run("Direct", func(t *testing.T) {
-		t.Parallel()
-		dbURL := pgtest.NewDatabase(t)
-		testCrashRecovery(t, dbURL, instanceConfig{DatabaseURL: dbURL})
-	})
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			dbURL := b.newDatabase(t)
+			testCrashRecovery(t, dbURL, instanceConfig{DatabaseURL: dbURL})
+		})
+	}
 	t.Run("PgBouncer", func(t *testing.T) {
 		t.Parallel()
 		dbURL := pgtest.NewDatabase(t)

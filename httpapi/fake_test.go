@@ -128,7 +128,7 @@ func (f *fakeCoordinator) SetLegalHold(ctx context.Context, id saga.ID, hold boo
 func (f *fakeCoordinator) Health(ctx context.Context) saga.Health {
 	f.record("Health")
 	if f.health == nil {
-		return saga.Health{Error: errNotConfigured.Error(), Durable: true, Mode: PersistenceDurable}
+		return saga.Health{Error: errNotConfigured.Error(), Durable: true, Mode: "durable"}
 	}
 	return f.health(ctx)
 }

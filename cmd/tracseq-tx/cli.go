@@ -20,6 +20,7 @@ import (
 	"github.com/tracseq/transaction-service/engine"
 	"github.com/tracseq/transaction-service/httpapi"
 	"github.com/tracseq/transaction-service/postgres"
+	"github.com/tracseq/transaction-service/sqlite"
 )
 
 // Defaults of the operator commands.
@@ -302,6 +303,9 @@ func printSaga(w io.Writer, s *httpapi.SagaJSON) {
 	fmt.Fprintln(tw, "#\tNAME\tAFTER\tSTATUS\tATTEMPTS\tDURATION\tCOMPENSATION\tERROR\tOUTPUT")
 	for _, st := range s.Steps {
 		comp := "-"
+		if !st.Compensable {
+			comp = "none (not undone)"
+		}
 		if c := st.Compensation; c != nil {
 			comp = fmt.Sprintf("%s (%d)", c.Status, c.Attempts)
 			if c.Error != "" {
@@ -611,7 +615,14 @@ func cleanupDirect(ctx context.Context, env func(string) string, asJSON bool, st
 		return err
 	}
 	logger := newLogger(cfg, stderr)
-	store, err := postgres.Open(ctx, postgres.Config{URL: cfg.DatabaseURL, MaxConns: 2, ConnectTimeout: cfg.DBConnectTimeout, Logger: logger})
+	var store saga.Store
+	if cfg.SQLitePath != "" {
+		// The file's lock makes this fail while a service runs on it: use
+		// the service's cleanup then.
+		store, err = sqlite.Open(ctx, sqlite.Config{Path: cfg.SQLitePath, InstanceID: "tracseq-tx cleanup", Logger: logger})
+	} else {
+		store, err = postgres.Open(ctx, postgres.Config{URL: cfg.DatabaseURL, MaxConns: 2, ConnectTimeout: cfg.DBConnectTimeout, Logger: logger})
+	}
 	if err != nil {
 		return fmt.Errorf("open database %s: %w", redactURL(cfg.DatabaseURL), err)
 	}
@@ -660,7 +671,11 @@ func (m *Main) runHealth(ctx context.Context, args []string, env func(string) st
 				return err
 			}
 		} else {
-			fmt.Fprintf(stdout, "%s (persistence %s)", r.Status, r.Persistence)
+			fmt.Fprintf(stdout, "%s (persistence %s", r.Status, r.Persistence)
+			if r.Path != "" {
+				fmt.Fprintf(stdout, ", %s", r.Path)
+			}
+			fmt.Fprint(stdout, ")")
 			if r.Database != nil {
 				fmt.Fprintf(stdout, ", database round trip %.1f ms, pool %d/%d in use, schema version %d",
 					r.Database.RoundTripMs, r.Database.Pool.InUse, r.Database.Pool.Max, r.Database.MigrationVersion)

@@ -8,20 +8,24 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 	"unicode"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tracseq/transaction-service/sqlite"
 )
 
 // Defaults of the environment variables. DESIGN.md and the specification
 // fix most of them; README.md lists them all.
 const (
-	// DatabaseURLDefault matches docker-compose.yml: `docker compose up -d
-	// postgres` and the service is durable without further configuration.
-	DatabaseURLDefault         = "postgres://tracseq:tracseq_password@localhost:5432/tracseq_transactions?sslmode=disable"
+	// DatabaseURLDefault is the store when DATABASE_URL is unset: a SQLite
+	// file in the working directory (or TRACSEQ_DATA_DIR), so that the
+	// first command of the README is durable with nothing installed.
+	DatabaseURLDefault         = "sqlite://" + sqlite.FileDefault
 	DBMaxConnectionsDefault    = 20
 	DBMinConnectionsDefault    = 5
 	DBConnectionTimeoutDefault = 30 * time.Second
@@ -63,7 +67,9 @@ const (
 // Config is the service's configuration, read from the environment by
 // LoadConfig. Every field has a default.
 type Config struct {
-	DatabaseURL        string        // DATABASE_URL
+	DatabaseURL        string        // DATABASE_URL (PostgreSQL), or the sqlite:// URL of SQLitePath
+	SQLitePath         string        // the SQLite file when DATABASE_URL is sqlite:// or unset; empty for PostgreSQL
+	DataDir            string        // TRACSEQ_DATA_DIR: where the default SQLite file is; default the working directory
 	DatabaseDirectURL  string        // DATABASE_DIRECT_URL; empty: DATABASE_URL
 	DatabaseReadURLs   []string      // DATABASE_READ_URL (comma-separated); empty: reads go to DATABASE_URL
 	DBReadMaxLag       time.Duration // DB_READ_MAX_LAG_MS
@@ -76,7 +82,7 @@ type Config struct {
 	CleanupCompensated time.Duration // CLEANUP_COMPENSATED_AFTER_HOURS
 	CleanupCancelled   time.Duration // CLEANUP_CANCELLED_AFTER_HOURS
 	CleanupTimedOut    time.Duration // CLEANUP_TIMED_OUT_AFTER_HOURS
-	ClaimPoll          time.Duration // CLAIM_POLL_SECONDS
+	ClaimPoll          time.Duration // CLAIM_POLL_SECONDS; 0: by mode (claimPoll)
 	Listen             bool          // DB_LISTEN: LISTEN for runnable work (PostgreSQL)
 	HTTPAddr           string        // HTTP_ADDR
 	LogLevel           slog.Level    // LOG_LEVEL
@@ -99,8 +105,12 @@ type Config struct {
 // must not start with any of them.
 func LoadConfig(env func(string) string) (Config, error) {
 	p := envParser{env: env}
+	dataDir, _ := p.value("TRACSEQ_DATA_DIR")
+	dbURL, sqlitePath := p.databaseURL("DATABASE_URL", dataDir)
 	cfg := Config{
-		DatabaseURL:        p.databaseURL("DATABASE_URL"),
+		DatabaseURL:        dbURL,
+		SQLitePath:         sqlitePath,
+		DataDir:            dataDir,
 		DatabaseDirectURL:  p.optionalDatabaseURL("DATABASE_DIRECT_URL"),
 		DatabaseReadURLs:   p.databaseURLs("DATABASE_READ_URL"),
 		DBReadMaxLag:       time.Duration(p.integer("DB_READ_MAX_LAG_MS", int(DBReadMaxLagDefault/time.Millisecond), 1, maxReadLagMs)) * time.Millisecond,
@@ -125,13 +135,9 @@ func LoadConfig(env func(string) string) (Config, error) {
 		GaugeTTL:           time.Duration(p.integer("METRICS_GAUGE_TTL_MS", int(GaugeTTLDefault/time.Millisecond), 1, maxGaugeTTLMs)) * time.Millisecond,
 		Tracing:            p.tracing(),
 	}
-	// Without LISTEN the poll is how work released by other instances is
-	// found: it keeps the engine's 1 s unless set.
-	pollDefault := ClaimPollDefault
-	if !cfg.Listen {
-		pollDefault = ClaimPollUnlistenedDefault
-	}
-	cfg.ClaimPoll = time.Duration(p.integer("CLAIM_POLL_SECONDS", int(pollDefault/time.Second), 1, maxClaimPollSeconds)) * time.Second
+	// Unset, the poll depends on whether the instance listens (see
+	// Config.claimPoll).
+	cfg.ClaimPoll = time.Duration(p.integer("CLAIM_POLL_SECONDS", 0, 1, maxClaimPollSeconds)) * time.Second
 	cfg.CleanupCompensated = p.hours("CLEANUP_COMPENSATED_AFTER_HOURS", cfg.CleanupAfter)
 	cfg.CleanupCancelled = p.hours("CLEANUP_CANCELLED_AFTER_HOURS", cfg.CleanupAfter)
 	cfg.CleanupTimedOut = p.hours("CLEANUP_TIMED_OUT_AFTER_HOURS", cfg.CleanupAfter)
@@ -229,25 +235,66 @@ func (p *envParser) address(name, def string) string {
 	return v
 }
 
-func (p *envParser) databaseURL(name string) string {
+// databaseURL reads the store's URL: unset, the SQLite file FileDefault
+// in dataDir (the working directory when empty); sqlite://… a SQLite file;
+// postgres://, postgresql:// or a keyword/value string PostgreSQL. It
+// returns the URL and, for SQLite, the file's path.
+func (p *envParser) databaseURL(name, dataDir string) (dbURL, sqlitePath string) {
 	v, set := p.value(name)
 	if !set {
-		return DatabaseURLDefault
+		path := sqlite.FileDefault
+		if dataDir != "" {
+			path = filepath.Join(dataDir, path)
+		}
+		return sqlite.URL(path), path
+	}
+	if sqlite.IsURL(v) {
+		path, err := sqlite.ParseURL(v)
+		if err != nil {
+			p.fail(name, fmt.Sprintf("%s: %v", name, err))
+			return "", ""
+		}
+		return v, path
+	}
+	if scheme, _, ok := strings.Cut(v, "://"); ok && !strings.EqualFold(scheme, "postgres") && !strings.EqualFold(scheme, "postgresql") {
+		p.fail(name, fmt.Sprintf("%s: unknown scheme %q (want postgres://, postgresql:// or sqlite://)", name, scheme))
+		return "", ""
 	}
 	if _, err := pgxpool.ParseConfig(v); err != nil {
 		// pgx quotes the value with its password masked; never echo it raw.
 		p.fail(name, fmt.Sprintf("%s: not a PostgreSQL connection string: %v", name, err))
-		return DatabaseURLDefault
+		return "", ""
 	}
-	return v
+	return v, ""
 }
 
-// optionalDatabaseURL is databaseURL without a default.
+// claimPoll is the claim loop's safety-net poll: CLAIM_POLL_SECONDS when
+// set, else ClaimPollDefault while the instance LISTENs for runnable work,
+// and the poll it had before (1 s) when it does not (DB_LISTEN=false, or a
+// store without LISTEN): then the poll is how released work and retries
+// come due are found.
+func (cfg Config) claimPoll(listening bool) time.Duration {
+	switch {
+	case cfg.ClaimPoll > 0:
+		return cfg.ClaimPoll
+	case listening:
+		return ClaimPollDefault
+	}
+	return ClaimPollUnlistenedDefault
+}
+
+// optionalDatabaseURL reads a PostgreSQL URL without a default.
 func (p *envParser) optionalDatabaseURL(name string) string {
-	if _, set := p.value(name); !set {
+	v, set := p.value(name)
+	if !set {
 		return ""
 	}
-	return p.databaseURL(name)
+	if _, err := pgxpool.ParseConfig(v); err != nil {
+		// pgx quotes the value with its password masked; never echo it raw.
+		p.fail(name, fmt.Sprintf("%s: not a PostgreSQL connection string: %v", name, err))
+		return ""
+	}
+	return v
 }
 
 // databaseURLs reads a comma-separated list of PostgreSQL URLs (keyword/value

@@ -24,6 +24,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	host, _ := os.Hostname()
 	want := Config{
 		DatabaseURL:        DatabaseURLDefault,
+		SQLitePath:         "tracseq.db",
 		DBMaxConns:         20,
 		DBMinConns:         5,
 		DBConnectTimeout:   30 * time.Second,
@@ -33,7 +34,6 @@ func TestLoadConfigDefaults(t *testing.T) {
 		CleanupCancelled:   24 * time.Hour,
 		CleanupTimedOut:    24 * time.Hour,
 		DBReadMaxLag:       time.Second,
-		ClaimPoll:          5 * time.Second,
 		Listen:             true,
 		HTTPAddr:           ":8080",
 		LogLevel:           slog.LevelInfo,
@@ -121,6 +121,33 @@ func TestLoadConfigValues(t *testing.T) {
 	}
 }
 
+func TestLoadConfigStore(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		env             map[string]string
+		wantURL, wantDB string // DatabaseURL, SQLitePath
+	}{
+		{nil, "sqlite://tracseq.db", "tracseq.db"},
+		{map[string]string{"TRACSEQ_DATA_DIR": "/var/lib/tracseq"}, "sqlite:///var/lib/tracseq/tracseq.db", "/var/lib/tracseq/tracseq.db"},
+		{map[string]string{"TRACSEQ_DATA_DIR": "data"}, "sqlite://data/tracseq.db", "data/tracseq.db"},
+		{map[string]string{"DATABASE_URL": "sqlite:///srv/saga.db", "TRACSEQ_DATA_DIR": "/ignored"}, "sqlite:///srv/saga.db", "/srv/saga.db"},
+		{map[string]string{"DATABASE_URL": "sqlite://rel/saga.db"}, "sqlite://rel/saga.db", "rel/saga.db"},
+		{map[string]string{"DATABASE_URL": "postgres://u@db/x"}, "postgres://u@db/x", ""},
+		{map[string]string{"DATABASE_URL": "postgresql://u@db/x"}, "postgresql://u@db/x", ""},
+		{map[string]string{"DATABASE_URL": "host=db dbname=x"}, "host=db dbname=x", ""},
+	}
+	for _, tc := range tests {
+		cfg, err := LoadConfig(envOf(tc.env))
+		if err != nil {
+			t.Errorf("%v: %v", tc.env, err)
+			continue
+		}
+		if cfg.DatabaseURL != tc.wantURL || cfg.SQLitePath != tc.wantDB {
+			t.Errorf("%v: DatabaseURL %q SQLitePath %q, want %q %q", tc.env, cfg.DatabaseURL, cfg.SQLitePath, tc.wantURL, tc.wantDB)
+		}
+	}
+}
+
 func TestLoadConfigBadValues(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -189,6 +216,10 @@ func TestLoadConfigBadValues(t *testing.T) {
 			[]string{`CLEANUP_COMPENSATED_AFTER_HOURS="-1": must be a positive integer`}, ""},
 		{"claim poll", map[string]string{"CLAIM_POLL_SECONDS": "0"},
 			[]string{`CLAIM_POLL_SECONDS="0": must be a positive integer`}, ""},
+		{"database scheme", map[string]string{"DATABASE_URL": "mysql://u:secret@db/x"},
+			[]string{"DATABASE_URL: unknown scheme \"mysql\"", "sqlite://"}, "secret"},
+		{"sqlite url", map[string]string{"DATABASE_URL": "sqlite://tracseq.db?_pragma=synchronous(OFF)"},
+			[]string{"DATABASE_URL: a sqlite:// URL takes no parameters"}, "synchronous(OFF)"},
 		{"several at once", map[string]string{"DB_MAX_CONNECTIONS": "x", "LOG_FORMAT": "yaml"},
 			[]string{`DB_MAX_CONNECTIONS="x"`, `LOG_FORMAT="yaml"`}, ""},
 	}
@@ -220,6 +251,24 @@ func TestLoadConfigBooleans(t *testing.T) {
 		}
 		if cfg.Persistence != want {
 			t.Errorf("ENABLE_PERSISTENCE=%q: got %v, want %v", v, cfg.Persistence, want)
+		}
+	}
+}
+
+func TestClaimPollByMode(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		set       time.Duration
+		listening bool
+		want      time.Duration
+	}{
+		{0, true, ClaimPollDefault},
+		{0, false, ClaimPollUnlistenedDefault},
+		{30 * time.Second, true, 30 * time.Second},
+		{30 * time.Second, false, 30 * time.Second},
+	} {
+		if got := (Config{ClaimPoll: tc.set}).claimPoll(tc.listening); got != tc.want {
+			t.Errorf("claimPoll(set %v, listening %v) = %v, want %v", tc.set, tc.listening, got, tc.want)
 		}
 	}
 }

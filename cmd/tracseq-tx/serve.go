@@ -31,6 +31,7 @@ import (
 	"github.com/tracseq/transaction-service/metrics"
 	participantclient "github.com/tracseq/transaction-service/participant"
 	"github.com/tracseq/transaction-service/postgres"
+	"github.com/tracseq/transaction-service/sqlite"
 )
 
 // Shutdown budget. Kubernetes and docker compose wait 30s by default before
@@ -116,7 +117,7 @@ func newLogger(cfg Config, w io.Writer) *slog.Logger {
 func startService(ctx context.Context, cfg Config, stderr io.Writer) (_ *service, err error) {
 	logger := newLogger(cfg, stderr)
 	logger.Info("starting", "instance_id", cfg.InstanceID, "version", versionString(), "http_addr", cfg.HTTPAddr,
-		"persistence", cfg.Persistence, "max_concurrent_sagas", cfg.MaxConcurrentSagas,
+		"enable_persistence", cfg.Persistence, "database", redactURL(cfg.DatabaseURL), "max_concurrent_sagas", cfg.MaxConcurrentSagas,
 		"lease_seconds", int(cfg.LeaseDuration/time.Second))
 
 	reg := prometheus.NewRegistry()
@@ -152,12 +153,11 @@ func startService(ctx context.Context, cfg Config, stderr io.Writer) (_ *service
 			"service_name", cfg.Tracing.ServiceName)
 	}
 
-	claimInterval := time.Duration(0) // the engine's 1 s poll, for the memory store
-	if cfg.Persistence {
-		// Work released by other instances is announced by NOTIFY: the
-		// poll is only a safety net (or, with DB_LISTEN=false, the way).
-		claimInterval = cfg.ClaimPoll
-	}
+	// With PostgreSQL, work released by other instances and retries come
+	// due are announced by NOTIFY: the poll is only a safety net. Without
+	// LISTEN (DB_LISTEN=false, SQLite, memory) it is how they are found.
+	listening := cfg.Persistence && cfg.Listen && cfg.SQLitePath == "" && isPostgresURL(cfg.DatabaseURL)
+	claimInterval := cfg.claimPoll(listening)
 	retention := cfg.retention()
 	svc.engine, err = engine.New(svc.store, engine.Config{
 		InstanceID:    cfg.InstanceID,
@@ -182,7 +182,7 @@ func startService(ctx context.Context, cfg Config, stderr io.Writer) (_ *service
 	if err := svc.engine.Start(bgCtx); err != nil {
 		return nil, fmt.Errorf("start engine: %w", err)
 	}
-	if cfg.Persistence && cfg.Listen && isPostgresURL(cfg.DatabaseURL) {
+	if listening {
 		svc.notify, err = postgres.NewListener(postgres.ListenerConfig{
 			DB:     dbConfig(cfg, logger, nil),
 			Wake:   svc.engine.Wake,
@@ -307,6 +307,10 @@ func openStore(ctx, bgCtx context.Context, cfg Config, logger *slog.Logger, mx *
 		logger.Warn("persistence disabled: sagas live in memory only (ENABLE_PERSISTENCE=false)")
 		mx.SetPersistence(false)
 		return memory.New(memory.Config{}), nil
+	}
+
+	if cfg.SQLitePath != "" {
+		return openSQLite(ctx, cfg, logger, mx)
 	}
 
 	// The pool gauges follow whichever PostgreSQL store is in use.
@@ -458,6 +462,28 @@ func checkPoolSizing(ctx context.Context, pg *postgres.Store, cfg Config, logger
 	default:
 		logger.Info("pool sizing: "+p.String(), "instances", p.Instances, "need", p.Need, "max_connections", p.MaxConnections)
 	}
+}
+
+// openSQLite opens the SQLite store of cfg.SQLitePath, which migrates it.
+// A file that cannot be opened (or that another process holds) stops the
+// start: unlike an unreachable PostgreSQL, it is no outage to ride out in
+// memory.
+func openSQLite(ctx context.Context, cfg Config, logger *slog.Logger, mx *metrics.Metrics) (saga.Store, error) {
+	st, err := sqlite.Open(ctx, sqlite.Config{
+		Path:       cfg.SQLitePath,
+		InstanceID: cfg.InstanceID,
+		SlowQuery:  cfg.SlowQuery,
+		Logger:     logger,
+		Observe:    mx.ObserveDB,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open DATABASE_URL %s: %w", cfg.DatabaseURL, err)
+	}
+	mx.RegisterPool(st.PoolStats)
+	mx.SetPersistence(true)
+	logger.Info("database ready: persistence sqlite, durable, one instance on this file (PostgreSQL for several)",
+		"persistence", sqlite.Backend, "path", st.Path(), "durable", true, "migration_version", st.MigrationVersion())
+	return st, nil
 }
 
 // pprofHandler serves net/http/pprof on its own mux (never the default one).
