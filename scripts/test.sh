@@ -94,10 +94,24 @@ as_postgres() {
   if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
+# q runs one query on the test server and prints its result, trying again
+# for a while when the server is busy (too many clients) or restarting.
+q() {
+  local out
+  for _ in $(seq 1 30); do
+    if out=$(psql "$TEST_DATABASE_URL" -qAtc "$1" 2>/dev/null); then
+      printf '%s\n' "$out"
+      return 0
+    fi
+    sleep 1
+  done
+  log "query failed for 30 s: $1"
+  psql "$TEST_DATABASE_URL" -qAtc "$1"
+}
+
 # drop_slot drops a replication slot of the test server, if it exists.
 drop_slot() {
-  psql "$TEST_DATABASE_URL" -qAtc "select pg_drop_replication_slot(slot_name) from pg_replication_slots
-    where slot_name = '$1'" >/dev/null 2>&1 || true
+  q "select pg_drop_replication_slot(slot_name) from pg_replication_slots where slot_name = '$1'" >/dev/null 2>&1 || true
 }
 
 work=""
@@ -134,25 +148,25 @@ ensure_replica() {
   user="${PGUSER:-$(id -un)}"
   # The replica connects over TCP for replication: allow it.
   local hba
-  hba=$(psql "$TEST_DATABASE_URL" -Atc 'show hba_file')
+  hba=$(q 'show hba_file')
   if ! grep -Eq '^[[:space:]]*host[[:space:]]+replication[[:space:]]+all[[:space:]]+127\.0\.0\.1/32[[:space:]]+trust' "$hba"; then
     log "allowing replication connections from 127.0.0.1 in $hba"
     echo 'host replication all 127.0.0.1/32 trust' >>"$hba"
-    psql "$TEST_DATABASE_URL" -qAtc 'select pg_reload_conf()' >/dev/null
+    q 'select pg_reload_conf()' >/dev/null
   fi
   make_work_dir
   port=$(free_port)
   # Slots of earlier runs whose script is gone (killed before its cleanup)
   # would keep WAL forever: drop them.
   local slot
-  for slot in $(psql "$TEST_DATABASE_URL" -Atc "select slot_name from pg_replication_slots
+  for slot in $(q "select slot_name from pg_replication_slots
       where slot_name like 'tracseq_test_replica_%' and not active"); do
     kill -0 "${slot##*_}" 2>/dev/null || drop_slot "$slot"
   done
   replica_slot="tracseq_test_replica_$$"
   local host dbport
-  host=$(psql "$TEST_DATABASE_URL" -Atc "select coalesce(inet_server_addr()::text, '127.0.0.1')")
-  dbport=$(psql "$TEST_DATABASE_URL" -Atc 'show port')
+  host=$(q "select coalesce(inet_server_addr()::text, '127.0.0.1')")
+  dbport=$(q 'show port')
   # Other tests on the server may end connections (pg_terminate_backend):
   # a base backup cut short is taken again.
   local try
@@ -172,7 +186,7 @@ ensure_replica() {
   # replica its own. A hot standby needs these limits at least as high as
   # the primary's.
   local limits
-  limits=$(psql "$TEST_DATABASE_URL" -Atc "select string_agg(name || ' = ' || setting, E'\n') from pg_settings
+  limits=$(q "select string_agg(name || ' = ' || setting, E'\n') from pg_settings
     where name in ('max_connections', 'max_worker_processes', 'max_wal_senders', 'max_prepared_transactions', 'max_locks_per_transaction')")
   cat >"$work/replica/postgresql.conf" <<CONF
 port = $port
@@ -209,7 +223,7 @@ ensure_pgbouncer() {
   local bin port user dbport
   bin=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
   user="${PGUSER:-$(id -un)}"
-  dbport=$(psql "$TEST_DATABASE_URL" -Atc 'show port')
+  dbport=$(q 'show port')
   make_work_dir
   mkdir -p "$work/pgbouncer"
   port=$(free_port)
