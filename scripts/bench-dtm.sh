@@ -32,6 +32,7 @@ concs=${BENCH_CONC:-1 16 64}
 pgadmin=${BENCH_PG:-postgres://$(id -un)@127.0.0.1:5432/postgres?sslmode=disable}
 cache=${BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tracseq-bench}
 tck=$(getconf CLK_TCK)
+export PGOPTIONS='-c client_min_messages=warning'
 
 for tool in go psql jq awk; do
 	command -v "$tool" >/dev/null || { echo "bench-dtm: $tool not found on PATH" >&2; exit 1; }
@@ -220,7 +221,7 @@ ceiling=""
 for c in 1 64; do
 	"$work/tracseq-load" --url "http://127.0.0.1:$tp" --database-url "$(dburl "$db")" -c "$c" -n 1 --warmup 0 \
 		--verify 0 --stats-wait 0 --ceiling-duration 3s --json >"$work/ceil.$c" 2>"$work/ceil.$c.err" || true
-	v=$(jq -r '.ceiling.commits_per_second // empty' "$work/ceil.$c" 2>/dev/null || true)
+	v=$(jq -r '.ceiling.commits_per_second // empty | floor' "$work/ceil.$c" 2>/dev/null || true)
 	ceiling="$ceiling c=$c: ${v:-n/a}"
 done
 dtm_loads dtmapi "$tpid" "$db" "http://127.0.0.1:$tp/api/dtmsvr"
