@@ -37,6 +37,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		MaxConcurrentSagas: 1000,
 		MaxConnsPerHost:    256,
 		SlowQuery:          200 * time.Millisecond,
+		OutageMode:         "fallback",
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("defaults:\n got %+v\nwant %+v", cfg, want)
@@ -63,6 +64,7 @@ func TestLoadConfigValues(t *testing.T) {
 		"PARTICIPANT_MAX_CONNS_PER_HOST": "1024",
 		"DB_SLOW_QUERY_MS":               "50",
 		"PPROF_ADDR":                     "localhost:6060",
+		"DB_OUTAGE_MODE":                 "Reject",
 	}
 	cfg, err := LoadConfig(envOf(env))
 	if err != nil {
@@ -86,6 +88,7 @@ func TestLoadConfigValues(t *testing.T) {
 		MaxConnsPerHost:    1024,
 		SlowQuery:          50 * time.Millisecond,
 		PprofAddr:          "localhost:6060",
+		OutageMode:         "reject",
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("values:\n got %+v\nwant %+v", cfg, want)
@@ -144,6 +147,8 @@ func TestLoadConfigBadValues(t *testing.T) {
 			[]string{`PPROF_ADDR="nowhere": must be host:port`}, ""},
 		{"pprof on api addr", map[string]string{"PPROF_ADDR": ":8080"},
 			[]string{`PPROF_ADDR=":8080" must differ from HTTP_ADDR`}, ""},
+		{"outage mode", map[string]string{"DB_OUTAGE_MODE": "memory"},
+			[]string{`DB_OUTAGE_MODE="memory": must be fallback or reject`}, ""},
 		{"database url", map[string]string{"DATABASE_URL": "postgres://u:secret@db:notaport/x"},
 			[]string{"DATABASE_URL: not a PostgreSQL connection string", "invalid port"}, "secret"},
 		{"several at once", map[string]string{"DB_MAX_CONNECTIONS": "x", "LOG_FORMAT": "yaml"},
