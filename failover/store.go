@@ -18,7 +18,7 @@ import (
 const (
 	RetryEveryDefault    = 2 * time.Second
 	RetryMaxDefault      = 30 * time.Second
-	ProbeEveryDefault    = time.Second
+	ProbeEveryDefault    = 500 * time.Millisecond
 	ImportTimeoutDefault = 10 * time.Second
 	MoveSliceDefault     = 100 * time.Millisecond
 	// RecentKeysDefault is how many idempotency keys of sagas written to the

@@ -69,10 +69,12 @@ func open(ctx context.Context, cfg Config, h hooks) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("configure PostgreSQL: %w", err)
 	}
+	poolMade := resetOnShutdown(pc)
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("configure PostgreSQL: %w", err)
 	}
+	poolMade(pool)
 	pingCtx, cancel := context.WithTimeout(ctx, pc.ConnConfig.ConnectTimeout)
 	defer cancel()
 	if err := pool.Ping(pingCtx); err != nil {
