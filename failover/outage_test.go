@@ -32,6 +32,7 @@ type switchDB struct {
 	*postgres.Store
 	away       atomic.Bool
 	lostAnswer atomic.Bool
+	slow       atomic.Bool  // Health answers late (its check times out)
 	calls      atomic.Int64 // calls made while away
 }
 
@@ -132,7 +133,10 @@ func (d *switchDB) DeleteFinished(ctx context.Context, age time.Duration, batch 
 
 func (d *switchDB) Health(ctx context.Context) saga.Health {
 	if err := d.fail(false); err != nil {
-		return saga.Health{Durable: true, Mode: failover.ModeDurable, Error: err.Error()}
+		return saga.Health{Durable: true, Mode: failover.ModeDurable, Error: err.Error(), Unreachable: true}
+	}
+	if d.slow.Load() {
+		return saga.Health{Durable: true, Mode: failover.ModeDurable, Error: "ping database: context deadline exceeded"}
 	}
 	return d.Store.Health(ctx)
 }
@@ -349,6 +353,20 @@ func TestOutageSeenByHealth(t *testing.T) {
 	r.waitDurable(t)
 	if h := r.store.Health(r.ctx); !h.Durable || h.Error != "" {
 		t.Errorf("Health once back = %+v", h)
+	}
+}
+
+// A database that answers the health check too late is slow, not away:
+// the Store stays durable and reports the error.
+func TestOutageNotSeenInSlowHealth(t *testing.T) {
+	t.Parallel()
+	r := setupRunning(t, true)
+	r.db.slow.Store(true)
+	if h := r.store.Health(r.ctx); !h.Durable || h.Error == "" {
+		t.Errorf("Health of a slow database = %+v, want durable with the error", h)
+	}
+	if !r.store.Durable() {
+		t.Error("a slow health check took the Store to memory mode")
 	}
 }
 

@@ -570,12 +570,13 @@ func (s *Store) DeleteFinished(ctx context.Context, age time.Duration, batch int
 // Health reports the database's health while durable. Otherwise it reports
 // Mode "memory", Durable false, and in Error why the database is not in use
 // (the last error of Connect, of a check or of the move). With Fallback, a
-// durable Store whose database fails the health check goes to memory mode
-// and reports it.
+// durable Store whose database cannot be reached for the health check
+// (Health.Unreachable; a database that answers slowly is not an outage)
+// goes to memory mode and reports it.
 func (s *Store) Health(ctx context.Context) saga.Health {
 	if s.durable.Load() {
 		h := s.db.Health(ctx)
-		if h.Error == "" || !s.fallback {
+		if !h.Unreachable || !s.fallback {
 			return h
 		}
 		s.check(fmt.Errorf("database health check: %w: %s", saga.ErrUnavailable, h.Error))

@@ -3,6 +3,7 @@ package postgres
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -118,7 +119,9 @@ func (s *Store) Health(ctx context.Context) (h saga.Health) {
 	start := time.Now()
 	var one int
 	if err = s.pool.QueryRow(ctx, sqlPing).Scan(&one); err != nil {
-		h.Error = interpretError("ping database", err).Error()
+		err = interpretError("ping database", err)
+		h.Error = err.Error()
+		h.Unreachable = errors.Is(err, saga.ErrUnavailable)
 	} else {
 		h.RoundTrip = time.Since(start)
 		version, verr := MigrationVersion(ctx, s.pool)

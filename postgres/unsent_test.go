@@ -103,8 +103,8 @@ func openViaProxy(t *testing.T, h hooks) (*bundle, *cutProxy) {
 }
 
 // A create that never reached the database says so (ErrNotWritten beside
-// ErrUnavailable); one that reached it and lost its answer does not, and
-// indeed it committed.
+// ErrUnavailable), and so does Health (Unreachable); a create that reached
+// it and lost its answer does not, and indeed it committed.
 func TestCreateUnreachableSaysWhetherWritten(t *testing.T) {
 	t.Parallel()
 	t.Run("never sent", func(t *testing.T) {
@@ -116,6 +116,9 @@ func TestCreateUnreachableSaysWhetherWritten(t *testing.T) {
 		_, _, err := b.store.CreateSaga(b.ctx, saga.NewSaga{Saga: storetest.NewTestSaga("w", 2), LeaseFor: time.Hour})
 		if !errors.Is(err, saga.ErrUnavailable) || !errors.Is(err, saga.ErrNotWritten) {
 			t.Fatalf("CreateSaga with the database gone = %v, want ErrUnavailable and ErrNotWritten", err)
+		}
+		if h := b.store.Health(b.ctx); h.Error == "" || !h.Unreachable {
+			t.Errorf("Health with the database gone = %+v, want the error, unreachable", h)
 		}
 	})
 	t.Run("committed, answer lost", func(t *testing.T) {
