@@ -153,3 +153,47 @@ func TestCreateUnreachableSaysWhetherWritten(t *testing.T) {
 		}
 	})
 }
+
+// A transition committed whose answer was lost, with the store's own
+// retries failing too, reports an error; the caller sending the same
+// transition again (once the database answers) is told it was written,
+// and it is not written twice.
+func TestApplyRetriedByCallerAfterLostAnswer(t *testing.T) {
+	t.Parallel()
+	h, armed := armedStall(true)
+	b, p := openViaProxy(t, h)
+	sg := b.create(t, "w")
+	tr := stepDone(sg, sg.Lease())
+	armed.Store(true)
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.store.Apply(b.ctx, tr)
+		done <- err
+	}()
+	b.stalled(t) // committed; the answer waits behind the stall
+	p.cutAll()
+	if err := <-done; !errors.Is(err, saga.ErrUnavailable) {
+		t.Fatalf("Apply whose answer was lost = %v, want ErrUnavailable", err)
+	}
+	for i, e := range tr.Events {
+		if e.ID.IsZero() {
+			t.Fatalf("event %d of the transition has no id after Apply", i)
+		}
+	}
+	// The database answers again (a store that reaches it directly).
+	direct, err := Open(b.ctx, Config{URL: b.db.Config().ConnString(), MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer direct.Close()
+	a, err := direct.Apply(b.ctx, tr)
+	if err != nil {
+		t.Fatalf("the same transition sent again: %v", err)
+	}
+	if a.EventSeq != 3 {
+		t.Errorf("Applied.EventSeq = %d, want 3", a.EventSeq)
+	}
+	if got := b.state(t, sg.ID); got != afterStepDone {
+		t.Errorf("after the caller's retry: %+v, want %+v (written once)", got, afterStepDone)
+	}
+}
