@@ -230,16 +230,18 @@ func (s *Store) moveOne(ctx context.Context, src *memory.Store, r saga.SagaRecor
 }
 
 // importRecord imports r into the database. When the database refuses it
-// while answering that it does not hold the saga, and the saga has an
-// idempotency key, the likely cause is that another saga took the key while
-// this one was in memory (a client submitted twice, to two instances, during
-// the outage); the saga is then imported without its key, so that neither
-// saga is lost, and a warning is logged.
+// (it answered: the error is not saga.ErrUnavailable) while answering that
+// it does not hold the saga, and the saga has an idempotency key, the likely
+// cause is that another saga took the key while this one was in memory (a
+// client submitted twice, to two instances, during the outage); the saga is
+// then imported without its key, so that neither saga is lost, and a
+// warning is logged. An Import that failed because the database did not
+// answer is tried again later as it is.
 func (s *Store) importRecord(ctx context.Context, r saga.SagaRecord) (existed bool, err error) {
 	ictx, cancel := context.WithTimeout(ctx, s.importTimeout)
 	defer cancel()
 	existed, err = s.db.Import(ictx, r)
-	if err == nil || r.Saga.IdempotencyKey == "" {
+	if err == nil || r.Saga.IdempotencyKey == "" || errors.Is(err, saga.ErrUnavailable) || ictx.Err() != nil {
 		return existed, err
 	}
 	if _, gerr := s.db.GetSaga(ictx, r.Saga.ID); !errors.Is(gerr, saga.ErrNotFound) {
