@@ -236,13 +236,13 @@ func TestGetSaga(t *testing.T) {
 	}
 	wantKeys := []string{"id", "name", "status", "transaction_id", "user_id", "context", "completed_steps",
 		"total_steps", "created_at", "updated_at", "started_at", "completed_at", "deadline", "error", "durable",
-		"idempotency_key", "control_request", "owner_id", "steps"}
+		"idempotency_key", "control_request", "owner_id", "max_parallel", "steps"}
 	if keys := slices.Sorted(maps.Keys(m)); !slices.Equal(keys, slices.Sorted(slices.Values(wantKeys))) {
 		t.Errorf("saga keys %v, want %v", keys, wantKeys)
 	}
 	steps := m["steps"].([]any)
 	step0, step1 := steps[0].(map[string]any), steps[1].(map[string]any)
-	wantStepKeys := []string{"name", "index", "status", "attempts", "input", "output", "error", "started_at", "completed_at"}
+	wantStepKeys := []string{"name", "index", "depends_on", "status", "attempts", "input", "output", "error", "started_at", "completed_at"}
 	if keys := slices.Sorted(maps.Keys(step1)); !slices.Equal(keys, slices.Sorted(slices.Values(wantStepKeys))) {
 		t.Errorf("step keys %v, want %v (no compensation before one began)", keys, wantStepKeys)
 	}

@@ -30,14 +30,19 @@ type SagaJSON struct {
 	IdempotencyKey string             `json:"idempotency_key"`
 	ControlRequest saga.ControlAction `json:"control_request"`
 	OwnerID        string             `json:"owner_id"`
-	// Steps is absent in lists and present when one saga is read.
-	Steps []StepJSON `json:"steps,omitzero"`
+	// MaxParallel (calls of the saga in flight at once: 1 for a chain) and
+	// Steps are absent in lists and present when one saga is read.
+	MaxParallel int        `json:"max_parallel,omitzero"`
+	Steps       []StepJSON `json:"steps,omitzero"`
 }
 
 // StepJSON is one step of a saga.
 type StepJSON struct {
-	Name         string            `json:"name"`
-	Index        int               `json:"index"`
+	Name  string `json:"name"`
+	Index int    `json:"index"`
+	// DependsOn names the steps this one waits for: the previous step in a
+	// chain, the definition's depends_on in a graph.
+	DependsOn    []string          `json:"depends_on"`
 	Status       saga.StepStatus   `json:"status"`
 	Attempts     int               `json:"attempts"`
 	Input        json.RawMessage   `json:"input"`
@@ -180,8 +185,19 @@ func NewSagaJSON(s *saga.Saga, withSteps bool) SagaJSON {
 	}
 	if withSteps && s.Steps != nil {
 		out.Steps = make([]StepJSON, len(s.Steps))
+		g := s.Definition.Graph()
 		for i := range s.Steps {
 			out.Steps[i] = newStepJSON(&s.Steps[i])
+			out.Steps[i].DependsOn = []string{}
+			if i < len(g.Deps) {
+				for _, j := range g.Deps[i] {
+					out.Steps[i].DependsOn = append(out.Steps[i].DependsOn, s.Definition.Steps[j].Name)
+				}
+			}
+		}
+		out.MaxParallel = 1
+		if !g.Chain {
+			out.MaxParallel = s.Definition.EffectiveMaxParallel()
 		}
 	}
 	return out

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	saga "github.com/tracseq/transaction-service"
 )
@@ -82,7 +81,7 @@ func (o Outcome) String() string {
 type Result struct {
 	Outcome    Outcome
 	StatusCode int             // 0 when no HTTP answer came
-	Output     json.RawMessage // the 2xx body: JSON as sent, other text as a JSON string, empty as null
+	Output     json.RawMessage // the 2xx body made storable (see storableOutput): JSON as sent, other bodies wrapped with their content type, empty as null
 	Error      string          // a human-readable cause when not a success
 	RetryAfter time.Duration   // from a Retry-After header, 0 if none
 	// Uncertain is true when the participant may have acted although the
@@ -170,7 +169,7 @@ func (c *Client) invoke(ctx context.Context, call Call) Result {
 
 	req, err := c.newRequest(ctx, call)
 	if err != nil {
-		return Result{Outcome: OutcomePermanent, Error: err.Error()}
+		return Result{Outcome: OutcomePermanent, Error: storableError(err.Error())}
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -193,9 +192,9 @@ func (c *Client) invoke(ctx context.Context, call Call) Result {
 		}
 		return res
 	}
-	res.Outcome, res.Uncertain = Classify(resp.StatusCode, nil)
+	res.Outcome, res.Uncertain = classifyAnswer(call, resp.StatusCode, body)
 	if res.Outcome == OutcomeSuccess {
-		res.Output = outputOf(body)
+		res.Output = storableOutput(body, resp.Header.Get("Content-Type"))
 		return res
 	}
 	res.Error = "HTTP " + strconv.Itoa(resp.StatusCode) + " " + http.StatusText(resp.StatusCode)
@@ -208,14 +207,26 @@ func (c *Client) invoke(ctx context.Context, call Call) Result {
 // newRequest builds the HTTP request of call.
 func (c *Client) newRequest(ctx context.Context, call Call) (*http.Request, error) {
 	var body io.Reader
-	if call.Request.Method != http.MethodGet {
+	target := call.Request.URL
+	switch {
+	case call.Request.Protocol == saga.ProtocolDTM:
+		// DTM's protocol: the payload as it is, the branch in the query.
+		if len(call.Request.Body) > 0 && call.Request.Method != http.MethodGet {
+			body = bytes.NewReader(call.Request.Body)
+		}
+		u, err := dtmURL(call)
+		if err != nil {
+			return nil, fmt.Errorf("build request: %w", err)
+		}
+		target = u
+	case call.Request.Method != http.MethodGet:
 		b, err := appendCallBody(nil, call)
 		if err != nil {
 			return nil, fmt.Errorf("encode call body: %w", err)
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, call.Request.Method, call.Request.URL, body)
+	req, err := http.NewRequestWithContext(ctx, call.Request.Method, target, body)
 	if err != nil {
 		return nil, fmt.Errorf("build request: %w", err)
 	}
@@ -252,43 +263,15 @@ func readLimited(r io.Reader, limit int64) ([]byte, error) {
 	return body, nil
 }
 
-// outputOf turns a 2xx body into the step output.
-func outputOf(body []byte) json.RawMessage {
-	trimmed := bytes.TrimSpace(body)
-	if len(trimmed) == 0 {
-		return jsonNull
-	}
-	if json.Valid(trimmed) {
-		return json.RawMessage(trimmed)
-	}
-	s := string(body)
-	if !utf8.ValidString(s) {
-		s = string(bytes.ToValidUTF8(body, []byte("\uFFFD")))
-	}
-	b, _ := json.Marshal(s) // a string always marshals
-	return b
-}
-
-// errorSnippet returns the start of a failure answer for the error message.
-func errorSnippet(body []byte) string {
-	const maxSnippet = 512
-	b := bytes.TrimSpace(body)
-	if len(b) > maxSnippet {
-		b = b[:maxSnippet]
-		for len(b) > 0 && !utf8.Valid(b) {
-			b = b[:len(b)-1]
-		}
-		return string(bytes.ToValidUTF8(b, nil)) + "…"
-	}
-	return string(bytes.ToValidUTF8(b, nil))
-}
-
-// describe turns a transport error into a message, naming a timeout plainly.
+// describe turns a transport error into a message, naming a timeout
+// plainly. The message is storable and its URLs are redacted: net/http
+// quotes the URL it called, query string included.
 func describe(ctx context.Context, err error) string {
+	msg := storableError(err.Error())
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return "timeout: " + err.Error()
+		return "timeout: " + msg
 	}
-	return err.Error()
+	return msg
 }
 
 // Classify rates an answer: status is the HTTP status (0 when none came),
