@@ -53,11 +53,10 @@ type Store interface {
 	// t.LeaseFor. ErrNotFound when the saga does not exist.
 	//
 	// A store whose writes can fail after committing (PostgreSQL: the
-	// connection lost with the answer) gives the events of t that have no
-	// ID one in place, in t.Events, and recognises a transition whose first
-	// event it holds already as written: a caller retrying the same
-	// transition after an error (the same t, or the same event IDs) does not
-	// write it twice.
+	// connection lost with the answer) recognises a transition whose first
+	// event it holds already as written: a caller that retries a transition
+	// after an error with the same event IDs does not write it twice. (The
+	// engine fixes the IDs when it builds a transition.)
 	Apply(ctx context.Context, t Transition) (Applied, error)
 
 	// ClaimSagas leases up to limit runnable sagas to owner for leaseFor and

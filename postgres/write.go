@@ -271,15 +271,6 @@ func stepStarted(status saga.StepStatus) bool {
 func (s *Store) Apply(ctx context.Context, t saga.Transition) (a saga.Applied, err error) {
 	defer s.observe(opApply, time.Now(), &err)
 	doing := "apply transition to saga " + t.SagaID.String()
-	// Events without an id get one in the caller's slice: a caller that
-	// sends the same transition again after an error (its commit may have
-	// happened, its answer lost) sends the same ids, and the first one tells
-	// that the transition was written already.
-	for i := range t.Events {
-		if t.Events[i].ID.IsZero() {
-			t.Events[i].ID = saga.NewID()
-		}
-	}
 	args, marker, err := applyArgs(t)
 	if err != nil {
 		return saga.Applied{}, fmt.Errorf("%s: %w", doing, err)
