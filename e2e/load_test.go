@@ -185,6 +185,7 @@ type readySample struct {
 	at          time.Time
 	status      int // 0: no answer
 	persistence string
+	pool        *httpapi.PoolJSON // nil without a database
 }
 
 // readyLog polls an instance's /health/ready until stopped.
@@ -207,6 +208,9 @@ func pollReady(in *instance, period time.Duration, stop <-chan struct{}) *readyL
 			s := readySample{at: time.Now(), status: status}
 			if err == nil || status != 0 {
 				s.persistence = ready.Persistence
+				if ready.Database != nil {
+					s.pool = &ready.Database.Pool
+				}
 			}
 			r.mu.Lock()
 			r.samples = append(r.samples, s)
@@ -249,6 +253,36 @@ func (r *readyLog) timeline(t0 time.Time) string {
 	return strings.Join(parts, ", ")
 }
 
+// waitFor waits up to d for a sample with status and persistence.
+func (r *readyLog) waitFor(status int, persistence string, d time.Duration) {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		r.mu.Lock()
+		n := len(r.samples)
+		last := readySample{}
+		if n > 0 {
+			last = r.samples[n-1]
+		}
+		r.mu.Unlock()
+		if last.status == status && last.persistence == persistence {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// first returns the time of the first sample at or after from with status
+// and persistence (zero if none).
+func (r *readyLog) first(from time.Time, status int, persistence string) time.Time {
+	<-r.done
+	for _, s := range r.samples {
+		if !s.at.Before(from) && s.status == status && s.persistence == persistence {
+			return s.at
+		}
+	}
+	return time.Time{}
+}
+
 // during reports whether a sample between from and to had status and
 // persistence.
 func (r *readyLog) during(from, to time.Time, status int, persistence string) bool {
@@ -259,4 +293,24 @@ func (r *readyLog) during(from, to time.Time, status int, persistence string) bo
 		}
 	}
 	return false
+}
+
+// poolSummary says how many samples there were, the most connections the
+// pool had open and in use, and in how many samples all were in use.
+func (r *readyLog) poolSummary() (summary string, maxTotal int) {
+	<-r.done
+	n, maxIn, exhausted := 0, 0, 0
+	for _, s := range r.samples {
+		if s.pool == nil {
+			continue
+		}
+		n++
+		maxTotal = max(maxTotal, int(s.pool.Total))
+		maxIn = max(maxIn, int(s.pool.InUse))
+		if s.pool.Max > 0 && s.pool.InUse >= s.pool.Max {
+			exhausted++
+		}
+	}
+	return fmt.Sprintf("%d samples: at most %d connections open, %d in use; all in use in %d samples",
+		n, maxTotal, maxIn, exhausted), maxTotal
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	saga "github.com/tracseq/transaction-service"
+	"github.com/tracseq/transaction-service/httpapi"
 )
 
 // Budgets of the outage experiments.
@@ -200,6 +202,13 @@ func runOutage(t *testing.T, ex outageExperiment) {
 	}
 	wg.Wait()
 	loadEnd := time.Now()
+	// Readiness is polled until every instance is ready and durable again
+	// (in fallback mode: memory has been moved to the database).
+	for _, s := range sides {
+		for _, r := range s.ready {
+			r.waitFor(http.StatusOK, httpapi.PersistenceDurable, outageDrain)
+		}
+	}
 	close(stopPolls)
 	t.Logf("%s: %s; outage from %+.1fs to %+.1fs (%v); load until %+.1fs",
 		ex.name, w.note, w.start.Sub(t0).Seconds(), w.end.Sub(t0).Seconds(), w.end.Sub(w.start).Round(10*time.Millisecond),
@@ -237,7 +246,14 @@ func (s *outageSide) check(t *testing.T, ex outageExperiment, w outageWindow, t0
 	t.Logf("answers during the outage: %s", answerCounts(s.subs, w.start, w.end))
 	t.Logf("answers after the outage:  %s", answerCounts(s.subs, w.end, time.Time{}))
 	for _, r := range s.ready {
-		t.Logf("/health/ready of %s: %s", r.in.id, r.timeline(t0))
+		back := "not within the test"
+		if at := r.first(w.end, http.StatusOK, httpapi.PersistenceDurable); !at.IsZero() {
+			back = at.Sub(w.end).Round(100*time.Millisecond).String() + " after the outage"
+		}
+		t.Logf("/health/ready of %s: %s; ready and durable %s", r.in.id, r.timeline(t0), back)
+		if back == "not within the test" {
+			t.Errorf("%s was not ready and durable again within %v", r.in.id, outageDrain)
+		}
 	}
 	if t.Failed() {
 		t.FailNow()

@@ -61,7 +61,7 @@ func testPoolStress(t *testing.T, name string, slow bool) {
 		Env:          []string{fmt.Sprintf("DB_MAX_CONNECTIONS=%d", poolMaxConns), "DB_MIN_CONNECTIONS=1"},
 	})
 	stopPolls := make(chan struct{})
-	pool := pollPool(in, 100*time.Millisecond, stopPolls)
+	ready := pollReady(in, 100*time.Millisecond, stopPolls)
 
 	ctx, cancel := context.WithTimeout(context.Background(), poolDeadline)
 	defer cancel()
@@ -124,7 +124,8 @@ func testPoolStress(t *testing.T, name string, slow bool) {
 	t.Logf("%d sagas from %d clients in %v (%.0f sagas/s), pool of %d connections%s",
 		len(ids), poolClients, elapsed.Round(10*time.Millisecond), float64(len(ids))/elapsed.Seconds(), poolMaxConns, blocked)
 	t.Logf("latency, submit to end: %s", percentiles(latencies))
-	t.Logf("/health/ready pool: %s", pool.summary())
+	poolSummary, maxTotal := ready.poolSummary()
+	t.Logf("/health/ready pool: %s", poolSummary)
 	if notEnded > 0 {
 		t.Logf("%d sagas had not ended when their ?wait= answered", notEnded)
 	}
@@ -141,8 +142,8 @@ func testPoolStress(t *testing.T, name string, slow bool) {
 	}
 	t.Logf("%d calls in flight made again (SagaRecovered), %d leases taken (LeaseTaken), %d raw calls beyond one per key",
 		countEvents(details, saga.EventSagaRecovered), countEvents(details, saga.EventLeaseTaken), sum.Calls-sum.Keys)
-	if pool.maxTotal > poolMaxConns {
-		t.Errorf("the pool held %d connections, more than DB_MAX_CONNECTIONS=%d", pool.maxTotal, poolMaxConns)
+	if maxTotal > poolMaxConns {
+		t.Errorf("the pool held %d connections, more than DB_MAX_CONNECTIONS=%d", maxTotal, poolMaxConns)
 	}
 	if slow && blocked.maxBlocked < poolMaxConns {
 		t.Errorf("at most %d of the service's connections waited on the lock at once, want all %d: the pool was never all held by slow transactions",
@@ -211,52 +212,6 @@ func holdLocks(ctx context.Context, t *testing.T, dbURL string) lockStats {
 		time.Sleep(lockGap)
 	}
 	return st
-}
-
-// poolLog records the pool figures /health/ready reports.
-type poolLog struct {
-	mu                       sync.Mutex
-	samples, maxTotal, maxIn int
-	exhausted                int // samples with every connection in use
-	done                     chan struct{}
-}
-
-// pollPool reads in's /health/ready every period until stop is closed.
-func pollPool(in *instance, period time.Duration, stop <-chan struct{}) *poolLog {
-	pl := &poolLog{done: make(chan struct{})}
-	go func() {
-		defer close(pl.done)
-		for {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			ready, _, err := in.client.Ready(ctx)
-			cancel()
-			if err == nil && ready.Database != nil {
-				pool := ready.Database.Pool
-				pl.mu.Lock()
-				pl.samples++
-				pl.maxTotal = max(pl.maxTotal, int(pool.Total))
-				pl.maxIn = max(pl.maxIn, int(pool.InUse))
-				if pool.Max > 0 && pool.InUse >= pool.Max {
-					pl.exhausted++
-				}
-				pl.mu.Unlock()
-			}
-			select {
-			case <-stop:
-				return
-			case <-time.After(period):
-			}
-		}
-	}()
-	return pl
-}
-
-func (pl *poolLog) summary() string {
-	<-pl.done
-	pl.mu.Lock()
-	defer pl.mu.Unlock()
-	return fmt.Sprintf("%d samples: at most %d connections open, %d in use; all in use in %d samples",
-		pl.samples, pl.maxTotal, pl.maxIn, pl.exhausted)
 }
 
 // percentiles formats p50, p90, p99 and the maximum of ds.

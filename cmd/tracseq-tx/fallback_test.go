@@ -115,23 +115,31 @@ func (p *dbProxy) forward(client net.Conn) {
 	<-done
 }
 
+// proxiedDatabase makes a test database and a dbProxy to it (down), and
+// returns the database's URL, the proxy and the URL through the proxy.
+func proxiedDatabase(t *testing.T) (dbURL string, proxy *dbProxy, viaProxy string) {
+	t.Helper()
+	dbURL = pgtest.NewDatabase(t)
+	u, err := url.Parse(dbURL)
+	if err != nil || u.Host == "" {
+		t.Fatalf("test database URL %q is not a URL with a host", dbURL)
+	}
+	proxy = newDBProxy(t, u.Host)
+	via := *u
+	via.Host = proxy.ln.Addr().String()
+	return dbURL, proxy, via.String()
+}
+
 // The service starts while the database is unreachable, accepts and runs
 // sagas in memory, and once the database answers moves every one of them
 // there, with its steps and events, exactly once.
 func TestServeMovesSagasToDatabaseWhenItComesBack(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	dbURL := pgtest.NewDatabase(t)
-	u, err := url.Parse(dbURL)
-	if err != nil || u.Host == "" {
-		t.Fatalf("test database URL %q is not a URL with a host", dbURL)
-	}
-	proxy := newDBProxy(t, u.Host)
-	viaProxy := *u
-	viaProxy.Host = proxy.ln.Addr().String()
+	dbURL, proxy, viaProxy := proxiedDatabase(t)
 
 	p := newParticipant(t)
-	b := setup(t, map[string]string{"DATABASE_URL": viaProxy.String()})
+	b := setup(t, map[string]string{"DATABASE_URL": viaProxy})
 	ready, _, err := b.client.Ready(ctx)
 	if err != nil || ready.Persistence != "memory" {
 		t.Fatalf("Ready = %+v, %v; want memory mode", ready, err)
@@ -342,17 +350,10 @@ func TestServeOutageWhileRunning(t *testing.T) {
 
 func testServeOutageWhileRunning(t *testing.T, mode string) {
 	ctx := context.Background()
-	dbURL := pgtest.NewDatabase(t)
-	u, err := url.Parse(dbURL)
-	if err != nil || u.Host == "" {
-		t.Fatalf("test database URL %q is not a URL with a host", dbURL)
-	}
-	proxy := newDBProxy(t, u.Host)
+	dbURL, proxy, viaProxy := proxiedDatabase(t)
 	proxy.up.Store(true)
-	viaProxy := *u
-	viaProxy.Host = proxy.ln.Addr().String()
 	p := newParticipant(t)
-	b := setup(t, map[string]string{"DATABASE_URL": viaProxy.String(), "DB_OUTAGE_MODE": mode,
+	b := setup(t, map[string]string{"DATABASE_URL": viaProxy, "DB_OUTAGE_MODE": mode,
 		"DB_CONNECTION_TIMEOUT_SECONDS": "2", "LEASE_SECONDS": "2"})
 	if s, _, err := b.client.Submit(ctx, p.twoStep("before"), 30*time.Second); err != nil || !s.Durable || s.Status != saga.SagaStatusCompleted {
 		t.Fatalf("saga before the outage = %+v, %v; want Completed and durable", s, err)
