@@ -122,7 +122,7 @@ func postSaga(ctx context.Context, in *instance, body []byte) (answer, *httpapi.
 		return a, nil
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := in.client.HTTP.Do(req)
+	resp, err := in.http.Do(req)
 	if err != nil {
 		return a, nil
 	}

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tracseq/transaction-service/client"
 	"github.com/tracseq/transaction-service/httpapi"
 )
 
@@ -84,7 +85,8 @@ type instance struct {
 	id      string
 	cmd     *exec.Cmd
 	url     string
-	client  *httpapi.Client
+	client  *client.Client
+	http    *http.Client // the client's: for requests the tests make by hand
 	logPath string
 
 	done     chan struct{} // closed once the process has exited and been reaped
@@ -189,7 +191,11 @@ func startInstance(t *testing.T, cfg instanceConfig) *instance {
 	// connections.
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	t.Cleanup(hc.CloseIdleConnections)
-	in.client = &httpapi.Client{BaseURL: in.url, Token: token, HTTP: hc}
+	in.http = hc
+	in.client, err = client.New(in.url, client.WithToken(token), client.WithHTTPClient(hc))
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	// A service that cannot reach its database starts in memory mode; these
 	// tests are about durability, so that is a failure.
@@ -251,7 +257,7 @@ func (in *instance) kill(t *testing.T) {
 // engine keeps running sagas.
 func (in *instance) terminate(t *testing.T) {
 	t.Helper()
-	in.client.HTTP.CloseIdleConnections()
+	in.client.CloseIdleConnections()
 	if err := in.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatalf("SIGTERM instance %s: %v", in.id, err)
 	}

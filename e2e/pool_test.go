@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	saga "github.com/tracseq/transaction-service"
+	"github.com/tracseq/transaction-service/client"
 	"github.com/tracseq/transaction-service/internal/pgtest"
 )
 
@@ -90,7 +91,7 @@ func testPoolStress(t *testing.T, name string, slow bool) {
 				r.key = fmt.Sprintf("%s-%04d", name, i)
 				r.pl = plan{failLast: i%5 == 4, flakyStep: -1}
 				start := time.Now()
-				s, _, err := in.client.Submit(ctx, p.definition("pool-"+r.key, r.key, r.pl), 60*time.Second)
+				s, _, err := in.client.Submit(ctx, p.definition("pool-"+r.key, r.key, r.pl), client.WithWait(60*time.Second))
 				r.latency = time.Since(start)
 				if err != nil {
 					r.err = err

@@ -73,7 +73,7 @@ func submitAll(p *stub, subs []*submission, targets func(i int) []*instance) {
 					}
 					sub.sent++
 					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-					s, _, err := in.client.Submit(ctx, def, 0)
+					s, _, err := in.client.Submit(ctx, def)
 					cancel()
 					sub.err = err
 					if err == nil {
