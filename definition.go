@@ -51,6 +51,11 @@ type Definition struct {
 	// the service has a definition key.
 	SecretHeaders []string         `json:"secret_headers,omitempty"`
 	Steps         []StepDefinition `json:"steps"`
+	// TraceParent is the W3C traceparent of the submit request (the API
+	// takes it from the request's traceparent header when the body has
+	// none). The saga's spans are its children, on whichever instance runs
+	// the saga, and every participant call carries the trace on.
+	TraceParent string `json:"trace_parent,omitempty"`
 }
 
 // StepDefinition is one step: the action on a participant and the
@@ -312,6 +317,9 @@ func (d *Definition) Validate() error {
 		}
 	}
 	d.validateGraph(&ve)
+	if d.TraceParent != "" && !ValidTraceParent(d.TraceParent) {
+		ve.add("trace_parent", "must be a W3C traceparent such as 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	}
 	return ve.orNil()
 }
 

@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/tracseq/transaction-service/client"
-	"github.com/tracseq/transaction-service/httpapi"
 )
 
 // binPath is the tracseq-tx binary that TestMain builds for the package.
@@ -38,6 +37,9 @@ func TestMain(m *testing.M) {
 	args := []string{"build", "-o", binPath}
 	if raceBuild {
 		args = append(args, "-race")
+		if gcflags := os.Getenv("TRACSEQ_RACE_GCFLAGS"); gcflags != "" {
+			args = append(args, "-gcflags="+gcflags) // as scripts/test.sh builds the tests
+		}
 	}
 	build := exec.Command("go", append(args, "./cmd/tracseq-tx")...)
 	build.Dir = ".." // the module root
@@ -114,6 +116,7 @@ func startInstance(t *testing.T, cfg instanceConfig) *instance {
 		"DB_MAX_CONNECTIONS=8",
 		"DB_MIN_CONNECTIONS=1",
 		"DB_CONNECTION_TIMEOUT_SECONDS=10",
+		"METRICS_GAUGE_TTL_MS=" + gaugeTTLMs,
 	}
 	if cfg.MaxConcurrent > 0 {
 		env = append(env, "MAX_CONCURRENT_SAGAS="+strconv.Itoa(cfg.MaxConcurrent))
@@ -202,7 +205,7 @@ func startInstance(t *testing.T, cfg instanceConfig) *instance {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	ready, status, err := in.client.Ready(ctx)
-	if err != nil || status != http.StatusOK || ready.Persistence != httpapi.PersistenceDurable {
+	if err != nil || status != http.StatusOK || !ready.Durable {
 		t.Fatalf("instance %s not ready and durable: %+v (HTTP %d, %v)\n%s", in.id, ready, status, err, in.logTail())
 	}
 	return in

@@ -206,7 +206,7 @@ func runOutage(t *testing.T, ex outageExperiment) {
 	// (in fallback mode: memory has been moved to the database).
 	for _, s := range sides {
 		for _, r := range s.ready {
-			r.waitFor(http.StatusOK, httpapi.PersistenceDurable, outageDrain)
+			r.waitFor(http.StatusOK, httpapi.PersistencePostgres, outageDrain)
 		}
 	}
 	close(stopPolls)
@@ -247,7 +247,7 @@ func (s *outageSide) check(t *testing.T, ex outageExperiment, w outageWindow, t0
 	t.Logf("answers after the outage:  %s", answerCounts(s.subs, w.end, time.Time{}))
 	for _, r := range s.ready {
 		back := "not within the test"
-		if at := r.first(w.end, http.StatusOK, httpapi.PersistenceDurable); !at.IsZero() {
+		if at := r.first(w.end, http.StatusOK, httpapi.PersistencePostgres); !at.IsZero() {
 			back = at.Sub(w.end).Round(100*time.Millisecond).String() + " after the outage"
 		}
 		t.Logf("/health/ready of %s: %s; ready and durable %s", r.in.id, r.timeline(t0), back)
@@ -317,7 +317,7 @@ func (s *outageSide) check(t *testing.T, ex outageExperiment, w outageWindow, t0
 			t.Error("no saga was accepted in memory during a long outage in fallback mode")
 		}
 		for _, r := range s.ready {
-			if !r.during(w.start, w.end, 200, "memory") {
+			if !r.during(w.start, w.end, 200, httpapi.PersistenceMemory) {
 				t.Errorf("%s never said 200 memory on /health/ready during the outage", r.in.id)
 			}
 		}
@@ -326,7 +326,7 @@ func (s *outageSide) check(t *testing.T, ex outageExperiment, w outageWindow, t0
 			t.Error("no submit was sent during the outage")
 		}
 		for _, r := range s.ready {
-			if !r.during(w.start, w.end, 503, "durable") {
+			if !r.during(w.start, w.end, 503, httpapi.PersistencePostgres) {
 				t.Errorf("%s never said 503 on /health/ready during the outage", r.in.id)
 			}
 		}

@@ -594,7 +594,11 @@ func (m *Main) runHealth(ctx context.Context, args []string, env func(string) st
 				return err
 			}
 		} else {
-			fmt.Fprintf(stdout, "%s (persistence %s)", r.Status, r.Persistence)
+			fmt.Fprintf(stdout, "%s (persistence %s", r.Status, r.Persistence)
+			if r.Path != "" {
+				fmt.Fprintf(stdout, ", %s", r.Path)
+			}
+			fmt.Fprint(stdout, ")")
 			if r.Database != nil {
 				fmt.Fprintf(stdout, ", database round trip %.1f ms, pool %d/%d in use, schema version %d",
 					r.Database.RoundTripMs, r.Database.Pool.InUse, r.Database.Pool.Max, r.Database.MigrationVersion)

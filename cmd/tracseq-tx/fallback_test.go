@@ -170,7 +170,7 @@ func TestServeMovesSagasToDatabaseWhenItComesBack(t *testing.T) {
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		ready, _, err := b.client.Ready(ctx)
-		if err == nil && ready.Persistence == "durable" {
+		if err == nil && ready.Persistence == "postgres" {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -397,7 +397,7 @@ func testServeOutageWhileRunning(t *testing.T, mode string) {
 		if s != nil {
 			t.Fatalf("saga accepted during the outage in reject mode: %+v", s)
 		}
-		if status != http.StatusServiceUnavailable || ready.Persistence != httpapi.PersistenceDurable {
+		if status != http.StatusServiceUnavailable || ready.Persistence != httpapi.PersistencePostgres {
 			t.Errorf("ready during the outage = HTTP %d %+v; want 503, durable", status, ready)
 		}
 	}
@@ -406,7 +406,7 @@ func testServeOutageWhileRunning(t *testing.T, mode string) {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		ready, status, err := b.client.Ready(ctx)
-		if err == nil && status == http.StatusOK && ready.Persistence == httpapi.PersistenceDurable {
+		if err == nil && status == http.StatusOK && ready.Persistence == httpapi.PersistencePostgres {
 			break
 		}
 		if time.Now().After(deadline) {
