@@ -25,6 +25,10 @@ var (
 	// connection could be had, or the store was closed). A failed write
 	// without it may have committed before its answer was lost.
 	ErrNotWritten = errors.New("nothing was written")
+	// ErrRefused means the store refused the data of a write for good (a
+	// value the database cannot keep): retrying the same write cannot
+	// succeed.
+	ErrRefused = errors.New("store refused the data")
 )
 
 // ErrorCode classifies a user-facing error. The HTTP layer maps each code to

@@ -3,12 +3,13 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"math"
 	"time"
 
 	saga "github.com/tracseq/transaction-service"
 )
 
-// Operation names of the saga.GaugeReader methods, for Observe.
+// Operation names of the saga.GaugeReader methods, for Config.Observe.
 const (
 	opGauges   = "gauges"
 	opActivity = "activity"
@@ -16,11 +17,15 @@ const (
 
 var _ saga.GaugeReader = (*Store)(nil)
 
-// The SQL of the saga.GaugeReader queries. The running, Failed and leased
-// sagas are read through the index by status (the others have ended); the
-// window figures through the created_at index and the partial index of
-// finished sagas.
+// The SQL of the saga.GaugeReader queries, on the indexes the PostgreSQL
+// store's use. A stored time t counts in microseconds since the epoch as
+// unixepoch(substr(t, 1, 19)) * 1000000 + the six digits after the point,
+// exactly (SQLite's date functions keep milliseconds only).
 const (
+	// sqlGaugesRunning reads, over the running and Failed sagas: the
+	// creation of the oldest running one, the Failed ones waiting for an
+	// operator (no retry requested) and the stuck ones (running, no live
+	// lease, no next-run time).
 	sqlGaugesRunning = `
 SELECT min(CASE WHEN status IN ('Created', 'Executing', 'Compensating') THEN created_at END),
 	coalesce(sum(status = 'Failed' AND control_request IS NOT 'retry'), 0),
@@ -29,71 +34,112 @@ SELECT min(CASE WHEN status IN ('Created', 'Executing', 'Compensating') THEN cre
 		AND next_run_at IS NULL), 0)
 FROM sagas
 WHERE status IN ('Created', 'Executing', 'Compensating', 'Failed')`
+
+	// sqlGaugesLeases lists the sagas not ended that hold a live lease, by
+	// owner, oldest first (they are the sagas in flight: few).
 	sqlGaugesLeases = `
-SELECT owner_id, status, id, lease_expires_at
+SELECT owner_id, id, status, lease_expires_at
 FROM sagas
 WHERE status IN ('Created', 'Executing', 'Compensating', 'Paused')
 	AND owner_id IS NOT NULL AND lease_expires_at > :now
 ORDER BY owner_id, created_at, id`
-	// Times are stored as 2006-01-02T15:04:05.000000Z: the first 16
-	// characters are the minute.
+
+	// sqlActivityStarted counts the sagas created since :since by minute
+	// (the minute number since the epoch).
 	sqlActivityStarted = `
-SELECT substr(created_at, 1, 16), count(*) FROM sagas WHERE created_at > :since GROUP BY 1`
+SELECT unixepoch(substr(created_at, 1, 19)) / 60, count(*)
+FROM sagas WHERE created_at > :since
+GROUP BY 1`
+
+	// sqlActivityEnded is the sagas that ended since :since, with their
+	// durations in µs.
 	sqlActivityEnded = `
-SELECT status, created_at, completed_at
-FROM sagas INDEXED BY sagas_finished_completed_at_idx
-WHERE status IN ('Completed', 'Compensated', 'Cancelled', 'TimedOut') AND completed_at > :since
-UNION ALL
-SELECT status, created_at, completed_at FROM sagas WHERE status = 'Failed' AND completed_at > :since`
+WITH ended AS (
+	SELECT status, completed_at,
+		(unixepoch(substr(completed_at, 1, 19)) - unixepoch(substr(created_at, 1, 19))) * 1000000
+			+ CAST(substr(completed_at, 21, 6) AS INTEGER) - CAST(substr(created_at, 21, 6) AS INTEGER) AS us
+	FROM sagas INDEXED BY sagas_finished_completed_at_idx
+	WHERE status IN ('Completed', 'Compensated', 'Cancelled', 'TimedOut') AND completed_at > :since
+	UNION ALL
+	SELECT status, completed_at,
+		(unixepoch(substr(completed_at, 1, 19)) - unixepoch(substr(created_at, 1, 19))) * 1000000
+			+ CAST(substr(completed_at, 21, 6) AS INTEGER) - CAST(substr(created_at, 21, 6) AS INTEGER)
+	FROM sagas
+	WHERE status = 'Failed' AND completed_at > :since
+)`
+	// sqlActivityEndedByMinute counts them by minute, Completed and not.
+	sqlActivityEndedByMinute = sqlActivityEnded + `
+SELECT unixepoch(substr(completed_at, 1, 19)) / 60, sum(status = 'Completed'), sum(status <> 'Completed')
+FROM ended GROUP BY 1`
+	// sqlActivityEndedAt reads the duration at rank :offset (0-based,
+	// ascending).
+	sqlActivityEndedAt = sqlActivityEnded + `
+SELECT us FROM ended ORDER BY us LIMIT 1 OFFSET :offset`
+
+	// sqlActivityInstances lists the instances that wrote events for the
+	// :limit newest sagas created since :since, most recently seen first.
 	sqlActivityInstances = `
 WITH recent AS (
-	SELECT id FROM sagas WHERE created_at > :since ORDER BY created_at DESC, id DESC LIMIT :limit
+	SELECT id FROM sagas
+	WHERE created_at > :since
+	ORDER BY created_at DESC, id DESC
+	LIMIT :limit
 )
 SELECT e.instance_id, max(e.created_at), count(*)
 FROM recent JOIN saga_events AS e ON e.saga_id = recent.id
 WHERE e.instance_id IS NOT NULL AND e.instance_id <> ''
-GROUP BY e.instance_id`
+GROUP BY e.instance_id
+ORDER BY max(e.created_at) DESC, e.instance_id`
 )
 
-// minuteLayout is the minute prefix of a stored time.
-const minuteLayout = "2006-01-02T15:04"
-
-// Gauges returns the figures of saga.GaugeReader, read from one snapshot.
+// Gauges returns the cluster-wide figures of saga.GaugeReader, read from
+// one snapshot at the store's clock.
 func (s *Store) Gauges(ctx context.Context) (g saga.Gauges, err error) {
 	defer s.observe(opGauges, time.Now(), &err)
-	now := s.clock.read()
-	at := sql.Named("now", fmtTime(now))
 	err = s.readTx(ctx, func(r *rtx) error {
-		g = saga.Gauges{Now: now, ByStatus: make(map[saga.SagaStatus]int64, len(saga.SagaStatuses))}
+		g = saga.Gauges{Now: s.clock.read(), ByStatus: make(map[saga.SagaStatus]int64, len(saga.SagaStatuses))}
+		now := sql.Named("now", fmtTime(g.Now))
 		for _, st := range saga.SagaStatuses {
 			g.ByStatus[st] = 0
 		}
-		if err := eachRow(r, sqlCountByStatus, nil, func(rows *sql.Rows) error {
+		rows, err := r.query(sqlCountByStatus)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
 			var (
 				status saga.SagaStatus
 				n      int64
 			)
-			err := rows.Scan(textCol[saga.SagaStatus]{&status}, &n)
+			if err := rows.Scan(textCol[saga.SagaStatus]{&status}, &n); err != nil {
+				return err
+			}
 			g.ByStatus[status] = n
-			return err
-		}); err != nil {
+		}
+		if err := rows.Err(); err != nil {
 			return err
 		}
 		var oldest *time.Time
-		if err := r.queryRow(sqlGaugesRunning, []any{at}, nullTimeCol{&oldest}, &g.FailedWaiting, &g.Stuck); err != nil {
+		if err := r.queryRow(sqlGaugesRunning, []any{now}, nullTimeCol{&oldest}, &g.FailedWaiting, &g.Stuck); err != nil {
 			return err
 		}
 		if oldest != nil {
-			g.OldestRunningAge = max(now.Sub(*oldest), 0)
+			g.OldestRunningAge = max(g.Now.Sub(*oldest), 0)
 		}
-		return eachRow(r, sqlGaugesLeases, []any{at}, func(rows *sql.Rows) error {
+		rows, err = r.query(sqlGaugesLeases, now)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
 			var (
 				owner   string
-				status  saga.SagaStatus
 				id      saga.ID
+				status  saga.SagaStatus
 				expires time.Time
 			)
-			if err := rows.Scan(&owner, textCol[saga.SagaStatus]{&status}, idCol{&id}, timeCol{&expires}); err != nil {
+			if err := rows.Scan(&owner, idCol{&id}, textCol[saga.SagaStatus]{&status}, timeCol{&expires}); err != nil {
 				return err
 			}
 			if n := len(g.Instances); n == 0 || g.Instances[n-1].ID != owner {
@@ -108,8 +154,8 @@ func (s *Store) Gauges(ctx context.Context) (g saga.Gauges, err error) {
 			if expires.After(in.LeaseExpiresAt) {
 				in.LeaseExpiresAt = expires
 			}
-			return nil
-		})
+		}
+		return rows.Err()
 	})
 	if err != nil {
 		return saga.Gauges{}, interpretError("read gauges", err)
@@ -118,56 +164,53 @@ func (s *Store) Gauges(ctx context.Context) (g saga.Gauges, err error) {
 }
 
 // Activity returns the window figures of saga.GaugeReader, read from one
-// snapshot.
+// snapshot at the store's clock.
 func (s *Store) Activity(ctx context.Context, window time.Duration) (a saga.Activity, err error) {
 	defer s.observe(opActivity, time.Now(), &err)
 	window = saga.ClampActivityWindow(window)
-	now := s.clock.read()
-	since := sql.Named("since", fmtTime(now.Add(-window)))
 	err = s.readTx(ctx, func(r *rtx) error {
-		a = saga.Activity{Now: now, Window: window, Buckets: saga.NewActivityBuckets(now, window)}
+		a = saga.Activity{Now: s.clock.read(), Window: window}
+		since := sql.Named("since", fmtTime(a.Now.Add(-window)))
+		a.Buckets = saga.NewActivityBuckets(a.Now, window)
+		bucket := func(minute int64) *saga.ActivityPoint {
+			if i := saga.BucketIndex(a.Buckets, time.Unix(minute*60, 0)); i >= 0 {
+				return &a.Buckets[i]
+			}
+			return nil
+		}
 		if err := eachRow(r, sqlActivityStarted, []any{since}, func(rows *sql.Rows) error {
-			var (
-				minute string
-				n      int64
-			)
+			var minute, n int64
 			if err := rows.Scan(&minute, &n); err != nil {
 				return err
 			}
-			t, err := time.Parse(minuteLayout, minute)
-			if err != nil {
-				return err
-			}
-			if i := saga.BucketIndex(a.Buckets, t); i >= 0 {
-				a.Buckets[i].Started += n
+			if p := bucket(minute); p != nil {
+				p.Started += n
 			}
 			return nil
 		}); err != nil {
 			return err
 		}
-		var durations []time.Duration
-		if err := eachRow(r, sqlActivityEnded, []any{since}, func(rows *sql.Rows) error {
-			var (
-				status           saga.SagaStatus
-				created, endedAt time.Time
-			)
-			if err := rows.Scan(textCol[saga.SagaStatus]{&status}, timeCol{&created}, timeCol{&endedAt}); err != nil {
+		if err := eachRow(r, sqlActivityEndedByMinute, []any{since}, func(rows *sql.Rows) error {
+			var minute, completed, failed int64
+			if err := rows.Scan(&minute, &completed, &failed); err != nil {
 				return err
 			}
-			durations = append(durations, max(endedAt.Sub(created), 0))
-			if i := saga.BucketIndex(a.Buckets, endedAt); i >= 0 {
-				if status == saga.SagaStatusCompleted {
-					a.Buckets[i].Completed++
-				} else {
-					a.Buckets[i].Failed++
-				}
+			a.Ended += completed + failed
+			if p := bucket(minute); p != nil {
+				p.Completed += completed
+				p.Failed += failed
 			}
 			return nil
 		}); err != nil {
 			return err
 		}
-		a.Ended = int64(len(durations))
-		a.P50, a.P95 = saga.NearestRank(durations, 0.50), saga.NearestRank(durations, 0.95)
+		var err error
+		if a.P50, err = nearestRank(r, since, a.Ended, 0.5); err != nil {
+			return err
+		}
+		if a.P95, err = nearestRank(r, since, a.Ended, 0.95); err != nil {
+			return err
+		}
 		return eachRow(r, sqlActivityInstances, []any{since, sql.Named("limit", saga.RecentSagasSampled)}, func(rows *sql.Rows) error {
 			var in saga.InstanceSeen
 			err := rows.Scan(&in.ID, timeCol{&in.LastSeen}, &in.Events)
@@ -178,11 +221,24 @@ func (s *Store) Activity(ctx context.Context, window time.Duration) (a saga.Acti
 	if err != nil {
 		return saga.Activity{}, interpretError("read activity", err)
 	}
-	saga.SortInstancesSeen(a.Instances)
 	return a, nil
 }
 
-// eachRow runs query in r and calls scan on each row.
+// nearestRank returns the q-quantile of the durations of the n sagas that
+// ended since, by the nearest-rank method (PostgreSQL's percentile_disc).
+func nearestRank(r *rtx, since sql.NamedArg, n int64, q float64) (time.Duration, error) {
+	if n == 0 {
+		return 0, nil
+	}
+	rank := max(int64(math.Ceil(q*float64(n)))-1, 0)
+	var us int64
+	if err := r.queryRow(sqlActivityEndedAt, []any{since, sql.Named("offset", rank)}, &us); err != nil {
+		return 0, err
+	}
+	return time.Duration(us) * time.Microsecond, nil
+}
+
+// eachRow runs query and calls scan on each of its rows.
 func eachRow(r *rtx, query string, args []any, scan func(rows *sql.Rows) error) error {
 	rows, err := r.query(query, args...)
 	if err != nil {
