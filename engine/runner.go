@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	saga "github.com/tracseq/transaction-service"
 	"github.com/tracseq/transaction-service/participant"
 )
@@ -66,7 +68,7 @@ type runner struct {
 	// checkpoint is the checkpoint a claimed saga was restored from.
 	checkpoint *saga.Checkpoint
 	sawStop    bool
-	in input // the input of the current decision
+	in         input // the input of the current decision
 	// refused is the error of the last write the store refused for good
 	// (saga.ErrRefused).
 	refused error
@@ -125,6 +127,18 @@ func newRunner(c *Coordinator, s *saga.Saga, claimed bool, p *plan, unsent []*ca
 // run is the runner's goroutine.
 func (r *runner) run() {
 	defer r.c.finish(r)
+	var span trace.Span
+	r.ctx, span = r.c.startRunSpan(r.ctx, r.s, r.claimed)
+	defer func() {
+		end := RunReleased
+		switch {
+		case r.lost.Load():
+			end = RunLostLease
+		case r.s.Status.Terminal():
+			end = RunEnded
+		}
+		endRunSpan(span, r.s.Status, end)
+	}()
 	if r.claimed {
 		r.restore()
 	}
@@ -427,6 +441,7 @@ func (r *runner) poked() bool {
 func (r *runner) invoke(ctx context.Context, cancel context.CancelFunc, c *call) outcome {
 	defer cancel()
 	res := r.c.cfg.Invoker.Invoke(ctx, c.Call)
+	endCallSpan(trace.SpanFromContext(ctx), res)
 	r.c.obs.StepAttempt(c.Kind, res.Outcome, res.Duration)
 	o := outcome{call: c, res: res}
 	if res.Outcome == participant.OutcomeTransient {
@@ -436,14 +451,15 @@ func (r *runner) invoke(ctx context.Context, cancel context.CancelFunc, c *call)
 	return o
 }
 
-// callContext returns the context of a call: the runner's, bounded by the
-// saga's deadline for actions.
+// callContext returns the context of a call: the runner's, with the call's
+// span, bounded by the saga's deadline for actions.
 func (r *runner) callContext(c *call) (context.Context, context.CancelFunc) {
+	ctx, _ := r.c.startCallSpan(r.ctx, c.Call)
 	if c.Kind == participant.KindAction && r.s.Deadline != nil {
 		left := max(r.s.Deadline.Sub(r.estimatedDBNow()), 0)
-		return context.WithTimeout(r.ctx, left)
+		return context.WithTimeout(ctx, left)
 	}
-	return r.ctx, func() {}
+	return ctx, func() {}
 }
 
 // observe reports a written decision to the metrics and the log.
