@@ -177,4 +177,8 @@ type Health struct {
 	// that is not usable does not make the store unhealthy: reads go to
 	// the primary.
 	Replicas []ReplicaHealth
+	// Unreachable is set with Error when the backend could not be reached
+	// at all (refused or lost connections), as opposed to answering slowly
+	// or wrongly.
+	Unreachable bool
 }

@@ -43,6 +43,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		MaxConcurrentSagas: 1000,
 		MaxConnsPerHost:    256,
 		SlowQuery:          200 * time.Millisecond,
+		OutageMode:         "fallback",
 		GaugeTTL:           5 * time.Second,
 		Tracing:            TracingConfig{ServiceName: ServiceNameDefault},
 	}
@@ -81,6 +82,7 @@ func TestLoadConfigValues(t *testing.T) {
 		"METRICS_GAUGE_TTL_MS":            "250",
 		"OTEL_EXPORTER_OTLP_ENDPOINT":     "http://collector:4318",
 		"OTEL_SERVICE_NAME":               "tx-eu",
+		"DB_OUTAGE_MODE":                  "Reject",
 	}
 	cfg, err := LoadConfig(envOf(env))
 	if err != nil {
@@ -113,6 +115,7 @@ func TestLoadConfigValues(t *testing.T) {
 		MaxConnsPerHost:    1024,
 		SlowQuery:          50 * time.Millisecond,
 		PprofAddr:          "localhost:6060",
+		OutageMode:         "reject",
 		GaugeTTL:           250 * time.Millisecond,
 		Tracing:            TracingConfig{Exporter: TracesOTLP, Endpoint: "http://collector:4318/v1/traces", ServiceName: "tx-eu"},
 	}
@@ -202,6 +205,8 @@ func TestLoadConfigBadValues(t *testing.T) {
 			[]string{`PPROF_ADDR="nowhere": must be host:port`}, ""},
 		{"pprof on api addr", map[string]string{"PPROF_ADDR": ":8080"},
 			[]string{`PPROF_ADDR=":8080" must differ from HTTP_ADDR`}, ""},
+		{"outage mode", map[string]string{"DB_OUTAGE_MODE": "memory"},
+			[]string{`DB_OUTAGE_MODE="memory": must be fallback or reject`}, ""},
 		{"database url", map[string]string{"DATABASE_URL": "postgres://u:secret@db:notaport/x"},
 			[]string{"DATABASE_URL: not a PostgreSQL connection string", "invalid port"}, "secret"},
 		{"pooler", map[string]string{"DB_POOLER": "pgpool"},
