@@ -20,6 +20,10 @@ var (
 	// ErrUnavailable means the store cannot serve the request now (the
 	// database is unreachable and retries were exhausted).
 	ErrUnavailable = errors.New("store unavailable")
+	// ErrRefused means the store refused the data of a write for good (a
+	// value the database cannot keep): retrying the same write cannot
+	// succeed.
+	ErrRefused = errors.New("store refused the data")
 )
 
 // ErrorCode classifies a user-facing error. The HTTP layer maps each code to

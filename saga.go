@@ -108,6 +108,10 @@ const (
 	EventCompensationCompleted EventType = "CompensationCompleted"
 	EventCompensationFailed    EventType = "CompensationFailed"
 	EventCompensationRetrying  EventType = "CompensationRetrying"
+	// EventCompensationNotNeeded: a step that completed (or may have acted)
+	// is left as it is when the saga compensates, because its definition
+	// has no compensation.
+	EventCompensationNotNeeded EventType = "CompensationNotNeeded"
 	// EventCallWithdrawn: a call written as started did not go out after
 	// all (a pause, cancel or deadline came first, or the instance stopped).
 	EventCallWithdrawn    EventType = "CallWithdrawn"

@@ -85,6 +85,11 @@ func interpretError(doing string, err error) error {
 		return fmt.Errorf("%s: a step update names a step index the saga does not have: %w", doing, err)
 	case isTransient(err):
 		return fmt.Errorf("%s: %w: %w", doing, saga.ErrUnavailable, err)
+	case errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "54")):
+		// Data exception (a NUL in text, invalid UTF-8, a number out of
+		// range) or a program limit (a value too large): the same data
+		// will be refused again.
+		return fmt.Errorf("%s: %w: %w", doing, saga.ErrRefused, err)
 	}
 	return fmt.Errorf("%s: %w", doing, err)
 }
