@@ -443,3 +443,20 @@ func TestParseURL(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusedData writes what the schema refuses for good: the error wraps
+// saga.ErrRefused (the engine fails the step rather than retry), and
+// nothing is written.
+func TestRefusedData(t *testing.T) {
+	t.Parallel()
+	s := openTest(t, hooks{})
+	sg := storetest.NewTestSaga("", 1)
+	sg.Name = strings.Repeat("n", 256)
+	_, _, err := s.CreateSaga(t.Context(), saga.NewSaga{Saga: sg})
+	if !errors.Is(err, saga.ErrRefused) {
+		t.Errorf("CreateSaga with a 256-character name: err = %v, want ErrRefused", err)
+	}
+	if c, _ := s.CountRows(t.Context()); c != (saga.TableCounts{}) {
+		t.Errorf("rows after a refused create: %+v", c)
+	}
+}
