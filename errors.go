@@ -20,6 +20,11 @@ var (
 	// ErrUnavailable means the store cannot serve the request now (the
 	// database is unreachable and retries were exhausted).
 	ErrUnavailable = errors.New("store unavailable")
+	// ErrNotWritten accompanies ErrUnavailable on a failed write that the
+	// store knows left nothing behind: it never reached the database (no
+	// connection could be had, or the store was closed). A failed write
+	// without it may have committed before its answer was lost.
+	ErrNotWritten = errors.New("nothing was written")
 	// ErrRefused means the store refused the data of a write for good (a
 	// value the database cannot keep): retrying the same write cannot
 	// succeed.

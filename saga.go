@@ -170,4 +170,8 @@ type Health struct {
 	PoolMax          int32
 	MigrationVersion int64
 	Error            string // why the store is not healthy, if it is not
+	// Unreachable is set with Error when the backend could not be reached
+	// at all (refused or lost connections), as opposed to answering slowly
+	// or wrongly.
+	Unreachable bool
 }

@@ -3,6 +3,7 @@ package postgres
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -72,10 +73,12 @@ func open(ctx context.Context, cfg Config, h hooks) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("configure PostgreSQL: %w", err)
 	}
+	poolMade := resetOnShutdown(pc)
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("configure PostgreSQL: %w", err)
 	}
+	poolMade(pool)
 	pingCtx, cancel := context.WithTimeout(ctx, pc.ConnConfig.ConnectTimeout)
 	defer cancel()
 	if err := pool.Ping(pingCtx); err != nil {
@@ -119,7 +122,9 @@ func (s *Store) Health(ctx context.Context) (h saga.Health) {
 	start := time.Now()
 	var one int
 	if err = s.pool.QueryRow(ctx, sqlPing).Scan(&one); err != nil {
-		h.Error = interpretError("ping database", err).Error()
+		err = interpretError("ping database", err)
+		h.Error = err.Error()
+		h.Unreachable = errors.Is(err, saga.ErrUnavailable)
 	} else {
 		h.RoundTrip = time.Since(start)
 		version, verr := MigrationVersion(ctx, s.pool)

@@ -87,7 +87,7 @@ func (s *Store) CreateSaga(ctx context.Context, c saga.NewSaga) (out *saga.Saga,
 		)
 		op := &writeOp{sql: sqlCreateSaga, args: args, dest: []any{&now, &deadline, &leaseExp}}
 		if err := s.committer.submit(ctx, op); err != nil {
-			return nil, false, interpretError(doing, err)
+			return nil, false, unsentError(interpretError(doing, err), op)
 		}
 		if op.found {
 			return created(in, id, c, now.UTC(), utc(deadline), utc(leaseExp)), false, nil
@@ -123,6 +123,19 @@ func (s *Store) CreateSaga(ctx context.Context, c saga.NewSaga) (out *saga.Saga,
 		// The saga holding the key was deleted in between: try again.
 	}
 	return nil, false, fmt.Errorf("%s: it conflicts with a saga that cannot be read", doing)
+}
+
+// unsentError adds saga.ErrNotWritten to err, the failure of op's submit
+// interpreted, when the database could not be reached and op was never
+// sent: then it certainly was not committed. (The earlier attempts of a
+// CreateSaga were answered: they wrote nothing of it either.) op.sent is
+// read only when the committer has answered, which an error wrapping
+// saga.ErrUnavailable implies: a caller giving up gets its context's error.
+func unsentError(err error, op *writeOp) error {
+	if !errors.Is(err, saga.ErrUnavailable) || op.sent > 0 {
+		return err
+	}
+	return fmt.Errorf("%w (%w)", err, saga.ErrNotWritten)
 }
 
 // createArgs validates a new saga and returns the arguments of
