@@ -288,7 +288,7 @@ const (
 var writeQueries = []string{
 	sqlSavepoint, sqlRollbackToSavepoint, sqlReleaseSavepoint,
 	sqlInsertSaga, sqlInsertStep, sqlInsertEvent, sqlSagaExists, sqlSagaIDByKey, sqlGetSaga, sqlGetSteps,
-	sqlApplySaga, sqlUpdateStep, sqlUpsertCompensation, sqlInsertCheckpoint,
+	sqlApplySaga, sqlUpdateStep, sqlUpsertCompensation, sqlInsertCheckpoint, sqlEventSeq, sqlAppliedAnswer,
 	sqlClaimSagas, sqlGetStepsOf, sqlRenewLeases, sqlRequestControl, sqlSagaStatus,
 	sqlDeleteFinished, sqlRecordMove,
 }
