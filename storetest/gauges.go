@@ -132,9 +132,8 @@ func testGauges(t *testing.T, newStore factory) {
 
 		// A lease running out on a saga without a next run makes it stuck
 		// too (its holder died between writing that and releasing it).
-		// Leased for long until the last write, which leaves the short
-		// lease: a slow store (or a pooler in between) must not lose the
-		// lease before that write.
+		// Leased long while it is driven (a loaded machine may take longer
+		// than the short lease), then short by the last write.
 		short := h.create(NewTestSaga("w4", 1), longLease)
 		short = h.drive(short, saga.SagaStatusExecuting, false)
 		h.apply(saga.Transition{SagaID: short.ID, Lease: short.Lease(), LeaseFor: shortLease,

@@ -337,7 +337,7 @@ func openStore(ctx, bgCtx context.Context, cfg Config, logger *slog.Logger, mx *
 			pg.Close()
 			return nil, err
 		}
-		logger.Info("database ready", "migration_version", version, "database", redactURL(cfg.DatabaseURL),
+		logger.Info("database ready", "persistence", postgres.Backend, "durable", true, "migration_version", version, "database", redactURL(cfg.DatabaseURL),
 			"read_replicas", len(cfg.DatabaseReadURLs), "pooler", cmp.Or(cfg.DBPooler, "none"))
 		if !sizingChecked.Swap(true) {
 			checkPoolSizing(ctx, pg, cfg, logger)
