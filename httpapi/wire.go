@@ -34,6 +34,10 @@ type SagaJSON struct {
 	// Steps are absent in lists and present when one saga is read.
 	MaxParallel int        `json:"max_parallel,omitzero"`
 	Steps       []StepJSON `json:"steps,omitzero"`
+	// Definition is the definition as submitted, present when one saga is
+	// read, with the values of its secret headers shown as [redacted] and
+	// its URLs' query values and user information redacted.
+	Definition *saga.Definition `json:"definition,omitempty"`
 }
 
 // StepJSON is one step of a saga.
@@ -150,6 +154,9 @@ type PoolJSON struct {
 
 // Readiness and persistence words of ReadyJSON and HealthJSON.
 const (
+	// ReadyErrorDatabase is ReadyJSON.Error when the store reports a
+	// problem with its database, whatever it is.
+	ReadyErrorDatabase = "database unreachable"
 	StatusOK           = "ok"
 	StatusReady        = "ready"
 	StatusNotReady     = "not_ready"
@@ -198,6 +205,10 @@ func NewSagaJSON(s *saga.Saga, withSteps bool) SagaJSON {
 		out.MaxParallel = 1
 		if !g.Chain {
 			out.MaxParallel = s.Definition.EffectiveMaxParallel()
+		}
+		if len(s.Definition.Steps) > 0 {
+			def := s.Definition.Redacted()
+			out.Definition = &def
 		}
 	}
 	return out
@@ -278,7 +289,11 @@ func newReadyJSON(h saga.Health, extraOK bool, instanceID, version string) Ready
 		Persistence: PersistenceMemory,
 		InstanceID:  instanceID,
 		Version:     version,
-		Error:       h.Error,
+	}
+	if h.Error != "" {
+		// The store's error names the database's user, host, port and name;
+		// this answer is open to anyone. The log has the details.
+		out.Error = ReadyErrorDatabase
 	}
 	if h.Durable {
 		out.Persistence = PersistenceDurable

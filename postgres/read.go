@@ -42,7 +42,7 @@ func (s *Store) loadSaga(ctx context.Context, id saga.ID) (*saga.Saga, error) {
 			return err
 		}
 		var err error
-		if sg, err = scanSaga(br.QueryRow()); err != nil {
+		if sg, err = scanSaga(br.QueryRow(), s.sealer); err != nil {
 			return err
 		}
 		rows, err := br.Query()
@@ -116,7 +116,7 @@ func (s *Store) ListSagas(ctx context.Context, f saga.Filter) (page saga.Page, e
 		defer rows.Close()
 		sagas = sagas[:0]
 		for rows.Next() {
-			sg, err := scanSaga(rows)
+			sg, err := scanSaga(rows, s.sealer)
 			if err != nil {
 				return err
 			}

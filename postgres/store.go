@@ -41,6 +41,7 @@ type Store struct {
 	observeF func(op string, d time.Duration, err error)
 	slow     time.Duration
 	hooks    hooks
+	sealer   *saga.Sealer // seals secret header values of definitions; nil: none
 
 	committer *committer
 	closeOnce sync.Once
@@ -86,6 +87,7 @@ func open(ctx context.Context, cfg Config, h hooks) (*Store, error) {
 		observeF: cfg.Observe,
 		slow:     cmp.Or(cfg.SlowQuery, SlowQueryDefault),
 		hooks:    h,
+		sealer:   cfg.Sealer,
 	}
 	writers := min(writersDefault, int(pc.MaxConns))
 	s.committer = newCommitter(s, writers, cmp.Or(cfg.MaxBatch, MaxBatchDefault))

@@ -74,7 +74,7 @@ func (s *Store) CreateSaga(ctx context.Context, c saga.NewSaga) (out *saga.Saga,
 	if id.IsZero() {
 		id = saga.NewID()
 	}
-	args, err := createArgs(id, c)
+	args, err := createArgs(id, c, s.sealer)
 	if err != nil {
 		return nil, false, fmt.Errorf("create saga %s: %w", id, err)
 	}
@@ -127,7 +127,7 @@ func (s *Store) CreateSaga(ctx context.Context, c saga.NewSaga) (out *saga.Saga,
 
 // createArgs validates a new saga and returns the arguments of
 // sqlCreateSaga.
-func createArgs(id saga.ID, c saga.NewSaga) ([]any, error) {
+func createArgs(id saga.ID, c saga.NewSaga, sealer *saga.Sealer) ([]any, error) {
 	in := c.Saga
 	status := cmp.Or(in.Status, saga.SagaStatusCreated)
 	if !status.Valid() {
@@ -142,7 +142,7 @@ func createArgs(id saga.ID, c saga.NewSaga) ([]any, error) {
 	if len(in.Steps) != len(in.Definition.Steps) {
 		return nil, fmt.Errorf("%d step rows for %d definition steps", len(in.Steps), len(in.Definition.Steps))
 	}
-	def, err := json.Marshal(in.Definition)
+	def, err := sealer.EncodeDefinition(&in.Definition)
 	if err != nil {
 		return nil, fmt.Errorf("encode definition: %w", err)
 	}

@@ -14,6 +14,8 @@ import (
 	"unicode"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	saga "github.com/tracseq/transaction-service"
 )
 
 // Defaults of the environment variables. DESIGN.md and the specification
@@ -69,6 +71,9 @@ type Config struct {
 	MaxConnsPerHost    int           // PARTICIPANT_MAX_CONNS_PER_HOST
 	SlowQuery          time.Duration // DB_SLOW_QUERY_MS
 	PprofAddr          string        // PPROF_ADDR; empty: no profiling listener
+	// DefinitionKeys (DEFINITION_ENCRYPTION_KEY, newest first) encrypt the
+	// secret header values of definitions at rest; empty: not encrypted.
+	DefinitionKeys [][]byte
 }
 
 // LoadConfig reads the configuration from env (os.Getenv in production).
@@ -95,6 +100,7 @@ func LoadConfig(env func(string) string) (Config, error) {
 		MaxConnsPerHost:    p.integer("PARTICIPANT_MAX_CONNS_PER_HOST", MaxConnsPerHostDefault, 1, maxConnsPerHost),
 		SlowQuery:          time.Duration(p.integer("DB_SLOW_QUERY_MS", int(SlowQueryDefault/time.Millisecond), 1, maxSlowQueryMs)) * time.Millisecond,
 		PprofAddr:          p.address("PPROF_ADDR", ""),
+		DefinitionKeys:     p.keys("DEFINITION_ENCRYPTION_KEY"),
 	}
 	if cfg.DBMinConns > cfg.DBMaxConns && p.ok("DB_MIN_CONNECTIONS") && p.ok("DB_MAX_CONNECTIONS") {
 		p.fail("DB_MIN_CONNECTIONS", fmt.Sprintf("DB_MIN_CONNECTIONS=%d must not exceed DB_MAX_CONNECTIONS=%d", cfg.DBMinConns, cfg.DBMaxConns))
@@ -284,12 +290,27 @@ func (p *envParser) hosts(name string) []string {
 	return hosts
 }
 
-// redactURL returns a connection URL with its password hidden, for logs.
-// A keyword/value connection string is not shown at all.
+func (p *envParser) keys(name string) [][]byte {
+	v, set := p.value(name)
+	if !set {
+		return nil
+	}
+	keys, err := saga.ParseSealerKeys(v)
+	if err != nil {
+		// Secrets are never echoed.
+		p.fail(name, fmt.Sprintf("%s (value not shown): %v", name, err))
+		return nil
+	}
+	return keys
+}
+
+// redactURL returns a connection URL fit for logs: user information and
+// query values (a password= parameter) hidden. A keyword/value connection
+// string is not shown at all.
 func redactURL(v string) string {
 	u, err := url.Parse(v)
 	if err != nil || u.Scheme == "" {
 		return "(connection string not shown)"
 	}
-	return u.Redacted()
+	return saga.RedactURL(v)
 }

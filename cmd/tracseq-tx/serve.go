@@ -222,6 +222,14 @@ func openStore(ctx, bgCtx context.Context, cfg Config, logger *slog.Logger, mx *
 		st := pg.Pool().Stat()
 		return st.TotalConns(), st.IdleConns(), st.AcquiredConns(), st.MaxConns()
 	})
+	var sealer *saga.Sealer
+	if len(cfg.DefinitionKeys) > 0 {
+		var err error
+		if sealer, err = saga.NewSealer(cfg.DefinitionKeys...); err != nil {
+			return nil, fmt.Errorf("DEFINITION_ENCRYPTION_KEY: %w", err)
+		}
+		logger.Info("secret header values of definitions are encrypted at rest", "keys", len(cfg.DefinitionKeys))
+	}
 	connect := func(ctx context.Context) (*postgres.Store, error) {
 		pg, err := postgres.Open(ctx, postgres.Config{
 			URL:            cfg.DatabaseURL,
@@ -231,6 +239,7 @@ func openStore(ctx, bgCtx context.Context, cfg Config, logger *slog.Logger, mx *
 			SlowQuery:      cfg.SlowQuery,
 			Logger:         logger,
 			Observe:        mx.ObserveDB,
+			Sealer:         sealer,
 		})
 		if err != nil {
 			return nil, err
