@@ -20,6 +20,11 @@ var (
 	// ErrUnavailable means the store cannot serve the request now (the
 	// database is unreachable and retries were exhausted).
 	ErrUnavailable = errors.New("store unavailable")
+	// ErrRefused means the database answered and refused the connection:
+	// a wrong password, an unknown role or database. It is a configuration
+	// error, not an outage: trying again does not help until the
+	// configuration is fixed.
+	ErrRefused = errors.New("the database refused the connection")
 )
 
 // ErrorCode classifies a user-facing error. The HTTP layer maps each code to

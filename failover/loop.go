@@ -48,12 +48,20 @@ func (s *Store) run(ctx context.Context) {
 			return
 		}
 		s.setErr(err.Error())
-		level := s.logger.Warn
-		if attempt == 1 {
-			level = s.logger.Error
+		switch {
+		case errors.Is(err, saga.ErrRefused):
+			// It answers: not an outage. Said at every attempt, loudly; the
+			// sagas held in memory keep the service from stopping.
+			s.logger.Error("the database REFUSES the connection (wrong password, unknown role or database): "+
+				"a configuration error; sagas are kept in memory only until DATABASE_URL or the database is fixed",
+				"attempt", attempt, "retry_in", wait.String(), "error", err)
+		case attempt == 1:
+			s.logger.Error("database not in use: sagas are kept in memory only",
+				"attempt", attempt, "retry_in", wait.String(), "error", err)
+		default:
+			s.logger.Warn("database not in use: sagas are kept in memory only",
+				"attempt", attempt, "retry_in", wait.String(), "error", err)
 		}
-		level("database not in use: sagas are kept in memory only",
-			"attempt", attempt, "retry_in", wait.String(), "error", err)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():

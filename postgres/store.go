@@ -59,8 +59,9 @@ type hooks struct {
 
 // Open connects to PostgreSQL as cfg says and checks the connection with a
 // ping. It does not migrate: call Migrate on Pool() first. The error names
-// the configuration problem or, wrapping saga.ErrUnavailable, why the
-// database cannot be reached.
+// the configuration problem; wrapping saga.ErrRefused, why a database that
+// answered refused the connection (password, role, database name); or,
+// wrapping saga.ErrUnavailable, why the database cannot be reached.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	return open(ctx, cfg, hooks{})
 }
@@ -78,8 +79,12 @@ func open(ctx context.Context, cfg Config, h hooks) (*Store, error) {
 	defer cancel()
 	if err := pool.Ping(pingCtx); err != nil {
 		pool.Close()
+		cause := saga.ErrUnavailable
+		if refused(err) {
+			cause = saga.ErrRefused
+		}
 		return nil, fmt.Errorf("connect to PostgreSQL at %s:%d/%s: %w: %w",
-			pc.ConnConfig.Host, pc.ConnConfig.Port, pc.ConnConfig.Database, saga.ErrUnavailable, err)
+			pc.ConnConfig.Host, pc.ConnConfig.Port, pc.ConnConfig.Database, cause, err)
 	}
 	s := &Store{
 		pool:     pool,

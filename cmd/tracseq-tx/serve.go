@@ -262,6 +262,13 @@ func openStore(ctx, bgCtx context.Context, cfg Config, logger *slog.Logger, mx *
 	if ctx.Err() != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
+	if errors.Is(err, saga.ErrRefused) {
+		// Memory mode is for a database that does not answer; one that
+		// answers and refuses is misconfigured, and would refuse forever.
+		return nil, fmt.Errorf("DATABASE_URL %s: the database answered and refused the connection; "+
+			"fix the user, password or database name (this is a configuration error, not an outage): %w",
+			redactURL(cfg.DatabaseURL), err)
+	}
 
 	logger.Warn("DATABASE UNREACHABLE: starting in MEMORY mode; sagas accepted now are NOT durable "+
 		"(\"durable\": false) until the database answers; reconnecting in the background",

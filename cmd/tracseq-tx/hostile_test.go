@@ -1,0 +1,97 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	saga "github.com/tracseq/transaction-service"
+	"github.com/tracseq/transaction-service/httpapi"
+	"github.com/tracseq/transaction-service/internal/pgtest"
+)
+
+// A database that answers but refuses (unknown role, unknown database) is
+// a configuration error: the service does not start, and says DATABASE_URL
+// and why, instead of running in memory forever.
+func TestServeStopsWhenDatabaseRefuses(t *testing.T) {
+	t.Parallel()
+	server, err := url.Parse(pgtest.ServerURL())
+	if err != nil || server.Host == "" {
+		t.Fatalf("TEST_DATABASE_URL %q is not a URL with a host", pgtest.ServerURL())
+	}
+	unknownRole := *server
+	unknownRole.User = url.UserPassword("tracseq_no_such_role", "pw-not-shown")
+	unknownDB := *server
+	unknownDB.Path = "/tracseq_no_such_database"
+	for name, tc := range map[string]struct{ url, reason string }{
+		"unknown role":     {unknownRole.String(), "28000"},
+		"unknown database": {unknownDB.String(), "3D000"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			m := NewMain()
+			var logs bytes.Buffer
+			err := m.Run(context.Background(), nil, envOf(map[string]string{
+				"DATABASE_URL": tc.url, "HTTP_ADDR": "127.0.0.1:0", "DB_CONNECTION_TIMEOUT_SECONDS": "10",
+			}), io.Discard, &logs)
+			if err == nil {
+				m.Close()
+				t.Fatalf("the service started on a database that refuses it; logs:\n%s", logs.String())
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, "DATABASE_URL") || !strings.Contains(msg, tc.reason) || !strings.Contains(msg, "configuration error") {
+				t.Errorf("error %q; want it to name DATABASE_URL and SQLSTATE %s", msg, tc.reason)
+			}
+			if strings.Contains(msg, "pw-not-shown") || strings.Contains(logs.String(), "pw-not-shown") {
+				t.Error("the password is shown")
+			}
+			if strings.Contains(logs.String(), "MEMORY mode") || m.Addr() != "" {
+				t.Errorf("the service fell back to memory; logs:\n%s", logs.String())
+			}
+		})
+	}
+}
+
+// A repeated submit with a known idempotency key is a replay when it is the
+// same request (its JSON reformatted by PostgreSQL's jsonb) and 409 when it
+// is another.
+func TestIdempotencyKeyReusedOnPostgres(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	p := newParticipant(t)
+	b := setup(t, map[string]string{"DATABASE_URL": pgtest.NewDatabase(t), "DB_MIN_CONNECTIONS": "1", "DB_MAX_CONNECTIONS": "4"})
+	def := p.twoStep("keyed")
+	def.IdempotencyKey = "order-A-1"
+	def.Context = json.RawMessage(`{ "b" : 2.0, "a": [1, {"x": "y"}] }`)
+	first, replayed, err := b.client.Submit(ctx, def, 0)
+	if err != nil || replayed {
+		t.Fatalf("first submit: replayed %v, %v", replayed, err)
+	}
+	same := def.Clone()
+	same.Context = json.RawMessage(`{"a":[1,{"x":"y"}],"b":2}`)
+	again, replayed, err := b.client.Submit(ctx, same, 0)
+	if err != nil || !replayed || again.ID != first.ID {
+		t.Fatalf("the same request again: %v replayed %v, %v; want saga %s replayed", again, replayed, err, first.ID)
+	}
+	other := def.Clone()
+	other.Steps[1].Action.Body = json.RawMessage(`{"amount": 4200}`)
+	_, _, err = b.client.Submit(ctx, other, 0)
+	var pr *httpapi.Problem
+	if !errors.As(err, &pr) || pr.Status != http.StatusConflict || pr.Field != "idempotency_key" ||
+		!strings.Contains(pr.Detail, "idempotency_key reused with a different request") || !strings.Contains(pr.Detail, first.ID) {
+		t.Fatalf("another request with the key: %v; want 409 naming idempotency_key and the saga", err)
+	}
+	page, err := b.client.List(ctx, httpapi.ListQuery{})
+	if err != nil || len(page.Sagas) != 1 {
+		t.Fatalf("%d sagas stored (%v); want 1", len(page.Sagas), err)
+	}
+	_ = time.Second
+	_ = saga.SagaStatusCompleted
+}
