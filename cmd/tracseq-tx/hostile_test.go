@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	saga "github.com/tracseq/transaction-service"
 	"github.com/tracseq/transaction-service/httpapi"
 	"github.com/tracseq/transaction-service/internal/pgtest"
 )
@@ -92,6 +91,54 @@ func TestIdempotencyKeyReusedOnPostgres(t *testing.T) {
 	if err != nil || len(page.Sagas) != 1 {
 		t.Fatalf("%d sagas stored (%v); want 1", len(page.Sagas), err)
 	}
-	_ = time.Second
-	_ = saga.SagaStatusCompleted
+}
+
+// In memory mode a SIGTERM (Close) with a saga half done warns loudly and
+// waits for the saga to end, instead of dropping it.
+func TestMemoryShutdownWaitsForSagas(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	p := newParticipant(t)
+	release := make(chan struct{})
+	p.handle("/inventory/reserve", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"reserved": true}`)
+	})
+	b := setup(t, map[string]string{"ENABLE_PERSISTENCE": "false"})
+	s, _, err := b.client.Submit(ctx, p.twoStep("half-done"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, "the first call", func() bool { return len(p.callsTo("/inventory/reserve")) == 1 })
+
+	closed := make(chan error, 1)
+	go func() { closed <- b.main.Close() }()
+	pollUntil(t, "the warning", func() bool { return strings.Contains(b.logs.String(), "MEMORY MODE: sagas are still running") })
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while a saga held in memory was half done", err)
+	default:
+	}
+	close(release)
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close did not return after the saga could end")
+	}
+	if n := len(p.callsTo("/payments/charge")); n != 1 {
+		t.Errorf("the saga's second step was called %d times before the stop; want 1 (saga %s ran to its end)", n, s.ID)
+	}
+	logs := b.logs.String()
+	if !strings.Contains(logs, "level=ERROR msg=\"MEMORY MODE: sagas are still running") || !strings.Contains(logs, "every running saga ended") ||
+		strings.Contains(logs, "timeout reached") {
+		t.Errorf("logs:\n%s", logs)
+	}
 }

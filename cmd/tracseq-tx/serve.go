@@ -333,6 +333,11 @@ func (s *service) shutdown() error {
 	}
 	if s.engine != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), engineStopTimeout)
+		if s.inMemory() {
+			// Handing the sagas back, as Stop does, would lose them: no
+			// database keeps them for another instance. Let them end first.
+			s.drainMemory(ctx)
+		}
 		if err := s.engine.Stop(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("stop engine: %w", err))
 		}
