@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	saga "github.com/tracseq/transaction-service"
 	"github.com/tracseq/transaction-service/httpapi"
 	"github.com/tracseq/transaction-service/internal/pgtest"
 )
@@ -140,5 +141,34 @@ func TestMemoryShutdownWaitsForSagas(t *testing.T) {
 	if !strings.Contains(logs, "level=ERROR msg=\"MEMORY MODE: sagas are still running") || !strings.Contains(logs, "every running saga ended") ||
 		strings.Contains(logs, "timeout reached") {
 		t.Errorf("logs:\n%s", logs)
+	}
+}
+
+// The CLI always submits with an idempotency key, prints it, and a submit
+// repeated with it (its answer lost, say) gives back the same saga.
+func TestCLISubmitAlwaysSendsAKey(t *testing.T) {
+	t.Parallel()
+	p := newParticipant(t)
+	b := setup(t, map[string]string{"ENABLE_PERSISTENCE": "false"})
+	def, err := json.Marshal(p.twoStep("from-cli"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := runCLI(t, map[string]string{"TRACSEQ_URL": b.url}, bytes.NewReader(def), "submit", "-")
+	if err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	_, key, ok := strings.Cut(strings.TrimSpace(out), "(idempotency key ")
+	key = strings.TrimSuffix(key, ")")
+	if _, perr := saga.ParseID(key); !ok || perr != nil {
+		t.Fatalf("submit output %q names no generated key", out)
+	}
+	page, err := b.client.List(context.Background(), httpapi.ListQuery{})
+	if err != nil || len(page.Sagas) != 1 || page.Sagas[0].IdempotencyKey != key {
+		t.Fatalf("sagas %+v (%v); want one with key %s", page, err, key)
+	}
+	out, err = runCLI(t, map[string]string{"TRACSEQ_URL": b.url}, bytes.NewReader(def), "submit", "-", "--idempotency-key", key)
+	if err != nil || !strings.Contains(out, "saga "+page.Sagas[0].ID+" already submitted") {
+		t.Fatalf("submit again with the key: %q, %v", out, err)
 	}
 }
