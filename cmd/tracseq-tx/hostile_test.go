@@ -5,10 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -171,4 +175,63 @@ func TestCLISubmitAlwaysSendsAKey(t *testing.T) {
 	if err != nil || !strings.Contains(out, "saga "+page.Sagas[0].ID+" already submitted") {
 		t.Fatalf("submit again with the key: %q, %v", out, err)
 	}
+}
+
+// The experiment of the hostile-input report, on the real service: 260
+// sagas calling a hanging path of a host, then 20 sagas calling other
+// paths of the same host (PARTICIPANT_MAX_CONNS_PER_HOST at its default,
+// 256). The 20 complete while the 260 hang; the test logs how long they
+// took.
+func TestHangingEndpointDoesNotBlockItsHost(t *testing.T) {
+	t.Parallel()
+	const hangingSagas, otherSagas = 260, 20
+	ctx := context.Background()
+	p := newParticipant(t)
+	release := make(chan struct{})
+	var hanging atomic.Int32
+	p.handle("/slow/hang", func(w http.ResponseWriter, r *http.Request) {
+		hanging.Add(1)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"ok": true}`)
+	})
+	b := setup(t, map[string]string{"ENABLE_PERSISTENCE": "false", "LOG_LEVEL": "warn"})
+	one := func(name, path string) saga.Definition {
+		return saga.Definition{Name: name, Steps: []saga.StepDefinition{{Name: "call",
+			Action: saga.Request{Method: http.MethodPost, URL: p.srv.URL + path, TimeoutMs: 120_000},
+			Retry:  &saga.RetryPolicy{MaxAttempts: 1}}}}
+	}
+	for i := range hangingSagas {
+		if _, _, err := b.client.Submit(ctx, one(fmt.Sprintf("hang-%d", i), "/slow/hang"), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The hanging path holds all it will get.
+	pollUntil(t, "the hanging calls", func() bool { return hanging.Load() >= 128 })
+
+	durations := make([]time.Duration, otherSagas)
+	var wg sync.WaitGroup
+	for i := range otherSagas {
+		wg.Go(func() {
+			start := time.Now()
+			s, _, err := b.client.Submit(ctx, one(fmt.Sprintf("other-%d", i), fmt.Sprintf("/slow/other/%d", i)), 60*time.Second)
+			durations[i] = time.Since(start)
+			if err != nil || s.Status != saga.SagaStatusCompleted {
+				t.Errorf("saga on another path of the host: %v, %v; want Completed while the hanging path hangs", s, err)
+			}
+		})
+	}
+	wg.Wait()
+	held := hanging.Load()
+	close(release)
+	slices.Sort(durations)
+	t.Logf("%d sagas on a hanging path (%d of their calls in flight, of the host's 256 connections); %d sagas on other paths of the host: median %v, slowest %v",
+		hangingSagas, held, otherSagas, durations[otherSagas/2].Round(time.Millisecond), durations[otherSagas-1].Round(time.Millisecond))
+	pollUntil(t, "every saga to end", func() bool {
+		st, err := b.client.Statistics(ctx, 0)
+		return err == nil && st.ByStatus[saga.SagaStatusCompleted] == hangingSagas+otherSagas
+	})
 }
