@@ -77,6 +77,32 @@ type Request struct {
 	Headers   map[string]string `json:"headers,omitempty"`
 	Body      json.RawMessage   `json:"body,omitempty"`
 	TimeoutMs int64             `json:"timeout_ms,omitempty"`
+	// Protocol is how the participant is spoken to: ProtocolNative (the
+	// default, also when empty) or ProtocolDTM (DTM's participant protocol:
+	// the body alone, gid/trans_type/branch_id/op in the query, and DTM's
+	// reading of the answer). See docs/dtm.md.
+	Protocol Protocol `json:"protocol,omitempty"`
+}
+
+// Protocol names a participant protocol.
+type Protocol string
+
+// The participant protocols.
+const (
+	// ProtocolNative sends the step's input, the saga context and the
+	// outputs so far as one JSON envelope; a 2xx answer is success, 408,
+	// 429 and 5xx are transient, any other status a refusal.
+	ProtocolNative Protocol = "native"
+	// ProtocolDTM speaks DTM's HTTP branch protocol: the body is sent as it
+	// is, the query carries gid, trans_type=saga, branch_id and op; 200 is
+	// success, 409 or a body holding FAILURE a refusal (the branch is
+	// compensated too), 425 or ONGOING "not yet", anything else transient.
+	ProtocolDTM Protocol = "dtm"
+)
+
+// Valid reports whether p is a known protocol (empty means native).
+func (p Protocol) Valid() bool {
+	return p == "" || p == ProtocolNative || p == ProtocolDTM
 }
 
 // Timeout returns the call's timeout, or CallTimeoutDefault.
@@ -310,6 +336,9 @@ func validateRequest(ve *ValidationError, field string, r *Request) {
 		} else {
 			validateJSON(ve, field+".body", r.Body)
 		}
+	}
+	if !r.Protocol.Valid() {
+		ve.add(field+".protocol", "must be %q or %q (got %q)", ProtocolNative, ProtocolDTM, r.Protocol)
 	}
 	if r.TimeoutMs < 0 {
 		ve.add(field+".timeout_ms", "must not be negative")

@@ -200,6 +200,9 @@ func (g Graph) cycle() []int {
 				// the order the steps would run.
 				c := slices.Clone(path[start:])
 				slices.Reverse(c)
+				// Start at the first step of the definition among them.
+				k := slices.Index(c, slices.Min(c))
+				c = append(c[k:], c[:k]...)
 				return append(c, c[0])
 			case unseen:
 				if c := visit(j); c != nil {

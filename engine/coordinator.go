@@ -14,10 +14,6 @@ import (
 	saga "github.com/tracseq/transaction-service"
 )
 
-// Wait polls the store at this period when the saga is not run here (or as a
-// safety net when it is).
-const waitPollInterval = 100 * time.Millisecond
-
 // Coordinator runs sagas on a Store. Create it with New, start its
 // background loops with Start and stop it with Stop. All methods are safe
 // for concurrent use.
@@ -36,7 +32,9 @@ type Coordinator struct {
 
 	mu       sync.Mutex
 	runners  map[saga.ID]*runner
-	waiters  map[saga.ID]map[*waiter]struct{}
+	watches  map[saga.ID]*watch // sagas someone Waits for
+	pollWake chan struct{}      // wakes the watch poller
+	polling  bool               // the watch poller runs
 	started  bool
 	stopped  bool
 	stopping chan struct{} // closed by Stop
@@ -48,11 +46,6 @@ type Coordinator struct {
 	runWG       sync.WaitGroup // runners
 	loopWG      sync.WaitGroup // claim and cleanup loops
 	renewWG     sync.WaitGroup // lease renewer
-}
-
-type waiter struct {
-	ch    chan struct{}
-	final *saga.Saga // the ended saga as stored, when its runner knows it exactly
 }
 
 // New returns a Coordinator on store. It returns an error naming the
@@ -74,7 +67,8 @@ func New(store saga.Store, cfg Config) (*Coordinator, error) {
 		slots:    make(chan struct{}, cfg.MaxConcurrentSagas),
 		wakeCh:   make(chan struct{}, 1),
 		runners:  make(map[saga.ID]*runner),
-		waiters:  make(map[saga.ID]map[*waiter]struct{}),
+		watches:  make(map[saga.ID]*watch),
+		pollWake: make(chan struct{}, 1),
 		stopping: make(chan struct{}),
 	}, nil
 }
@@ -325,22 +319,17 @@ func (c *Coordinator) finish(r *runner) {
 	if c.runners[r.id] == r {
 		delete(c.runners, r.id)
 	}
-	ws := c.waiters[r.id]
-	delete(c.waiters, r.id)
+	w := c.watches[r.id]
 	n := len(c.runners)
 	c.mu.Unlock()
-	final := r.finalSaga()
-	first := true
-	for w := range ws {
-		if final != nil {
-			// finalSaga made a copy already: the first waiter takes it.
-			w.final = final
-			if !first {
-				w.final = cloneSaga(final)
-			}
-			first = false
+	if w != nil {
+		// Waiters of the saga learn its end from the runner's copy when it
+		// is exact, else from the poller, which reads it now.
+		if final := r.finalSaga(); final != nil {
+			c.resolve(w, final, nil)
+		} else {
+			c.pokePoller()
 		}
-		close(w.ch)
 	}
 	<-c.slots
 	c.obs.InFlight(n)
@@ -539,90 +528,6 @@ func (c *Coordinator) Events(ctx context.Context, id saga.ID, afterSeq int64, li
 		return nil, fmt.Errorf("list events: %w", err)
 	}
 	return evs, nil
-}
-
-// Wait returns the saga once it is in an end state (saga.SagaStatus.Terminal),
-// or as it is when ctx is done; ctx ending is not an error. It is told at
-// once when the saga runs on this instance, and polls the store otherwise.
-func (c *Coordinator) Wait(ctx context.Context, id saga.ID) (*saga.Saga, error) {
-	var last *saga.Saga
-	for {
-		w, local := c.addWaiter(id)
-		if !local {
-			// Not run here (or no longer): read it.
-			s, err := c.store.GetSaga(ctx, id)
-			if err != nil {
-				c.removeWaiter(id, w)
-				if last != nil && ctx.Err() != nil {
-					return last, nil
-				}
-				return nil, fmt.Errorf("get saga: %w", err)
-			}
-			last = s
-			if s.Status.Terminal() {
-				c.removeWaiter(id, w)
-				return s, nil
-			}
-		}
-		timer := time.NewTimer(waitPollInterval)
-		select {
-		case <-w.ch:
-			if w.final != nil {
-				// The runner ended the saga here and knows it exactly as
-				// stored: no need to read it back.
-				timer.Stop()
-				return w.final, nil
-			}
-		case <-timer.C:
-		case <-ctx.Done():
-		}
-		timer.Stop()
-		c.removeWaiter(id, w)
-		if ctx.Err() != nil {
-			if last == nil {
-				return c.lastLook(ctx, id)
-			}
-			return last, nil
-		}
-	}
-}
-
-// lastLook reads the saga once more after ctx is done, for Wait.
-func (c *Coordinator) lastLook(ctx context.Context, id saga.ID) (*saga.Saga, error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	s, err := c.store.GetSaga(ctx, id)
-	if err != nil {
-		return nil, fmt.Errorf("get saga: %w", err)
-	}
-	return s, nil
-}
-
-// addWaiter registers a waiter told when the runner of id finishes, and
-// reports whether such a runner exists now.
-func (c *Coordinator) addWaiter(id saga.ID) (*waiter, bool) {
-	w := &waiter{ch: make(chan struct{})}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ws := c.waiters[id]
-	if ws == nil {
-		ws = make(map[*waiter]struct{})
-		c.waiters[id] = ws
-	}
-	ws[w] = struct{}{}
-	_, local := c.runners[id]
-	return w, local
-}
-
-func (c *Coordinator) removeWaiter(id saga.ID, w *waiter) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if ws := c.waiters[id]; ws != nil {
-		delete(ws, w)
-		if len(ws) == 0 {
-			delete(c.waiters, id)
-		}
-	}
 }
 
 // Control records an operator action on a saga; the instance that holds (or

@@ -1,13 +1,19 @@
 package engine_test
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	saga "github.com/tracseq/transaction-service"
+	"github.com/tracseq/transaction-service/engine"
+	"github.com/tracseq/transaction-service/memory"
 )
 
 // timedStub records when each call of a stub participant began and ended.
@@ -167,5 +173,102 @@ func TestMaxParallelBoundsCalls(t *testing.T) {
 	}
 	if peak != 2 {
 		t.Errorf("at most %d calls were in flight at once; want max_parallel = 2", peak)
+	}
+}
+
+// A long saga writes about log2(n) checkpoints, not one per step: 100 steps
+// write 8 (after 1, 2, 4, 8, 16, 32, 64 and 100 completed), and the last
+// holds every output.
+func TestCheckpointsOfALongSaga(t *testing.T) {
+	t.Parallel()
+	store := memory.New(memory.Config{})
+	b := &bundle{store: store, stub: newStub(t)}
+	b.coord = startCoordinator(t, store, "engine-a", nil)
+	output := `{"blob":"` + strings.Repeat("x", 4_000) + `"}`
+	names := make([]string, 100)
+	for i := range names {
+		names[i] = fmt.Sprintf("s%02d", i)
+		b.stub.on("action", names[i], func(_ int, w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(output)) })
+	}
+	s := wait(t, b.coord, b.submit(t, b.definition("long", names...)).ID)
+	if s.Status != saga.SagaStatusCompleted {
+		t.Fatalf("status %s", s.Status)
+	}
+	recs, err := store.Export(context.Background())
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("export: %d records, %v", len(recs), err)
+	}
+	var steps []int
+	total := 0
+	for _, cp := range recs[0].Checkpoints {
+		steps = append(steps, cp.StepIndex)
+		total += len(cp.Context)
+	}
+	if want := []int{0, 1, 3, 7, 15, 31, 63, 99}; !slices.Equal(steps, want) {
+		t.Errorf("checkpoints after steps %v; want %v", steps, want)
+	}
+	last, err := checkpointNames(recs[0].Checkpoints[len(recs[0].Checkpoints)-1].Context)
+	if err != nil || len(last) != 100 {
+		t.Errorf("the last checkpoint holds %d outputs (%v); want all 100", len(last), err)
+	}
+	// One checkpoint per step would have held 1 + 2 + … + 100 outputs.
+	t.Logf("100 steps × 4 KB outputs: %d checkpoints, %.1f MB (one per step: %.1f MB)",
+		len(steps), float64(total)/1e6, float64(5050*len(output))/1e6)
+}
+
+func checkpointNames(raw json.RawMessage) (map[string]json.RawMessage, error) {
+	var cp struct {
+		Outputs map[string]json.RawMessage `json:"outputs"`
+	}
+	err := json.Unmarshal(raw, &cp)
+	return cp.Outputs, err
+}
+
+// An instance that dies mid-call leaves the saga to another, which restores
+// it from its latest checkpoint and names that checkpoint in the trail.
+func TestTakeoverNamesTheCheckpoint(t *testing.T) {
+	t.Parallel()
+	store := memory.New(memory.Config{})
+	b := &bundle{store: store, stub: newStub(t)}
+	short := func(c *engine.Config) { c.LeaseDuration = 300 * time.Millisecond }
+	cfg := testConfig(t, "engine-dies")
+	short(&cfg)
+	dying, err := engine.New(store, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dying.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	g := newGate(t)
+	b.stub.on("action", "b", g.handler())
+	b.coord = dying
+	s := b.submit(t, b.definition("takeover", "a", "b"))
+	eventually(t, "the call of step b", func() bool { return b.stub.count("action", "b") == 1 })
+	dead, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = dying.Stop(dead) // abandons the call in flight, as a crash would
+	g.open()
+
+	b.coord = startCoordinator(t, store, "engine-b", short)
+	got := wait(t, b.coord, s.ID)
+	if got.Status != saga.SagaStatusCompleted {
+		t.Fatalf("status %s", got.Status)
+	}
+	evs, err := store.ListEvents(context.Background(), s.ID, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var taken, recovered bool
+	for _, e := range evs {
+		switch {
+		case e.Type == saga.EventLeaseTaken && e.InstanceID == "engine-b":
+			taken = strings.Contains(string(e.Data), `"checkpoint_step":0`)
+		case e.Type == saga.EventSagaRecovered:
+			recovered = strings.Contains(string(e.Data), `"step_index":0`) && *e.StepIndex == 1
+		}
+	}
+	if !taken || !recovered {
+		t.Errorf("the takeover does not name checkpoint 0 (LeaseTaken %v, SagaRecovered %v): %v", taken, recovered, eventTypes(t, b.coord, s.ID))
 	}
 }

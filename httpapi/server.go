@@ -83,6 +83,9 @@ type Config struct {
 	// route pattern (such as "GET /api/v1/sagas/{id}", or "unmatched"), the
 	// status answered and the time taken.
 	ObserveRequest func(route string, status int, d time.Duration)
+	// Routes are served beside the API's own, under /api/ (the DTM
+	// endpoint, say); see Route.
+	Routes []Route
 }
 
 // Server is the REST API. It is safe for concurrent use.
@@ -133,6 +136,9 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	for _, rt := range routes() {
 		s.mux.Handle(rt.pattern(), s.wrap(rt.pattern(), rt))
+	}
+	if err := s.mountRoutes(cfg.Routes); err != nil {
+		return nil, err
 	}
 	// Requests that match no route: a problem document rather than the
 	// mux's plain text, behind the token for /api/ so that the API's shape

@@ -550,9 +550,12 @@ func (s *Store) deleteBatch(age time.Duration, batch int) int {
 	return n
 }
 
+// Backend is the Health.Backend of the store.
+const Backend = "memory"
+
 // Health reports the memory mode: never durable, always healthy.
 func (s *Store) Health(context.Context) saga.Health {
-	return saga.Health{Durable: false, Mode: "memory"}
+	return saga.Health{Durable: false, Mode: "memory", Backend: Backend}
 }
 
 // Close does nothing: the store holds no outside resources. The store stays

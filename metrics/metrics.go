@@ -42,6 +42,7 @@ type Metrics struct {
 	stepRetries   *prometheus.CounterVec
 	sagasInFlight prometheus.Gauge
 	leaseLost     prometheus.Counter
+	refused       prometheus.Counter
 
 	dbDuration   *prometheus.HistogramVec
 	dbOperations *prometheus.CounterVec
@@ -102,6 +103,10 @@ func New(reg prometheus.Registerer) *Metrics {
 	m.leaseLost = register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: Namespace, Name: "lease_lost_total",
 		Help: "Times this instance lost the lease of a saga it was running.",
+	}))
+	m.refused = register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "engine_transitions_refused_total",
+		Help: "Saga transitions the state machine refused as impossible and did not write (a bug: alert on any).",
 	}))
 
 	m.dbDuration = register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -185,6 +190,12 @@ func (m *Metrics) StepRetried(kind participant.Kind) {
 // InFlight sets the number of sagas this instance runs now.
 func (m *Metrics) InFlight(n int) {
 	m.sagasInFlight.Set(float64(n))
+}
+
+// TransitionRefused counts a transition the engine's state machine refused
+// as impossible (saga.CanTransition): a bug, never written.
+func (m *Metrics) TransitionRefused() {
+	m.refused.Inc()
 }
 
 // LeaseLost counts a lease this instance lost while running a saga.

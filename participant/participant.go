@@ -206,7 +206,7 @@ func (c *Client) invoke(ctx context.Context, call Call) Result {
 		}
 		return res
 	}
-	res.Outcome, res.Uncertain = Classify(resp.StatusCode, nil)
+	res.Outcome, res.Uncertain = classifyAnswer(call, resp.StatusCode, body)
 	if res.Outcome == OutcomeSuccess {
 		res.Output = storableOutput(body, resp.Header.Get("Content-Type"))
 		return res
@@ -221,14 +221,26 @@ func (c *Client) invoke(ctx context.Context, call Call) Result {
 // newRequest builds the HTTP request of call.
 func (c *Client) newRequest(ctx context.Context, call Call) (*http.Request, error) {
 	var body io.Reader
-	if call.Request.Method != http.MethodGet {
+	target := call.Request.URL
+	switch {
+	case call.Request.Protocol == saga.ProtocolDTM:
+		// DTM's protocol: the payload as it is, the branch in the query.
+		if len(call.Request.Body) > 0 && call.Request.Method != http.MethodGet {
+			body = bytes.NewReader(call.Request.Body)
+		}
+		u, err := dtmURL(call)
+		if err != nil {
+			return nil, fmt.Errorf("build request: %w", err)
+		}
+		target = u
+	case call.Request.Method != http.MethodGet:
 		b, err := appendCallBody(nil, call)
 		if err != nil {
 			return nil, fmt.Errorf("encode call body: %w", err)
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, call.Request.Method, call.Request.URL, body)
+	req, err := http.NewRequestWithContext(ctx, call.Request.Method, target, body)
 	if err != nil {
 		return nil, fmt.Errorf("build request: %w", err)
 	}

@@ -59,4 +59,21 @@ log "TEST_DATABASE_URL=${TEST_DATABASE_URL}"
 args=("$@")
 [ ${#args[@]} -eq 0 ] && args=(./...)
 # -p 2: two packages at a time on a 2-core machine; each has its own database.
-exec go test -race -count=1 -p 2 -timeout 20m "${args[@]}"
+status=0
+go test -race -count=1 -p 2 -timeout 20m "${args[@]}" || status=$?
+
+# compat/dtm is a module of its own (DTM's client and its dependencies stay
+# out of the service's module), so ./... does not reach it: run it too when
+# the whole module is tested, with the same flags.
+for a in "${args[@]}"; do
+  if [ "$a" = "./..." ]; then
+    flags=()
+    for f in "${args[@]}"; do
+      case "$f" in -*) flags+=("$f") ;; esac
+    done
+    log "testing the nested module compat/dtm (DTM's own client against this service)"
+    (cd compat/dtm && go test -race -count=1 -timeout 10m "${flags[@]}" ./...) || status=$?
+    break
+  fi
+done
+exit $status

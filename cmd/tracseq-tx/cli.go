@@ -287,7 +287,7 @@ func printSaga(w io.Writer, s *httpapi.SagaJSON) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Steps:")
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "#\tNAME\tSTATUS\tATTEMPTS\tDURATION\tCOMPENSATION\tERROR\tOUTPUT")
+	fmt.Fprintln(tw, "#\tNAME\tAFTER\tSTATUS\tATTEMPTS\tDURATION\tCOMPENSATION\tERROR\tOUTPUT")
 	for _, st := range s.Steps {
 		comp := "-"
 		if c := st.Compensation; c != nil {
@@ -296,10 +296,45 @@ func printSaga(w io.Writer, s *httpapi.SagaJSON) {
 				comp += ": " + oneLine(c.Error, 60)
 			}
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", st.Index, st.Name, st.Status, st.Attempts,
-			between(st.StartedAt, st.CompletedAt), comp, dash(oneLine(st.Error, 80)), dash(compactJSON(st.Output, 80)))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", st.Index, st.Name, dash(strings.Join(st.DependsOn, ",")),
+			st.Status, st.Attempts, between(st.StartedAt, st.CompletedAt), comp, dash(oneLine(st.Error, 80)), dash(compactJSON(st.Output, 80)))
 	}
 	_ = tw.Flush()
+	if s.MaxParallel > 1 {
+		printStages(w, s)
+	}
+}
+
+// printStages prints a graph's order: the steps that may run together, stage
+// by stage (a step's stage is one more than the latest of its
+// dependencies').
+func printStages(w io.Writer, s *httpapi.SagaJSON) {
+	index := make(map[string]int, len(s.Steps))
+	for i, st := range s.Steps {
+		index[st.Name] = i
+	}
+	stage := make([]int, len(s.Steps))
+	for changed := true; changed; {
+		changed = false
+		for i, st := range s.Steps {
+			for _, d := range st.DependsOn {
+				if j, ok := index[d]; ok && stage[j]+1 > stage[i] && stage[j] < len(s.Steps) {
+					stage[i], changed = stage[j]+1, true
+				}
+			}
+		}
+	}
+	var stages [][]string
+	for i, st := range s.Steps {
+		for len(stages) <= stage[i] {
+			stages = append(stages, nil)
+		}
+		stages[stage[i]] = append(stages[stage[i]], st.Name)
+	}
+	fmt.Fprintf(w, "\nOrder (at most %d calls at once):\n", s.MaxParallel)
+	for k, names := range stages {
+		fmt.Fprintf(w, "  %d. %s\n", k+1, strings.Join(names, " | "))
+	}
 }
 
 // printEvents prints an audit trail.

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	saga "github.com/tracseq/transaction-service"
+	"github.com/tracseq/transaction-service/dtmapi"
 	"github.com/tracseq/transaction-service/engine"
 	"github.com/tracseq/transaction-service/failover"
 	"github.com/tracseq/transaction-service/httpapi"
@@ -147,7 +148,16 @@ func startService(ctx context.Context, cfg Config, stderr io.Writer) (_ *service
 		return nil, fmt.Errorf("start engine: %w", err)
 	}
 
+	dtm, err := dtmapi.New(dtmapi.Config{
+		Coordinator: svc.engine,
+		Version:     versionString(),
+		Logger:      logger.With("component", "dtm"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create DTM endpoint: %w", err)
+	}
 	api, err := httpapi.NewServer(httpapi.Config{
+		Routes:         dtm.Routes(),
 		Coordinator:    svc.engine,
 		Tokens:         cfg.APITokens,
 		Logger:         logger.With("component", "http"),
