@@ -74,7 +74,8 @@ type instanceConfig struct {
 	LeaseSeconds  int // LEASE_SECONDS, default leaseSecondsDefault
 	MaxConcurrent int // MAX_CONCURRENT_SAGAS, default the service's
 	APITokens     string
-	LogLevel      string // default info
+	LogLevel      string   // default info
+	Env           []string // more NAME=value settings
 }
 
 // instance is one running tracseq-tx process.
@@ -117,6 +118,7 @@ func startInstance(t *testing.T, cfg instanceConfig) *instance {
 	if cfg.APITokens != "" {
 		env = append(env, "API_TOKENS="+cfg.APITokens)
 	}
+	env = append(env, cfg.Env...)
 
 	logPath := filepath.Join(t.TempDir(), cfg.InstanceID+".log")
 	logFile, err := os.Create(logPath)
