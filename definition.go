@@ -52,6 +52,11 @@ type Definition struct {
 	// the service has a definition key.
 	SecretHeaders []string         `json:"secret_headers,omitempty"`
 	Steps         []StepDefinition `json:"steps"`
+	// TraceParent is the W3C traceparent of the submit request (the API
+	// takes it from the request's traceparent header when the body has
+	// none). The saga's spans are its children, on whichever instance runs
+	// the saga, and every participant call carries the trace on.
+	TraceParent string `json:"trace_parent,omitempty"`
 }
 
 // StepDefinition is one step: the action on a participant and the
@@ -313,6 +318,9 @@ func (d *Definition) Validate() error {
 		}
 	}
 	d.validateGraph(&ve)
+	if d.TraceParent != "" && !ValidTraceParent(d.TraceParent) {
+		ve.add("trace_parent", "must be a W3C traceparent such as 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	}
 	return ve.orNil()
 }
 
@@ -482,9 +490,14 @@ func validHeaderName(name string) bool {
 // store may give them back reformatted (PostgreSQL's jsonb reorders keys
 // and drops spaces). A repeated submit with a known idempotency key is a
 // replay only when it is the same request.
+//
+// The trace a submit belongs to (TraceParent) is not part of the request:
+// a retry is traced anew.
 func (d *Definition) SameRequest(other *Definition) bool {
-	a, errA := plainValue(d)
-	b, errB := plainValue(other)
+	x, y := *d, *other
+	x.TraceParent, y.TraceParent = "", ""
+	a, errA := plainValue(&x)
+	b, errB := plainValue(&y)
 	return errA == nil && errB == nil && reflect.DeepEqual(a, b)
 }
 

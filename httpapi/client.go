@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"mime"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -31,19 +29,7 @@ type Client struct {
 	BaseURL string
 	Token   string
 	HTTP    *http.Client
-	// SubmitAttempts bounds the tries of one Submit (default 3; 1: no
-	// retry). A submit is tried again when its answer is lost (a transport
-	// error) or is 503, with the same idempotency key, so that the saga is
-	// created once.
-	SubmitAttempts int
 }
-
-// Defaults of the client's submit retries.
-const (
-	SubmitAttemptsDefault = 3
-	submitBackoff         = 200 * time.Millisecond
-	submitBackoffMax      = 5 * time.Second
-)
 
 // ListQuery selects sagas for Client.List. Zero fields do not filter.
 type ListQuery struct {
@@ -59,70 +45,18 @@ type ListQuery struct {
 // has ended or wait has passed (capped by the server). replayed is true when
 // a saga with the definition's idempotency key already existed and is
 // returned instead of a new one.
-//
-// Submit always sends an idempotency key: the definition's, or a new one
-// (a UUID, given back in the saga's idempotency_key) when it has none. A
-// submit whose answer is lost or that is answered 503 is tried again with
-// it (see SubmitAttempts): the saga is created at most once, and a retry
-// that finds it created answers it with replayed true.
 func (c *Client) Submit(ctx context.Context, def saga.Definition, wait time.Duration) (s *SagaJSON, replayed bool, err error) {
 	q := url.Values{}
 	if wait > 0 {
 		q.Set("wait", wait.String())
 	}
-	if def.IdempotencyKey == "" {
-		def.IdempotencyKey = saga.NewID().String()
+	var out SagaJSON
+	resp, err := c.call(ctx, http.MethodPost, "/api/v1/sagas", q, def, &out)
+	if err != nil {
+		return nil, false, fmt.Errorf("submit saga: %w", err)
 	}
-	attempts := c.SubmitAttempts
-	if attempts <= 0 {
-		attempts = SubmitAttemptsDefault
-	}
-	for attempt := 1; ; attempt++ {
-		var out SagaJSON
-		resp, err := c.call(ctx, http.MethodPost, "/api/v1/sagas", q, def, &out)
-		if err == nil {
-			replayed = resp.StatusCode == http.StatusOK || resp.Header.Get("Idempotent-Replayed") == "true"
-			return &out, replayed, nil
-		}
-		wait, again := submitRetry(resp, err, attempt)
-		if !again || attempt >= attempts || ctx.Err() != nil {
-			return nil, false, fmt.Errorf("submit saga: %w", err)
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, false, fmt.Errorf("submit saga: %w", errors.Join(err, ctx.Err()))
-		case <-t.C:
-		}
-	}
-}
-
-// submitRetry says whether a failed submit may be tried again with its
-// idempotency key, and after how long: after a lost answer or a 503
-// (honouring Retry-After, within bounds).
-func submitRetry(resp *http.Response, err error, attempt int) (time.Duration, bool) {
-	wait := min(submitBackoff<<(attempt-1), submitBackoffMax)
-	var p *Problem
-	switch {
-	case errors.As(err, &p) && p.Status == http.StatusServiceUnavailable:
-		if resp != nil {
-			if secs, perr := strconv.Atoi(resp.Header.Get("Retry-After")); perr == nil && secs > 0 {
-				wait = min(time.Duration(secs)*time.Second, submitBackoffMax)
-			}
-		}
-		return wait, true
-	case errors.As(err, &p):
-		return 0, false // the service answered: its answer stands
-	case resp != nil:
-		return 0, false // an answer that did not decode
-	}
-	var ue *url.Error
-	var ne net.Error
-	if errors.As(err, &ue) || errors.As(err, &ne) {
-		return wait, true // no answer: a transport error
-	}
-	return 0, false // the request could not be made
+	replayed = resp.StatusCode == http.StatusOK || resp.Header.Get("Idempotent-Replayed") == "true"
+	return &out, replayed, nil
 }
 
 // Get returns a saga with its steps.

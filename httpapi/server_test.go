@@ -643,8 +643,10 @@ func TestHealthNeverTouchesTheStore(t *testing.T) {
 
 func TestReady(t *testing.T) {
 	t.Parallel()
-	durable := saga.Health{Durable: true, Mode: "durable", RoundTrip: 1250 * time.Microsecond,
+	durable := saga.Health{Durable: true, Mode: "durable", Backend: "postgres", RoundTrip: 1250 * time.Microsecond,
 		PoolTotal: 5, PoolIdle: 3, PoolInUse: 2, PoolMax: 20, MigrationVersion: 4}
+	onFile := durable
+	onFile.Backend, onFile.Path = "sqlite", "/var/lib/tracseq/tracseq.db"
 	tests := []struct {
 		name        string
 		health      saga.Health
@@ -656,24 +658,25 @@ func TestReady(t *testing.T) {
 		wantError   string
 		wantWarning bool
 	}{
-		{name: "durable", health: durable, wantHTTP: 200, wantStatus: StatusReady, wantPersist: PersistenceDurable, wantDB: true},
+		{name: "durable", health: durable, wantHTTP: 200, wantStatus: StatusReady, wantPersist: PersistencePostgres, wantDB: true},
+		{name: "sqlite", health: onFile, wantHTTP: 200, wantStatus: StatusReady, wantPersist: PersistenceSQLite, wantDB: true},
 		{name: "durable, database failing", health: func() saga.Health { h := durable; h.Error = "connection refused"; return h }(),
-			wantHTTP: 503, wantStatus: StatusNotReady, wantPersist: PersistenceDurable, wantDB: true, wantError: "database unreachable"},
+			wantHTTP: 503, wantStatus: StatusNotReady, wantPersist: PersistencePostgres, wantDB: true, wantError: "database unreachable"},
 		// The store's error names the database; the open answer does not.
 		{name: "connection details", health: func() saga.Health {
 			h := durable
 			h.Error = "connect to PostgreSQL at db.internal:6432/tracseq_prod: failed to connect to `user=svc_admin database=tracseq_prod`"
 			return h
-		}(), wantHTTP: 503, wantStatus: StatusNotReady, wantPersist: PersistenceDurable, wantDB: true, wantError: "database unreachable"},
+		}(), wantHTTP: 503, wantStatus: StatusNotReady, wantPersist: PersistencePostgres, wantDB: true, wantError: "database unreachable"},
 		{name: "memory, connection details", health: saga.Health{Mode: "memory", Error: "connect to the database: failed to connect to `host=db.internal user=svc_admin database=tracseq_prod`"},
 			wantHTTP: 200, wantStatus: StatusReady, wantPersist: PersistenceMemory, wantError: "database unreachable", wantWarning: true},
 		{name: "memory", health: saga.Health{Mode: "memory"}, wantHTTP: 200, wantStatus: StatusReady, wantPersist: PersistenceMemory, wantWarning: true},
 		{name: "memory while the database is away", health: saga.Health{Mode: "memory", Error: "database unreachable"},
 			wantHTTP: 200, wantStatus: StatusReady, wantPersist: PersistenceMemory, wantError: "database unreachable", wantWarning: true},
 		{name: "extra check fails", health: durable, extra: func(context.Context) bool { return false },
-			wantHTTP: 503, wantStatus: StatusNotReady, wantPersist: PersistenceDurable, wantDB: true, wantError: "readiness check"},
+			wantHTTP: 503, wantStatus: StatusNotReady, wantPersist: PersistencePostgres, wantDB: true, wantError: "readiness check"},
 		{name: "extra check passes", health: durable, extra: func(context.Context) bool { return true },
-			wantHTTP: 200, wantStatus: StatusReady, wantPersist: PersistenceDurable, wantDB: true},
+			wantHTTP: 200, wantStatus: StatusReady, wantPersist: PersistencePostgres, wantDB: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -684,6 +687,9 @@ func TestReady(t *testing.T) {
 			r, code, err := anonymous.Ready(t.Context())
 			if err != nil {
 				t.Fatal(err)
+			}
+			if r.Durable != tc.health.Durable || r.Path != tc.health.Path {
+				t.Errorf("durable %v path %q, want %v %q", r.Durable, r.Path, tc.health.Durable, tc.health.Path)
 			}
 			if code != tc.wantHTTP || r.Status != tc.wantStatus || r.Persistence != tc.wantPersist ||
 				(r.Database != nil) != tc.wantDB || !strings.Contains(r.Error, tc.wantError) ||

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"cmp"
 	"encoding/json"
 	"time"
 
@@ -124,12 +125,16 @@ type HealthJSON struct {
 }
 
 // ReadyJSON is the answer of GET /health/ready. Status is "ready" (HTTP
-// 200) or "not_ready" (503). Persistence is "durable" or "memory"; in
-// memory mode the service is ready but Warning says that accepted sagas are
-// lost on restart. Database is null when no database is in use.
+// 200) or "not_ready" (503). Persistence names the store: "postgres",
+// "sqlite" or "memory"; Durable is false only in memory, where the service
+// is ready but Warning says that accepted sagas are lost on restart. Path
+// is the database file of the SQLite store. Database is null when no
+// database is in use.
 type ReadyJSON struct {
 	Status      string        `json:"status"`
 	Persistence string        `json:"persistence"`
+	Durable     bool          `json:"durable"`
+	Path        string        `json:"path,omitempty"`
 	InstanceID  string        `json:"instance_id"`
 	Version     string        `json:"version,omitempty"`
 	Database    *DatabaseJSON `json:"database"`
@@ -160,8 +165,10 @@ const (
 	StatusOK           = "ok"
 	StatusReady        = "ready"
 	StatusNotReady     = "not_ready"
-	PersistenceDurable = "durable"
-	PersistenceMemory  = "memory"
+	// The stores of ReadyJSON.Persistence.
+	PersistencePostgres = "postgres"
+	PersistenceSQLite   = "sqlite"
+	PersistenceMemory   = "memory"
 )
 
 // NewSagaJSON converts s to its wire form, with its steps when withSteps is
@@ -296,7 +303,9 @@ func newReadyJSON(h saga.Health, extraOK bool, instanceID, version string) Ready
 		out.Error = ReadyErrorDatabase
 	}
 	if h.Durable {
-		out.Persistence = PersistenceDurable
+		out.Persistence = cmp.Or(h.Backend, PersistencePostgres)
+		out.Durable = true
+		out.Path = h.Path
 		out.Database = &DatabaseJSON{
 			RoundTripMs:      durationMs(h.RoundTrip),
 			Pool:             PoolJSON{Total: h.PoolTotal, Idle: h.PoolIdle, InUse: h.PoolInUse, Max: h.PoolMax},

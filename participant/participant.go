@@ -10,8 +10,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
+
+	"go.opentelemetry.io/otel/propagation"
 
 	saga "github.com/tracseq/transaction-service"
 )
@@ -41,6 +44,11 @@ type Call struct {
 	// Outputs holds the outputs of the completed steps the call may depend
 	// on, by step name.
 	Outputs map[string]json.RawMessage
+	// Epoch is the lease epoch of the instance making the call, sent as
+	// X-Saga-Attempt-Epoch so that a participant's barrier can refuse a
+	// call from an instance that lost the saga (package barrier). 0: not
+	// sent.
+	Epoch int64
 }
 
 // IdempotencyKey returns the key participants use to recognise a repeated
@@ -113,6 +121,9 @@ type Config struct {
 	MaxConnsPerHost int
 	// Transport replaces the HTTP transport (tests).
 	Transport http.RoundTripper
+	// Observe, when set, is told of every call: the host (host:port) of
+	// its URL, its outcome and its duration (per-host metrics).
+	Observe func(host string, outcome Outcome, d time.Duration)
 }
 
 // Client calls participants. It is safe for concurrent use and keeps its
@@ -121,6 +132,7 @@ type Client struct {
 	http    *http.Client
 	maxBody int64
 	limit   *hostLimiter
+	observe func(host string, outcome Outcome, d time.Duration)
 }
 
 // New returns a Client with one shared transport sized for many concurrent
@@ -144,10 +156,14 @@ func New(cfg Config) *Client {
 		},
 		maxBody: cmp.Or(cfg.MaxBodyBytes, MaxBodyBytesDefault),
 		limit:   newHostLimiter(conns),
+		observe: cfg.Observe,
 	}
 }
 
 var jsonNull = json.RawMessage("null")
+
+// traceContext writes the W3C traceparent (and tracestate) of a call.
+var traceContext = propagation.TraceContext{}
 
 // nullIfEmpty returns raw, or JSON null when raw is empty.
 func nullIfEmpty(raw json.RawMessage) json.RawMessage {
@@ -165,7 +181,19 @@ func (c *Client) Invoke(ctx context.Context, call Call) Result {
 	start := time.Now()
 	res := c.invoke(ctx, call)
 	res.Duration = time.Since(start)
+	if c.observe != nil {
+		c.observe(urlHost(call.Request.URL), res.Outcome, res.Duration)
+	}
 	return res
+}
+
+// urlHost returns the host:port of rawURL, or "" when it has none.
+func urlHost(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return ""
+	}
+	return u.Host
 }
 
 func (c *Client) invoke(ctx context.Context, call Call) Result {
@@ -254,7 +282,13 @@ func (c *Client) newRequest(ctx context.Context, call Call) (*http.Request, erro
 	h["X-Saga-Id"] = []string{sagaID}
 	h["X-Transaction-Id"] = []string{call.TransactionID.String()}
 	h["X-Saga-Step"] = []string{strconv.Itoa(call.StepIndex)}
+	if call.Epoch > 0 {
+		h["X-Saga-Attempt-Epoch"] = []string{strconv.FormatInt(call.Epoch, 10)}
+	}
 	h["Accept"] = acceptJSON
+	// The call's span (or, untraced, the saga's stored trace) goes on to
+	// the participant as traceparent; nothing is written without one.
+	traceContext.Inject(ctx, propagation.HeaderCarrier(h))
 	if body != nil {
 		h["Content-Type"] = contentTypeJSON
 	}

@@ -34,6 +34,8 @@ var readQueries = []string{
 	sqlListEvents, sqlLatestCheckpoint,
 	sqlCountByStatus, sqlStartedSince, sqlEndedSummary, sqlEndedAt,
 	sqlExportSagas, sqlExportEvents, sqlExportCheckpoints, sqlCountRows, sqlPing,
+	sqlGaugesRunning, sqlGaugesLeases, sqlActivityStarted, sqlActivityEndedByMinute, sqlActivityEndedAt,
+	sqlActivityInstances,
 }
 
 func (r *rtx) query(query string, args ...any) (*sql.Rows, error) {

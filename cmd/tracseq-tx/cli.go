@@ -16,6 +16,7 @@ import (
 	"time"
 
 	saga "github.com/tracseq/transaction-service"
+	"github.com/tracseq/transaction-service/client"
 	"github.com/tracseq/transaction-service/httpapi"
 )
 
@@ -59,14 +60,14 @@ func newClientFlagSet(name, usage string, stderr io.Writer) (*flag.FlagSet, *cli
 }
 
 // client returns the API client the flags and environment describe.
-func (cf *clientFlags) client(env func(string) string) *httpapi.Client {
+func (cf *clientFlags) client(env func(string) string) (*client.Client, error) {
 	base := cmpOr(cf.url, strings.TrimSpace(env("TRACSEQ_URL")), URLDefault)
 	token := cmpOr(cf.token, strings.TrimSpace(env("TRACSEQ_TOKEN")))
-	return &httpapi.Client{
-		BaseURL: strings.TrimRight(base, "/"),
-		Token:   token,
-		HTTP:    &http.Client{},
+	c, err := client.New(base, client.WithToken(token), client.WithHTTPClient(&http.Client{}))
+	if err != nil {
+		return nil, usagef("--url (or TRACSEQ_URL): %v", err)
 	}
+	return c, nil
 }
 
 // cmpOr returns the first non-empty string.
@@ -155,18 +156,24 @@ func (m *Main) runList(ctx context.Context, args []string, env func(string) stri
 		q.CreatedAfter = t
 	}
 
-	c := cf.client(env)
+	c, err := cf.client(env)
+	if err != nil {
+		return err
+	}
 	var sagas []httpapi.SagaJSON
 	var next *string
 	for {
 		callCtx, cancel := cf.withTimeout(ctx)
-		page, err := c.List(callCtx, q)
+		page, err := c.ListPage(callCtx, q)
 		cancel()
 		if err != nil {
 			return apiError(err)
 		}
 		sagas = append(sagas, page.Sagas...)
-		next = page.NextCursor
+		next = nil
+		if page.NextCursor != "" {
+			next = &page.NextCursor
+		}
 		if !all || next == nil {
 			break
 		}
@@ -227,7 +234,10 @@ func (m *Main) runShow(ctx context.Context, args []string, env func(string) stri
 	if err != nil || id == "" {
 		return err
 	}
-	c := cf.client(env)
+	c, err := cf.client(env)
+	if err != nil {
+		return err
+	}
 	callCtx, cancel := cf.withTimeout(ctx)
 	defer cancel()
 	s, err := c.Get(callCtx, id)
@@ -389,9 +399,12 @@ func (m *Main) runSubmit(ctx context.Context, args []string, env func(string) st
 		return fmt.Errorf("definition %s is invalid:%s", rest[0], listProblems(err))
 	}
 
-	c := cf.client(env)
+	c, err := cf.client(env)
+	if err != nil {
+		return err
+	}
 	callCtx, cancel := context.WithTimeout(ctx, cf.timeout+min(*wait, serverMaxWait))
-	s, replayed, err := c.Submit(callCtx, *def, min(*wait, serverMaxWait))
+	s, replayed, err := c.Submit(callCtx, *def, client.WithWait(min(*wait, serverMaxWait)))
 	cancel()
 	if err != nil {
 		return apiError(err)
@@ -418,7 +431,7 @@ func (m *Main) runSubmit(ctx context.Context, args []string, env func(string) st
 
 // waitForEnd polls the saga until it ends or d passes, and returns it as it
 // is then.
-func waitForEnd(ctx context.Context, c *httpapi.Client, cf *clientFlags, s *httpapi.SagaJSON, d time.Duration) (*httpapi.SagaJSON, error) {
+func waitForEnd(ctx context.Context, c *client.Client, cf *clientFlags, s *httpapi.SagaJSON, d time.Duration) (*httpapi.SagaJSON, error) {
 	deadline := time.Now().Add(d)
 	ticker := time.NewTicker(waitPollInterval)
 	defer ticker.Stop()
@@ -477,7 +490,11 @@ func controlCommand(action saga.ControlAction) func(*Main, context.Context, []st
 		}
 		callCtx, cancel := cf.withTimeout(ctx)
 		defer cancel()
-		s, err := cf.client(env).Control(callCtx, id, string(action))
+		c, err := cf.client(env)
+		if err != nil {
+			return err
+		}
+		s, err := c.Control(callCtx, id, action)
 		if err != nil {
 			return apiError(err)
 		}
@@ -502,7 +519,11 @@ func (m *Main) runStats(ctx context.Context, args []string, env func(string) str
 	}
 	callCtx, cancel := cf.withTimeout(ctx)
 	defer cancel()
-	st, err := cf.client(env).Statistics(callCtx, *window)
+	c, err := cf.client(env)
+	if err != nil {
+		return err
+	}
+	st, err := c.Statistics(callCtx, *window)
 	if err != nil {
 		return apiError(err)
 	}
@@ -538,7 +559,11 @@ func (m *Main) runCleanup(ctx context.Context, args []string, env func(string) s
 	}
 	callCtx, cancel := cf.withTimeout(ctx)
 	defer cancel()
-	n, err := cf.client(env).Cleanup(callCtx)
+	c, err := cf.client(env)
+	if err != nil {
+		return err
+	}
+	n, err := c.Cleanup(callCtx)
 	if err != nil {
 		return apiError(err)
 	}
@@ -564,7 +589,10 @@ func (m *Main) runHealth(ctx context.Context, args []string, env func(string) st
 		fs.Usage()
 		return usagef("health takes no arguments, got %q", rest)
 	}
-	c := cf.client(env)
+	c, err := cf.client(env)
+	if err != nil {
+		return err
+	}
 	callCtx, cancel := cf.withTimeout(ctx)
 	defer cancel()
 	if *ready {
@@ -577,7 +605,11 @@ func (m *Main) runHealth(ctx context.Context, args []string, env func(string) st
 				return err
 			}
 		} else {
-			fmt.Fprintf(stdout, "%s (persistence %s)", r.Status, r.Persistence)
+			fmt.Fprintf(stdout, "%s (persistence %s", r.Status, r.Persistence)
+			if r.Path != "" {
+				fmt.Fprintf(stdout, ", %s", r.Path)
+			}
+			fmt.Fprint(stdout, ")")
 			if r.Database != nil {
 				fmt.Fprintf(stdout, ", database round trip %.1f ms, pool %d/%d in use, schema version %d",
 					r.Database.RoundTripMs, r.Database.Pool.InUse, r.Database.Pool.Max, r.Database.MigrationVersion)
