@@ -226,13 +226,13 @@ func (c *Coordinator) Submit(ctx context.Context, def saga.Definition) (*saga.Sa
 		// A free slot: the machine's first decision (the saga started, its
 		// first steps started) is written with the saga itself, leased here.
 		p = newPlan(&s.Definition)
-		s.OwnerID = c.cfg.InstanceID
+		s.OwnerID, s.LeaseEpoch = c.cfg.InstanceID, 1 // as CreateSaga leases it
 		d := decide(&input{s: s, plan: p, now: time.Now(), stopping: c.isStopping(), leaseFor: c.cfg.LeaseDuration})
 		if d.err != nil || d.exit || len(d.start) == 0 {
 			// Not the usual first decision (the instance is stopping, say):
 			// create the saga runnable and let a claim decide.
 			c.unreserve(1)
-			s.OwnerID = ""
+			s.OwnerID, s.LeaseEpoch = "", 0
 		} else {
 			s.ApplyTransition(d.t, time.Time{})
 			events = append(events, d.t.Events...)

@@ -31,6 +31,7 @@ const claimDueMargin = 20 * time.Millisecond
 type runner struct {
 	c      *Coordinator
 	id     saga.ID
+	name   string // the saga's: read by other goroutines (logs), never changed
 	lease  saga.Lease
 	ctx    context.Context // cancelled when the lease is lost or on a hard stop
 	cancel context.CancelFunc
@@ -62,6 +63,10 @@ type runner struct {
 	// checkpoint is the checkpoint a claimed saga was restored from.
 	checkpoint *saga.Checkpoint
 	sawStop    bool
+	in input // the input of the current decision
+	// refused is the error of the last write the store refused for good
+	// (saga.ErrRefused).
+	refused error
 }
 
 func newRunner(c *Coordinator, s *saga.Saga, claimed bool, p *plan, unsent []*call) *runner {
@@ -72,6 +77,7 @@ func newRunner(c *Coordinator, s *saga.Saga, claimed bool, p *plan, unsent []*ca
 	r := &runner{
 		c:        c,
 		id:       s.ID,
+		name:     s.Name,
 		lease:    s.Lease(),
 		ctx:      ctx,
 		cancel:   cancel,
@@ -113,8 +119,10 @@ func (r *runner) run() {
 	if r.claimed {
 		r.restore()
 	}
+	recovering := false
 	for {
-		d := decide(r.input())
+		in := r.input()
+		d := decide(in)
 		if d.err != nil {
 			r.refuse(d)
 			return
@@ -122,8 +130,19 @@ func (r *runner) run() {
 		r.outcomes, r.unsent, r.claimed = nil, nil, false
 		r.retryAt = d.retryAt
 		if d.write && !r.write(&d) {
-			return
+			if r.refused == nil || len(in.outcomes) == 0 || recovering {
+				return
+			}
+			// The store will never keep what came of the calls: record
+			// them as failed by the engine instead (the participant may
+			// have acted, so uncertain), and decide again.
+			r.logger().Error("the store refused the outcome of a call: failing the step", "error", r.refused)
+			r.outcomes = refusedOutcomes(in.outcomes, r.refused)
+			r.unsent, r.claimed, r.retryAt = in.unsent, in.claimed, in.retryAt
+			r.refused, recovering = nil, true
+			continue
 		}
+		recovering = false
 		r.observe(&d)
 		if d.exit {
 			return
@@ -158,9 +177,10 @@ func (r *runner) run() {
 	}
 }
 
-// input is what the runner knows, for decide.
+// input is what the runner knows, for decide. It is the runner's own
+// field, overwritten at each decision: decide keeps nothing of it.
 func (r *runner) input() *input {
-	return &input{
+	r.in = input{
 		s:          r.s,
 		plan:       r.plan,
 		now:        r.estimatedDBNow(),
@@ -173,6 +193,7 @@ func (r *runner) input() *input {
 		stopping:   r.c.isStopping(),
 		leaseFor:   r.c.cfg.LeaseDuration,
 	}
+	return &r.in
 }
 
 // restore reads the checkpoint a claimed saga restarts from. Its outputs
@@ -228,6 +249,8 @@ func (r *runner) write(d *decision) bool {
 			r.loseLease("write refused")
 		case r.ctx.Err() != nil:
 			// Stopped: the lease runs out and another claim continues.
+		case errors.Is(err, saga.ErrRefused):
+			r.refused = err
 		default:
 			r.logger().Error("write saga transition: giving up the saga until its lease expires", "error", err)
 		}
@@ -269,7 +292,8 @@ func (r *runner) stored(t saga.Transition, applied saga.Applied) *saga.Saga {
 	next.Control = applied.Control
 	next.EventSeq = applied.EventSeq
 	if next.Control != saga.ControlNone {
-		next.NextRunAt = &now
+		due := now
+		next.NextRunAt = &due
 	}
 	if !t.Release && !applied.LeaseExpiresAt.IsZero() {
 		next.LeaseExpiresAt = new(applied.LeaseExpiresAt)
@@ -289,7 +313,7 @@ func (r *runner) apply(t saga.Transition) (saga.Applied, error) {
 			return applied, nil
 		}
 		if errors.Is(err, saga.ErrLeaseLost) || errors.Is(err, saga.ErrNotFound) ||
-			errors.Is(err, saga.ErrInvalidTransition) || r.ctx.Err() != nil {
+			errors.Is(err, saga.ErrInvalidTransition) || errors.Is(err, saga.ErrRefused) || r.ctx.Err() != nil {
 			return applied, err
 		}
 		left := time.Duration(r.leaseEnd.Load()) - r.c.now()
@@ -306,6 +330,24 @@ func (r *runner) apply(t saga.Transition) (saga.Applied, error) {
 		}
 		backoff = min(backoff*2, applyRetryMax)
 	}
+}
+
+// refusedOutcomes turns outcomes whose record the store refused into
+// permanent, uncertain failures that name why, without the participant's
+// answer.
+func refusedOutcomes(outs []outcome, err error) []outcome {
+	out := make([]outcome, len(outs))
+	for k, o := range outs {
+		o.res = participant.Result{
+			Outcome:    participant.OutcomePermanent,
+			StatusCode: o.res.StatusCode,
+			Error:      saga.StorableText("the store refused to keep the participant's answer: " + err.Error()),
+			Uncertain:  true,
+			Duration:   o.res.Duration,
+		}
+		out[k] = o
+	}
+	return out
 }
 
 // probe writes nothing but the lease, to learn a pending operator request.
@@ -438,7 +480,7 @@ func (r *runner) refuse(d decision) {
 // formatting.
 func (r *runner) logger() *slog.Logger {
 	r.logOnce.Do(func() {
-		r.log = r.c.log.With("saga_id", r.id.String(), "saga_name", r.s.Name)
+		r.log = r.c.log.With("saga_id", r.id.String(), "saga_name", r.name)
 	})
 	return r.log
 }

@@ -45,7 +45,7 @@ func TestRefusedDatabaseIsAConfigurationError(t *testing.T) {
 			case attempts <- struct{}{}:
 			default:
 			}
-			return nil, fmt.Errorf("connect to PostgreSQL at db:5432/tx: %w: FATAL: password authentication failed (SQLSTATE 28P01)", saga.ErrRefused)
+			return nil, fmt.Errorf("connect to PostgreSQL at db:5432/tx: %w: FATAL: password authentication failed (SQLSTATE 28P01)", saga.ErrAccessRefused)
 		},
 		RetryEvery: time.Millisecond,
 		RetryMax:   time.Millisecond,

@@ -281,7 +281,7 @@ func TestGetSaga(t *testing.T) {
 	}
 	steps := m["steps"].([]any)
 	step0, step1 := steps[0].(map[string]any), steps[1].(map[string]any)
-	wantStepKeys := []string{"name", "index", "depends_on", "status", "attempts", "input", "output", "error", "started_at", "completed_at"}
+	wantStepKeys := []string{"name", "index", "depends_on", "compensable", "status", "attempts", "input", "output", "error", "started_at", "completed_at"}
 	if keys := slices.Sorted(maps.Keys(step1)); !slices.Equal(keys, slices.Sorted(slices.Values(wantStepKeys))) {
 		t.Errorf("step keys %v, want %v (no compensation before one began)", keys, wantStepKeys)
 	}

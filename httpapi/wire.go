@@ -47,7 +47,10 @@ type StepJSON struct {
 	Index int    `json:"index"`
 	// DependsOn names the steps this one waits for: the previous step in a
 	// chain, the definition's depends_on in a graph.
-	DependsOn    []string          `json:"depends_on"`
+	DependsOn []string `json:"depends_on"`
+	// Compensable is false when the step's definition has no compensation:
+	// it is left as it is when the saga compensates.
+	Compensable  bool              `json:"compensable"`
 	Status       saga.StepStatus   `json:"status"`
 	Attempts     int               `json:"attempts"`
 	Input        json.RawMessage   `json:"input"`
@@ -203,6 +206,7 @@ func NewSagaJSON(s *saga.Saga, withSteps bool) SagaJSON {
 		for i := range s.Steps {
 			out.Steps[i] = newStepJSON(&s.Steps[i])
 			out.Steps[i].DependsOn = []string{}
+			out.Steps[i].Compensable = i < len(s.Definition.Steps) && s.Definition.Steps[i].Compensation != nil
 			if i < len(g.Deps) {
 				for _, j := range g.Deps[i] {
 					out.Steps[i].DependsOn = append(out.Steps[i].DependsOn, s.Definition.Steps[j].Name)

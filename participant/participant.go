@@ -44,10 +44,10 @@ type Call struct {
 	// Outputs holds the outputs of the completed steps the call may depend
 	// on, by step name.
 	Outputs map[string]json.RawMessage
-	// Epoch is the lease epoch of the instance making the call, sent as
-	// X-Saga-Attempt-Epoch so that a participant's barrier can refuse a
-	// call from an instance that lost the saga (package barrier). 0: not
-	// sent.
+	// Epoch is the fencing epoch of the lease the call is made under; it
+	// goes out as X-Saga-Attempt-Epoch so that a participant can refuse a
+	// call from an owner that has since been fenced off (a higher epoch
+	// was seen). 0: not sent.
 	Epoch int64
 }
 

@@ -21,11 +21,11 @@ func TestRefusedCodes(t *testing.T) {
 		"08006": false, "57P03": false, "53300": false, "42P01": false,
 	} {
 		err := fmt.Errorf("connect: %w", &pgconn.PgError{Code: code})
-		if got := refused(err); got != want {
-			t.Errorf("refused(SQLSTATE %s) = %v; want %v", code, got, want)
+		if got := accessRefused(err); got != want {
+			t.Errorf("accessRefused(SQLSTATE %s) = %v; want %v", code, got, want)
 		}
 	}
-	if refused(errors.New("dial tcp: connection refused")) {
+	if accessRefused(errors.New("dial tcp: connection refused")) {
 		t.Error("a connection that never opened counts as refused by the database")
 	}
 }
@@ -46,7 +46,7 @@ func TestOpenRefused(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			_, err := Open(context.Background(), Config{URL: u, ConnectTimeout: 10 * time.Second})
-			if !errors.Is(err, saga.ErrRefused) || errors.Is(err, saga.ErrUnavailable) {
+			if !errors.Is(err, saga.ErrAccessRefused) || errors.Is(err, saga.ErrUnavailable) {
 				t.Errorf("Open: %v; want ErrRefused", err)
 			}
 		})

@@ -3,6 +3,7 @@ package postgres
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -62,7 +63,7 @@ type hooks struct {
 
 // Open connects to PostgreSQL as cfg says and checks the connection with a
 // ping. It does not migrate: call Migrate on Pool() first. The error names
-// the configuration problem; wrapping saga.ErrRefused, why a database that
+// the configuration problem; wrapping saga.ErrAccessRefused, why a database that
 // answered refused the connection (password, role, database name); or,
 // wrapping saga.ErrUnavailable, why the database cannot be reached.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
@@ -74,17 +75,19 @@ func open(ctx context.Context, cfg Config, h hooks) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("configure PostgreSQL: %w", err)
 	}
+	poolMade := resetOnShutdown(pc)
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("configure PostgreSQL: %w", err)
 	}
+	poolMade(pool)
 	pingCtx, cancel := context.WithTimeout(ctx, pc.ConnConfig.ConnectTimeout)
 	defer cancel()
 	if err := pool.Ping(pingCtx); err != nil {
 		pool.Close()
 		cause := saga.ErrUnavailable
-		if refused(err) {
-			cause = saga.ErrRefused
+		if accessRefused(err) {
+			cause = saga.ErrAccessRefused
 		}
 		return nil, fmt.Errorf("connect to PostgreSQL at %s:%d/%s: %w: %w",
 			pc.ConnConfig.Host, pc.ConnConfig.Port, pc.ConnConfig.Database, cause, err)
@@ -126,7 +129,9 @@ func (s *Store) Health(ctx context.Context) (h saga.Health) {
 	start := time.Now()
 	var one int
 	if err = s.pool.QueryRow(ctx, sqlPing).Scan(&one); err != nil {
-		h.Error = interpretError("ping database", err).Error()
+		err = interpretError("ping database", err)
+		h.Error = err.Error()
+		h.Unreachable = errors.Is(err, saga.ErrUnavailable)
 	} else {
 		h.RoundTrip = time.Since(start)
 		version, verr := MigrationVersion(ctx, s.pool)

@@ -94,7 +94,7 @@ func (s *Store) CreateSaga(ctx context.Context, c saga.NewSaga) (out *saga.Saga,
 			// op.sent is final once submit answered for the write (ctx not
 			// done): the committer no longer touches op.
 			if ctx.Err() != nil || op.sent == 0 {
-				return nil, false, interpretError(doing, err)
+				return nil, false, unsentError(interpretError(doing, err), op)
 			}
 			// The write went out and no answer says whether it committed
 			// (the connection was lost during the commit, say): find out,
@@ -106,7 +106,12 @@ func (s *Store) CreateSaga(ctx context.Context, c saga.NewSaga) (out *saga.Saga,
 				s.logger.Warn("create saga: the commit went unanswered but the saga was created", "saga_id", id.String(), "error", err)
 				return sg, false, nil
 			case errors.Is(rerr, saga.ErrNotFound):
-				return nil, false, interpretError(doing, err)
+				// Read back: it was not committed.
+				ierr := interpretError(doing, err)
+				if errors.Is(ierr, saga.ErrUnavailable) {
+					ierr = fmt.Errorf("%w (%w)", ierr, saga.ErrNotWritten)
+				}
+				return nil, false, ierr
 			}
 			return nil, false, fmt.Errorf("%s: the database stopped answering during the commit and whether the saga was created is unknown "+
 				"(retry with the same idempotency key): %w: %w", doing, saga.ErrUnavailable, errors.Join(err, rerr))
@@ -145,6 +150,19 @@ func (s *Store) CreateSaga(ctx context.Context, c saga.NewSaga) (out *saga.Saga,
 		// The saga holding the key was deleted in between: try again.
 	}
 	return nil, false, fmt.Errorf("%s: it conflicts with a saga that cannot be read", doing)
+}
+
+// unsentError adds saga.ErrNotWritten to err, the failure of op's submit
+// interpreted, when the database could not be reached and op was never
+// sent: then it certainly was not committed. (The earlier attempts of a
+// CreateSaga were answered: they wrote nothing of it either.) op.sent is
+// read only when the committer has answered, which an error wrapping
+// saga.ErrUnavailable implies: a caller giving up gets its context's error.
+func unsentError(err error, op *writeOp) error {
+	if !errors.Is(err, saga.ErrUnavailable) || op.sent > 0 {
+		return err
+	}
+	return fmt.Errorf("%w (%w)", err, saga.ErrNotWritten)
 }
 
 // createArgs validates a new saga and returns the arguments of

@@ -300,6 +300,9 @@ func printSaga(w io.Writer, s *httpapi.SagaJSON) {
 	fmt.Fprintln(tw, "#\tNAME\tAFTER\tSTATUS\tATTEMPTS\tDURATION\tCOMPENSATION\tERROR\tOUTPUT")
 	for _, st := range s.Steps {
 		comp := "-"
+		if !st.Compensable {
+			comp = "none (not undone)"
+		}
 		if c := st.Compensation; c != nil {
 			comp = fmt.Sprintf("%s (%d)", c.Status, c.Attempts)
 			if c.Error != "" {

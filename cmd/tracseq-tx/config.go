@@ -39,7 +39,18 @@ const (
 	MaxConcurrentSagasDefault  = 1000
 	SlowQueryDefault           = 200 * time.Millisecond
 	MaxConnsPerHostDefault     = 256
+	OutageModeDefault          = OutageFallback
 	GaugeTTLDefault            = 5 * time.Second
+)
+
+// DB_OUTAGE_MODE values: what the service does with new sagas while the
+// database stops answering after start-up.
+const (
+	// OutageFallback accepts them in memory ("durable": false), runs them,
+	// and moves them to the database when it answers again.
+	OutageFallback = "fallback"
+	// OutageReject refuses them with 503 and Retry-After.
+	OutageReject = "reject"
 )
 
 // Upper bounds that catch typos (an extra zero or two) rather than limit
@@ -81,6 +92,7 @@ type Config struct {
 	// DefinitionKeys (DEFINITION_ENCRYPTION_KEY, newest first) encrypt the
 	// secret header values of definitions at rest; empty: not encrypted.
 	DefinitionKeys [][]byte
+	OutageMode     string        // DB_OUTAGE_MODE: OutageFallback or OutageReject
 	GaugeTTL       time.Duration // METRICS_GAUGE_TTL_MS
 	Tracing        TracingConfig // OTEL_* (see tracing.go)
 }
@@ -114,6 +126,7 @@ func LoadConfig(env func(string) string) (Config, error) {
 		SlowQuery:          time.Duration(p.integer("DB_SLOW_QUERY_MS", int(SlowQueryDefault/time.Millisecond), 1, maxSlowQueryMs)) * time.Millisecond,
 		PprofAddr:          p.address("PPROF_ADDR", ""),
 		DefinitionKeys:     p.keys("DEFINITION_ENCRYPTION_KEY"),
+		OutageMode:         p.outageMode("DB_OUTAGE_MODE"),
 		GaugeTTL:           time.Duration(p.integer("METRICS_GAUGE_TTL_MS", int(GaugeTTLDefault/time.Millisecond), 1, maxGaugeTTLMs)) * time.Millisecond,
 		Tracing:            p.tracing(),
 	}
@@ -271,6 +284,19 @@ func (p *envParser) logFormat(name string) string {
 	}
 	p.failValue(name, v, "must be text or json")
 	return LogFormatDefault
+}
+
+func (p *envParser) outageMode(name string) string {
+	v, set := p.value(name)
+	if !set {
+		return OutageModeDefault
+	}
+	switch m := strings.ToLower(v); m {
+	case OutageFallback, OutageReject:
+		return m
+	}
+	p.failValue(name, v, "must be fallback or reject")
+	return OutageModeDefault
 }
 
 // list splits a comma-separated value, dropping empty items.

@@ -268,9 +268,12 @@ func (s *service) serve(srv *http.Server, ln net.Listener, name string) {
 }
 
 // openStore returns the store the configuration asks for: memory when
-// persistence is off; PostgreSQL (migrated) when it answers; otherwise a
-// failover store that serves from memory and switches to PostgreSQL once it
-// can be reached.
+// persistence is off; otherwise PostgreSQL (migrated) inside a failover
+// store, which serves from memory while the database cannot be reached (at
+// start-up, and with DB_OUTAGE_MODE=fallback whenever it stops answering)
+// and moves what memory holds to it when it answers. With
+// DB_OUTAGE_MODE=reject and a database that answers at start-up, the
+// PostgreSQL store itself, whose outages are answered 503.
 func openStore(ctx, bgCtx context.Context, cfg Config, logger *slog.Logger, mx *metrics.Metrics) (saga.Store, error) {
 	if !cfg.Persistence {
 		logger.Warn("persistence disabled: sagas live in memory only (ENABLE_PERSISTENCE=false)")
@@ -324,26 +327,26 @@ func openStore(ctx, bgCtx context.Context, cfg Config, logger *slog.Logger, mx *
 	}
 
 	pg, err := connect(ctx)
-	if err == nil {
+	fallback := cfg.OutageMode == OutageFallback
+	switch {
+	case err == nil && !fallback:
+		// DB_OUTAGE_MODE=reject: an outage after start-up is answered 503.
 		mx.SetPersistence(true)
 		return pg, nil
-	}
-	if ctx.Err() != nil {
+	case err != nil && ctx.Err() != nil:
 		return nil, fmt.Errorf("open database: %w", err)
-	}
-	if errors.Is(err, saga.ErrRefused) {
+	case errors.Is(err, saga.ErrAccessRefused):
 		// Memory mode is for a database that does not answer; one that
 		// answers and refuses is misconfigured, and would refuse forever.
 		return nil, fmt.Errorf("DATABASE_URL %s: the database answered and refused the connection; "+
 			"fix the user, password or database name (this is a configuration error, not an outage): %w",
 			redactURL(cfg.DatabaseURL), err)
+	case err != nil:
+		logger.Warn("DATABASE UNREACHABLE: starting in MEMORY mode; sagas accepted now are NOT durable "+
+			"(\"durable\": false) until the database answers; reconnecting in the background",
+			"database", redactURL(cfg.DatabaseURL), "error", err)
 	}
-
-	logger.Warn("DATABASE UNREACHABLE: starting in MEMORY mode; sagas accepted now are NOT durable "+
-		"(\"durable\": false) until the database answers; reconnecting in the background",
-		"database", redactURL(cfg.DatabaseURL), "error", err)
-	mx.SetPersistence(false)
-	fo, err := failover.New(failover.Config{
+	fcfg := failover.Config{
 		Connect: func(ctx context.Context) (failover.Durable, error) {
 			pg, err := connect(ctx)
 			if err != nil {
@@ -351,15 +354,20 @@ func openStore(ctx, bgCtx context.Context, cfg Config, logger *slog.Logger, mx *
 			}
 			return pg, nil
 		},
-		Logger: logger,
-		OnModeChange: func(durable bool) {
-			mx.SetPersistence(durable)
-			if durable {
-				logger.Info("database reachable again: persistence is durable; the sagas held in memory were moved to it")
-			}
-		},
-	})
+		// DB_OUTAGE_MODE=fallback: an outage after start-up is met as one
+		// at start-up, new sagas in memory until the database answers.
+		Fallback:     fallback,
+		Logger:       logger,
+		OnModeChange: mx.SetPersistence,
+	}
+	if pg != nil {
+		fcfg.Database = pg
+	}
+	fo, err := failover.New(fcfg)
 	if err != nil {
+		if pg != nil {
+			pg.Close()
+		}
 		return nil, err
 	}
 	fo.Start(bgCtx)
