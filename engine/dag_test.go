@@ -321,3 +321,31 @@ func TestStepWithoutCompensationIsRecorded(t *testing.T) {
 		t.Errorf("events %v lack CompensationNotNeeded of step 0", types)
 	}
 }
+
+// A call whose timeout outlasts the lease is not made on the ordinary
+// lease: the write that allows it leases the saga for the whole call, so
+// that an owner stalled meanwhile is not taken over while the call may
+// still be answered.
+func TestLongCallIsCoveredByTheLease(t *testing.T) {
+	t.Parallel()
+	store := memory.New(memory.Config{})
+	b := &bundle{store: store, stub: newStub(t)}
+	b.coord = startCoordinator(t, store, "engine-a", func(c *engine.Config) { c.LeaseDuration = 300 * time.Millisecond })
+	g := newGate(t)
+	b.stub.on("action", "a", g.handler())
+	def := b.definition("long-call", "a")
+	def.Steps[0].Action.TimeoutMs = 5000
+	s := b.submit(t, def)
+	eventually(t, "the call of step a", func() bool { return b.stub.count("action", "a") == 1 })
+	got, err := store.GetSaga(context.Background(), s.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.LeaseExpiresAt == nil || got.LeaseExpiresAt.Sub(got.UpdatedAt) < 5*time.Second {
+		t.Errorf("lease until %v, written at %v: want it to cover the 5 s call", got.LeaseExpiresAt, got.UpdatedAt)
+	}
+	g.open()
+	if s = wait(t, b.coord, s.ID); s.Status != saga.SagaStatusCompleted {
+		t.Fatalf("status %s", s.Status)
+	}
+}

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	saga "github.com/tracseq/transaction-service"
 	"github.com/tracseq/transaction-service/participant"
 )
@@ -43,6 +45,9 @@ type runner struct {
 	lost      atomic.Bool
 	finishing atomic.Bool  // writing its releasing transition: not renewed
 	leaseEnd  atomic.Int64 // local estimate of the lease expiry (Coordinator.now)
+	// holdUntil is when (Coordinator.now) the longest call in flight may
+	// still be answered: renewals keep the lease at least that long.
+	holdUntil atomic.Int64
 
 	// s is the saga as the store holds it after the runner's last write.
 	s    *saga.Saga
@@ -63,7 +68,7 @@ type runner struct {
 	// checkpoint is the checkpoint a claimed saga was restored from.
 	checkpoint *saga.Checkpoint
 	sawStop    bool
-	in input // the input of the current decision
+	in         input // the input of the current decision
 	// refused is the error of the last write the store refused for good
 	// (saga.ErrRefused).
 	refused error
@@ -96,6 +101,12 @@ func newRunner(c *Coordinator, s *saga.Saga, claimed bool, p *plan, unsent []*ca
 		r.dbNow = s.CreatedAt
 	}
 	r.leaseEnd.Store(int64(c.now() + c.cfg.LeaseDuration))
+	if len(unsent) > 0 {
+		// Created here with these calls started, leased for them.
+		end := int64(c.now() + c.callLease(unsent))
+		r.leaseEnd.Store(end)
+		r.holdUntil.Store(end)
+	}
 	if len(s.Steps) != len(s.Definition.Steps) {
 		// The store must return steps with the saga; make the state usable
 		// anyway so that the runner can fail loudly instead of panicking.
@@ -116,6 +127,18 @@ func newRunner(c *Coordinator, s *saga.Saga, claimed bool, p *plan, unsent []*ca
 // run is the runner's goroutine.
 func (r *runner) run() {
 	defer r.c.finish(r)
+	var span trace.Span
+	r.ctx, span = r.c.startRunSpan(r.ctx, r.s, r.claimed)
+	defer func() {
+		end := RunReleased
+		switch {
+		case r.lost.Load():
+			end = RunLostLease
+		case r.s.Status.Terminal():
+			end = RunEnded
+		}
+		endRunSpan(span, r.s.Status, end)
+	}()
 	if r.claimed {
 		r.restore()
 	}
@@ -235,12 +258,16 @@ func (r *runner) restore() {
 func (r *runner) write(d *decision) bool {
 	t := d.t
 	t.SagaID, t.Lease, t.LeaseFor = r.id, r.lease, r.c.cfg.LeaseDuration
+	start := r.c.now()
+	if len(d.start) > 0 {
+		t.LeaseFor = r.c.callLease(d.start)
+		r.holdUntil.Store(int64(start + t.LeaseFor))
+	}
 	if t.Release {
 		t.LeaseFor = 0
 		r.finishing.Store(true)
 	}
 	r.c.stampEvents(t.Events)
-	start := r.c.now()
 	applied, err := r.apply(t)
 	if err != nil {
 		r.finishing.Store(false)
@@ -257,7 +284,7 @@ func (r *runner) write(d *decision) bool {
 		return false
 	}
 	if !t.Release {
-		r.extendLease(start)
+		r.extendLeaseTo(start + t.LeaseFor)
 	}
 	r.s = r.stored(t, applied)
 	if t.Release && applied.Control != saga.ControlNone {
@@ -414,6 +441,7 @@ func (r *runner) poked() bool {
 func (r *runner) invoke(ctx context.Context, cancel context.CancelFunc, c *call) outcome {
 	defer cancel()
 	res := r.c.cfg.Invoker.Invoke(ctx, c.Call)
+	endCallSpan(trace.SpanFromContext(ctx), res)
 	r.c.obs.StepAttempt(c.Kind, res.Outcome, res.Duration)
 	o := outcome{call: c, res: res}
 	if res.Outcome == participant.OutcomeTransient {
@@ -423,14 +451,15 @@ func (r *runner) invoke(ctx context.Context, cancel context.CancelFunc, c *call)
 	return o
 }
 
-// callContext returns the context of a call: the runner's, bounded by the
-// saga's deadline for actions.
+// callContext returns the context of a call: the runner's, with the call's
+// span, bounded by the saga's deadline for actions.
 func (r *runner) callContext(c *call) (context.Context, context.CancelFunc) {
+	ctx, _ := r.c.startCallSpan(r.ctx, c.Call)
 	if c.Kind == participant.KindAction && r.s.Deadline != nil {
 		left := max(r.s.Deadline.Sub(r.estimatedDBNow()), 0)
-		return context.WithTimeout(r.ctx, left)
+		return context.WithTimeout(ctx, left)
 	}
-	return r.ctx, func() {}
+	return ctx, func() {}
 }
 
 // observe reports a written decision to the metrics and the log.
@@ -485,10 +514,33 @@ func (r *runner) logger() *slog.Logger {
 	return r.log
 }
 
-// extendLease records that the lease was extended at start (the
-// coordinator's clock when the extending write was sent).
-func (r *runner) extendLease(start time.Duration) {
-	end := int64(start + r.c.cfg.LeaseDuration)
+// callLease returns how long the write that allows calls leases the
+// saga: the lease duration, or, for a call that may outlast it, the whole
+// call and a margin, so that an owner that stalls meanwhile is not taken
+// over while its call may still be answered.
+func (c *Coordinator) callLease(calls []*call) time.Duration {
+	d := c.cfg.LeaseDuration
+	for _, cl := range calls {
+		d = max(d, cl.Request.Timeout()+c.cfg.LeaseDuration/3)
+	}
+	return d
+}
+
+// renewFor returns how long a renewal at now must lease the saga: the
+// lease duration, or up to the end of the longest call in flight.
+func (r *runner) renewFor(now time.Duration) time.Duration {
+	d := r.c.cfg.LeaseDuration
+	if left := time.Duration(r.holdUntil.Load()) - now; left > d {
+		// Whole seconds, so that runners share few renewal statements.
+		d = left.Truncate(time.Second) + time.Second
+	}
+	return d
+}
+
+// extendLeaseTo records that the lease was extended to end (the
+// coordinator's clock, from when the extending write was sent).
+func (r *runner) extendLeaseTo(end0 time.Duration) {
+	end := int64(end0)
 	for {
 		cur := r.leaseEnd.Load()
 		if cur >= end || r.leaseEnd.CompareAndSwap(cur, end) {

@@ -150,6 +150,9 @@ measure() {
 		p99=$(echo "$line" | sed -nE 's#.* p99=([0-9.]+).*#\1#p')
 		errs=$(echo "$line" | sed -nE 's#.*errors=([0-9]+).*#\1#p')
 	fi
+	if [ "${errs:-0}" != 0 ]; then
+		grep -m3 'error x' "$out" >&2 || true
+	fi
 	if [ -z "$rate" ] || [ "$rc" -ne 0 ]; then
 		echo "bench-dtm: $label $mode c=$c failed (exit $rc); its output:" >&2
 		cat "$out" "$out.err" >&2
@@ -192,8 +195,10 @@ for sync in 1 0; do
 	u=$(echo "$pgadmin" | sed -nE 's#^postgres(ql)?://([^:@/]*).*#\2#p')
 	h=$(echo "$pgadmin" | sed -nE 's#^postgres(ql)?://([^@/]*@)?([^:/]*).*#\3#p')
 	pt=$(echo "$pgadmin" | sed -nE 's#^postgres(ql)?://([^@/]*@)?[^:/]*:([0-9]+).*#\3#p')
+	# DTM builds its DSN as "password=%s dbname=…": an empty password would
+	# swallow the database name, so give one (trust authentication ignores it).
 	cat >"$work/dtm$sync.yml" <<EOF
-Store: {Driver: postgres, Host: ${h:-127.0.0.1}, Port: ${pt:-5432}, User: ${u:-$(id -un)}, Password: '', Db: $db, Schema: public, MaxOpenConns: 80, MaxIdleConns: 80}
+Store: {Driver: postgres, Host: ${h:-127.0.0.1}, Port: ${pt:-5432}, User: ${u:-$(id -un)}, Password: ${BENCH_PG_PASSWORD:-unused}, Db: $db, Schema: public, MaxOpenConns: 80, MaxIdleConns: 80}
 LogLevel: error
 HttpPort: $hp
 GrpcPort: $(freeport)

@@ -104,7 +104,7 @@ func (s *Store) RenewLeases(ctx context.Context, owner string, leases map[saga.I
 		return nil, fmt.Errorf("renew leases: %w", err)
 	}
 	var ids []saga.ID // set on the writer's goroutine only
-	err = s.writer.submit(ctx, func(w *wtx) error {
+	err = s.writer.submitUrgent(ctx, func(w *wtx) error {
 		ids = ids[:0]
 		rows, err := w.query(sqlRenewLeases, sql.Named("leases", string(leasesJSON)), sql.Named("owner", owner),
 			sql.Named("lease_until", fmtTime(after(w.now, max(leaseFor, time.Microsecond)))), sql.Named("now", w.nowText()))

@@ -356,6 +356,9 @@ func applyTransition(w *wtx, t saga.Transition, steps []saga.StepUpdate, comps [
 		control  saga.ControlAction
 		exceeded bool
 	)
+	if a, done, err := appliedBefore(w, t); done || err != nil {
+		return a, err
+	}
 	err := w.queryRow(sqlApplySaga, []any{
 		sql.Named("id", idText(t.SagaID)), sql.Named("owner", t.Lease.Owner), sql.Named("epoch", t.Lease.Epoch),
 		sql.Named("now", now), sql.Named("status", nullText(t.Status)), sql.Named("completed_steps", t.CompletedSteps),
@@ -420,6 +423,34 @@ func applyTransition(w *wtx, t saga.Transition, steps []saga.StepUpdate, comps [
 		a.LeaseExpiresAt = *leaseExp
 	}
 	return a, nil
+}
+
+// appliedBefore recognises a transition written already: its first event,
+// given with an id, is stored. A caller that retries a transition after an
+// error (its context ran out while the write was being committed) then
+// gets the answer of the write instead of a second copy. done is false
+// when the transition is new.
+func appliedBefore(w *wtx, t saga.Transition) (a saga.Applied, done bool, err error) {
+	if len(t.Events) == 0 || t.Events[0].ID.IsZero() {
+		return saga.Applied{}, false, nil
+	}
+	sagaID := sql.Named("saga_id", idText(t.SagaID))
+	var first int64
+	err = w.queryRow(sqlEventSeq, []any{sql.Named("id", idText(t.Events[0].ID)), sagaID}, &first)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return saga.Applied{}, false, nil
+	case err != nil:
+		return saga.Applied{}, false, err
+	}
+	var leaseExp *time.Time
+	a = saga.Applied{Now: w.now, EventSeq: first + int64(len(t.Events)) - 1}
+	err = w.queryRow(sqlAppliedAnswer, []any{sql.Named("now", w.nowText()), sagaID},
+		nullTimeCol{&leaseExp}, textCol[saga.ControlAction]{&a.Control}, &a.DeadlineExceeded)
+	if leaseExp != nil {
+		a.LeaseExpiresAt = *leaseExp
+	}
+	return a, true, err
 }
 
 // cloneJSON returns a copy of raw that shares no memory with it.

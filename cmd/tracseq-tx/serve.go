@@ -321,7 +321,7 @@ func openStore(ctx, bgCtx context.Context, cfg Config, logger *slog.Logger, mx *
 			pg.Close()
 			return nil, err
 		}
-		logger.Info("database ready", "migration_version", version, "database", redactURL(cfg.DatabaseURL))
+		logger.Info("database ready", "persistence", postgres.Backend, "durable", true, "migration_version", version, "database", redactURL(cfg.DatabaseURL))
 		current.Store(pg)
 		return pg, nil
 	}
