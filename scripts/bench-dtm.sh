@@ -69,12 +69,11 @@ trap 'exit 130' INT TERM
 dburl() { # database name -> URL on the same server as $pgadmin
 	echo "$pgadmin" | sed -E "s#^(postgres(ql)?://[^/]*)/[^?]*#\1/$1#"
 }
-newdb() {
-	local name=bench_${1}_$suffix
-	psql "$pgadmin" -qAtc "drop database if exists $name with (force)" >/dev/null
-	psql "$pgadmin" -qAtc "create database $name" >/dev/null
-	dbs+=("$name")
-	echo "$name"
+newdb() { # kind -> sets db to a fresh scratch database (not in a subshell: cleanup drops $dbs)
+	db=bench_${1}_$suffix
+	dbs+=("$db")
+	psql "$pgadmin" -qAtc "drop database if exists $db with (force)" >/dev/null
+	psql "$pgadmin" -qAtc "create database $db" >/dev/null
 }
 freeport() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
@@ -189,7 +188,7 @@ load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 for sync in 1 0; do
 	label=dtm-sync$sync
 	echo "DTM v1.19.0, UpdateBranchSync: $sync" >&2
-	db=$(newdb "dtm$sync")
+	newdb "dtm$sync"
 	psql "$(dburl "$db")" -qX -v ON_ERROR_STOP=1 -f "$dtmschema" >/dev/null
 	hp=$(freeport)
 	u=$(echo "$pgadmin" | sed -nE 's#^postgres(ql)?://([^:@/]*).*#\2#p')
@@ -214,7 +213,7 @@ EOF
 done
 
 echo "this service ($(cd "$repo" && git describe --always --dirty 2>/dev/null || echo tree)), PostgreSQL store" >&2
-db=$(newdb tx)
+newdb tx
 tp=$(freeport)
 DATABASE_URL=$(dburl "$db") HTTP_ADDR=127.0.0.1:$tp LOG_LEVEL=error "$work/tracseq-tx" >"$work/tx.log" 2>&1 &
 tpid=$!
