@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -430,6 +431,8 @@ func validateHeaders(ve *ValidationError, field string, headers map[string]strin
 		spelt[norm] = name
 		if i := invalidFieldValue(value); i >= 0 {
 			ve.add(field, "value of %q must be a valid header field value: no control characters and valid UTF-8 (bad byte at offset %d)", name, i)
+		} else if strings.HasPrefix(value, sealedPrefix) {
+			ve.add(field, "value of %q must not start with %q, which marks values the service encrypted", name, sealedPrefix)
 		}
 	}
 }
@@ -523,4 +526,34 @@ func validHeaderName(name string) bool {
 		}
 	}
 	return true
+}
+
+// SameRequest reports whether d and other ask for the same saga: equal in
+// every field, JSON values (context, bodies) compared by value, since a
+// store may give them back reformatted (PostgreSQL's jsonb reorders keys
+// and drops spaces). A repeated submit with a known idempotency key is a
+// replay only when it is the same request.
+//
+// The trace a submit belongs to (TraceParent) is not part of the request:
+// a retry is traced anew.
+func (d *Definition) SameRequest(other *Definition) bool {
+	x, y := *d, *other
+	x.TraceParent, y.TraceParent = "", ""
+	a, errA := plainValue(&x)
+	b, errB := plainValue(&y)
+	return errA == nil && errB == nil && reflect.DeepEqual(a, b)
+}
+
+// plainValue decodes d's JSON encoding into plain values, numbers as
+// float64, so that two encodings of one value compare equal.
+func plainValue(d *Definition) (any, error) {
+	raw, err := json.Marshal(d)
+	if err != nil {
+		return nil, err
+	}
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return nil, err
+	}
+	return v, nil
 }

@@ -29,6 +29,11 @@ var (
 	// value the database cannot keep): retrying the same write cannot
 	// succeed.
 	ErrRefused = errors.New("store refused the data")
+	// ErrAccessRefused means the database answered and refused the
+	// connection: a wrong password, an unknown role or database. It is a
+	// configuration error, not an outage: trying again does not help until
+	// the configuration is fixed.
+	ErrAccessRefused = errors.New("the database refused the connection")
 )
 
 // ErrorCode classifies a user-facing error. The HTTP layer maps each code to

@@ -75,10 +75,17 @@ func (s *Store) run(ctx context.Context) {
 		} else {
 			wait = min(wait*2, s.retryMax)
 		}
-		if attempt == 1 {
+		switch {
+		case errors.Is(err, saga.ErrAccessRefused):
+			// It answers: not an outage. Said at every attempt, loudly; the
+			// sagas held in memory keep the service from stopping.
+			s.logger.Error("the database REFUSES the connection (wrong password, unknown role or database): "+
+				"a configuration error; new sagas are kept in memory only until DATABASE_URL or the database is fixed",
+				"attempt", attempt, "retry_in", d.String(), "error", err)
+		case attempt == 1:
 			s.logger.Error("database not in use: new sagas are kept in memory only",
 				"attempt", attempt, "retry_in", d.String(), "error", err)
-		} else if !s.wasDurable() || attempt%30 == 0 {
+		case !s.wasDurable() || attempt%30 == 0:
 			s.logger.Warn("database not in use: new sagas are kept in memory only",
 				"attempt", attempt, "retry_in", d.String(), "error", err)
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -140,5 +141,30 @@ func TestReplicaReadsMiddleware(t *testing.T) {
 	req(http.MethodGet)
 	if len(got) != 3 || !got[0] || got[1] || got[2] {
 		t.Errorf("replica reads allowed: %v, want [true false false]", got)
+	}
+}
+
+func TestReadyShowsReplicasWithoutAddresses(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	out := newReadyJSON(saga.Health{Durable: true, Mode: "durable", Replicas: []saga.ReplicaHealth{
+		{Name: "db-replica.internal:5432/tracseq", Usable: true, Lag: 250 * time.Millisecond, CheckedAt: at},
+		{Name: "10.1.2.3:5432/tracseq", Error: "not answering", CheckedAt: at},
+	}}, true, "i-1", "v")
+	if out.Status != StatusReady || out.Database == nil || len(out.Database.Replicas) != 2 {
+		t.Fatalf("ready = %+v", out)
+	}
+	r1, r2 := out.Database.Replicas[0], out.Database.Replicas[1]
+	if r1.Name != "replica 1" || !r1.Usable || r1.LagMs != 250 || r1.CheckedAt == nil || !r1.CheckedAt.Equal(at) {
+		t.Errorf("replica 1 = %+v", r1)
+	}
+	if r2.Name != "replica 2" || r2.Usable || r2.Error != "not answering" {
+		t.Errorf("replica 2 = %+v", r2)
+	}
+	raw, _ := json.Marshal(out)
+	for _, secret := range []string{"db-replica.internal", "10.1.2.3", "5432"} {
+		if strings.Contains(string(raw), secret) {
+			t.Errorf("readiness shows %q: %s", secret, raw)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"cmp"
 	"encoding/json"
+	"strconv"
 	"time"
 
 	saga "github.com/tracseq/transaction-service"
@@ -36,6 +37,10 @@ type SagaJSON struct {
 	// Steps are absent in lists and present when one saga is read.
 	MaxParallel int        `json:"max_parallel,omitzero"`
 	Steps       []StepJSON `json:"steps,omitzero"`
+	// Definition is the definition as submitted, present when one saga is
+	// read, with the values of its secret headers shown as [redacted] and
+	// its URLs' query values and user information redacted.
+	Definition *saga.Definition `json:"definition,omitempty"`
 }
 
 // StepJSON is one step of a saga.
@@ -155,7 +160,7 @@ type DatabaseJSON struct {
 
 // ReplicaJSON is one read replica in DatabaseJSON.
 type ReplicaJSON struct {
-	Name      string     `json:"name"`
+	Name      string     `json:"name"` // "replica 1", … in the order of DATABASE_READ_URL
 	Usable    bool       `json:"usable"`
 	LagMs     float64    `json:"lag_ms"`
 	Error     string     `json:"error,omitempty"`
@@ -172,9 +177,12 @@ type PoolJSON struct {
 
 // Readiness and persistence words of ReadyJSON and HealthJSON.
 const (
-	StatusOK       = "ok"
-	StatusReady    = "ready"
-	StatusNotReady = "not_ready"
+	// ReadyErrorDatabase is ReadyJSON.Error when the store reports a
+	// problem with its database, whatever it is.
+	ReadyErrorDatabase = "database unreachable"
+	StatusOK           = "ok"
+	StatusReady        = "ready"
+	StatusNotReady     = "not_ready"
 	// The stores of ReadyJSON.Persistence.
 	PersistencePostgres = "postgres"
 	PersistenceSQLite   = "sqlite"
@@ -224,6 +232,10 @@ func NewSagaJSON(s *saga.Saga, withSteps bool) SagaJSON {
 		out.MaxParallel = 1
 		if !g.Chain {
 			out.MaxParallel = s.Definition.EffectiveMaxParallel()
+		}
+		if len(s.Definition.Steps) > 0 {
+			def := s.Definition.Redacted()
+			out.Definition = &def
 		}
 	}
 	return out
@@ -304,7 +316,11 @@ func newReadyJSON(h saga.Health, extraOK bool, instanceID, version string) Ready
 		Persistence: PersistenceMemory,
 		InstanceID:  instanceID,
 		Version:     version,
-		Error:       h.Error,
+	}
+	if h.Error != "" {
+		// The store's error names the database's user, host, port and name;
+		// this answer is open to anyone. The log has the details.
+		out.Error = ReadyErrorDatabase
 	}
 	if h.Durable {
 		out.Persistence = cmp.Or(h.Backend, PersistencePostgres)
@@ -315,8 +331,9 @@ func newReadyJSON(h saga.Health, extraOK bool, instanceID, version string) Ready
 			Pool:             PoolJSON{Total: h.PoolTotal, Idle: h.PoolIdle, InUse: h.PoolInUse, Max: h.PoolMax},
 			MigrationVersion: h.MigrationVersion,
 		}
-		for _, r := range h.Replicas {
-			rj := ReplicaJSON{Name: r.Name, Usable: r.Usable, LagMs: durationMs(r.Lag), Error: r.Error}
+		for i, r := range h.Replicas {
+			// Named by position, not by address: the endpoint is open.
+			rj := ReplicaJSON{Name: "replica " + strconv.Itoa(i+1), Usable: r.Usable, LagMs: durationMs(r.Lag), Error: r.Error}
 			if !r.CheckedAt.IsZero() {
 				rj.CheckedAt = utc(&r.CheckedAt)
 			}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	saga "github.com/tracseq/transaction-service"
 )
 
 // Defaults of Config.
@@ -85,6 +87,12 @@ type Config struct {
 	// MaxBatch is the most writes group-committed in one transaction,
 	// default 128.
 	MaxBatch int
+
+	// Sealer, when set (DEFINITION_ENCRYPTION_KEY), encrypts the values of
+	// the definitions' secret headers in sagas.definition, and decrypts
+	// them when sagas are read. Without it they are stored as they are,
+	// and a definition stored sealed cannot be read (saga.ErrSealed).
+	Sealer *saga.Sealer
 }
 
 // validate checks the fields that do not depend on a URL. Errors name the

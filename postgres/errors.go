@@ -48,6 +48,15 @@ var transientCodes = map[string]bool{
 	"53300": true, // too_many_connections
 }
 
+// accessRefused reports whether err is a database answering that it will
+// not let us in: SQLSTATE class 28 (invalid authorization: 28P01 wrong
+// password, 28000 unknown role or not allowed by pg_hba.conf) or 3D000
+// (unknown database).
+func accessRefused(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "28") || pgErr.Code == "3D000")
+}
+
 // isTransient reports whether err is worth retrying: a lost or refused
 // connection, or a database error that says "try again".
 func isTransient(err error) bool {

@@ -120,7 +120,7 @@ func (s *Store) SetLegalHold(ctx context.Context, id saga.ID, hold bool) (sg *sa
 	defer s.observe(opSetLegalHold, time.Now(), &err)
 	err = retry(ctx, func(ctx context.Context) error {
 		var err error
-		sg, err = scanSaga(s.pool.QueryRow(ctx, sqlSetLegalHold, id, hold))
+		sg, err = scanSaga(s.pool.QueryRow(ctx, sqlSetLegalHold, id, hold), s.sealer)
 		return err
 	})
 	if err != nil {

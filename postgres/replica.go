@@ -175,18 +175,24 @@ func (r *readRouter) checkReplica(ctx context.Context, rep *replica, samples []l
 	err := rep.pool.QueryRow(ctx, sqlReplicaLSN).Scan(&inRecovery, &replayed)
 	now := time.Now()
 	h := saga.ReplicaHealth{Name: rep.name, CheckedAt: now.UTC()}
+	// Error is a short reason (health is served on an open endpoint);
+	// detail goes to the log.
+	var detail string
 	switch {
 	case err != nil:
-		h.Error = interpretError("check replica "+rep.name, err).Error()
+		h.Error = "not answering"
+		detail = interpretError("check replica "+rep.name, err).Error()
 	case !inRecovery:
-		h.Error = "not a replica (pg_is_in_recovery() is false): not read from"
+		h.Error = "not a replica (pg_is_in_recovery() is false)"
 	case primaryErr != nil || len(samples) == 0:
-		h.Error = "the primary's position is unknown: " + errString(primaryErr)
+		h.Error = "the primary's position is unknown"
+		detail = errString(primaryErr)
 	default:
 		h.Lag = lagOf(samples, replayed, now)
 		h.Usable = h.Lag <= r.maxLag
 		if !h.Usable {
-			h.Error = fmt.Sprintf("lags %v behind the primary (DB_READ_MAX_LAG_MS allows %v)", h.Lag.Round(time.Millisecond), r.maxLag)
+			h.Error = "lagging more than DB_READ_MAX_LAG_MS"
+			detail = fmt.Sprintf("%v behind the primary, %v allowed", h.Lag.Round(time.Millisecond), r.maxLag)
 		}
 	}
 	rep.mu.Lock()
@@ -197,7 +203,8 @@ func (r *readRouter) checkReplica(ctx context.Context, rep *replica, samples []l
 		if h.Usable {
 			r.logger.Info("reading from replica", "replica", rep.name, "lag_ms", h.Lag.Milliseconds())
 		} else {
-			r.logger.Warn("not reading from replica: reads go to the primary", "replica", rep.name, "reason", h.Error)
+			r.logger.Warn("not reading from replica: reads go to the primary", "replica", rep.name,
+				"reason", h.Error, "detail", detail)
 		}
 	}
 }
@@ -241,12 +248,13 @@ func (rep *replica) usable() bool {
 	return rep.health.Usable
 }
 
-// markDown takes a replica out of use until the next check finds it well.
-func (rep *replica) markDown(err error) {
+// markDown takes a replica out of use until the next check finds it well
+// (the caller logs why).
+func (rep *replica) markDown() {
 	rep.mu.Lock()
 	defer rep.mu.Unlock()
 	rep.health.Usable = false
-	rep.health.Error = err.Error()
+	rep.health.Error = "not answering"
 }
 
 // healths returns what the last checks found, in configuration order.
@@ -286,7 +294,7 @@ func (s *Store) read(ctx context.Context, fn func(ctx context.Context, pool *pgx
 	case errors.Is(err, pgx.ErrNoRows):
 		return fn(ctx, s.pool)
 	case isTransient(err) && ctx.Err() == nil:
-		rep.markDown(interpretError("read from replica "+rep.name, err))
+		rep.markDown()
 		s.logger.Warn("replica read failed: reading from the primary", "replica", rep.name, "error", err)
 		return fn(ctx, s.pool)
 	}

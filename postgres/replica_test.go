@@ -78,7 +78,7 @@ func TestReadReplica(t *testing.T) {
 	// The strict reader finds the replica lagging and reads the primary.
 	waitFor(t, "the strict reader to skip the lagging replica", func() bool {
 		h := replicaHealth(t, strict)
-		return !h.Usable && h.Lag > 300*time.Millisecond && strings.Contains(h.Error, "DB_READ_MAX_LAG_MS")
+		return !h.Usable && h.Lag > 300*time.Millisecond && h.Error == "lagging more than DB_READ_MAX_LAG_MS"
 	})
 	if ids := listIDs(t, strict, stale); !slices.Contains(ids, b.ID) {
 		t.Fatalf("strict reader lists %v without B: it read the lagging replica", ids)

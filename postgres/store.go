@@ -46,6 +46,7 @@ type Store struct {
 	observeF func(op string, d time.Duration, err error)
 	slow     time.Duration
 	hooks    hooks
+	sealer   *saga.Sealer // seals secret header values of definitions; nil: none
 
 	committer *committer
 	closeOnce sync.Once
@@ -66,8 +67,9 @@ type hooks struct {
 
 // Open connects to PostgreSQL as cfg says and checks the connection with a
 // ping. It does not migrate: call Migrate on Pool() first. The error names
-// the configuration problem or, wrapping saga.ErrUnavailable, why the
-// database cannot be reached.
+// the configuration problem; wrapping saga.ErrAccessRefused, why a database that
+// answered refused the connection (password, role, database name); or,
+// wrapping saga.ErrUnavailable, why the database cannot be reached.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	return open(ctx, cfg, hooks{})
 }
@@ -87,8 +89,12 @@ func open(ctx context.Context, cfg Config, h hooks) (*Store, error) {
 	defer cancel()
 	if err := pool.Ping(pingCtx); err != nil {
 		pool.Close()
+		cause := saga.ErrUnavailable
+		if accessRefused(err) {
+			cause = saga.ErrAccessRefused
+		}
 		return nil, fmt.Errorf("connect to PostgreSQL at %s:%d/%s: %w: %w",
-			pc.ConnConfig.Host, pc.ConnConfig.Port, pc.ConnConfig.Database, saga.ErrUnavailable, err)
+			pc.ConnConfig.Host, pc.ConnConfig.Port, pc.ConnConfig.Database, cause, err)
 	}
 	s := &Store{
 		pool:     pool,
@@ -96,6 +102,7 @@ func open(ctx context.Context, cfg Config, h hooks) (*Store, error) {
 		observeF: cfg.Observe,
 		slow:     cmp.Or(cfg.SlowQuery, SlowQueryDefault),
 		hooks:    h,
+		sealer:   cfg.Sealer,
 		cfg:      cfg,
 	}
 	if len(cfg.ReadURLs) > 0 {

@@ -308,6 +308,14 @@ for a in "${args[@]}"; do
     for f in "${args[@]}"; do
       case "$f" in -*) flags+=("$f") ;; esac
     done
+    # The fuzz targets of hostile input, briefly each (their seed corpus
+    # already ran above as ordinary tests). FUZZTIME=0 skips them.
+    if [ "${FUZZTIME:-10s}" != "0" ]; then
+      for target in FuzzDecodeDefinition FuzzListQuery; do
+        log "fuzzing $target for ${FUZZTIME:-10s}"
+        go test -run '^$' -fuzz "^${target}\$" -fuzztime "${FUZZTIME:-10s}" ./httpapi || status=$?
+      done
+    fi
     log "testing the nested module compat/dtm (DTM's own client against this service)"
     (cd compat/dtm && go test -race -count=1 -timeout 10m "${flags[@]}" ./...) || status=$?
     break

@@ -34,7 +34,7 @@ func (s *Store) ClaimSagas(ctx context.Context, owner string, leaseFor time.Dura
 		if err != nil {
 			return err
 		}
-		sagas, err := collectSagas(rows)
+		sagas, err := collectSagas(rows, s.sealer)
 		if err != nil || len(sagas) == 0 {
 			return err
 		}
@@ -145,7 +145,7 @@ func (s *Store) RequestControl(ctx context.Context, id saga.ID, action saga.Cont
 	err = s.writer.submit(ctx, func(w *wtx) error {
 		var out *saga.Saga
 		err := w.queryRow(sqlRequestControl, []any{sql.Named("action", string(action)), sql.Named("now", w.nowText()),
-			sql.Named("id", idText(id)), sql.Named("statuses", string(statuses))}, sagaDest(&out)...)
+			sql.Named("id", idText(id)), sql.Named("statuses", string(statuses))}, sagaDest(&out, s.sealer)...)
 		if err == nil {
 			got = out
 			return nil

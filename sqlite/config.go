@@ -9,6 +9,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	saga "github.com/tracseq/transaction-service"
 )
 
 // Defaults of Config.
@@ -56,6 +58,12 @@ type Config struct {
 	// group-committed transaction), its duration and its error. It feeds
 	// metrics; it must be fast and safe for concurrent use.
 	Observe func(op string, d time.Duration, err error)
+
+	// Sealer, when set (DEFINITION_ENCRYPTION_KEY), encrypts the values of
+	// the definitions' secret headers in the file, and decrypts them when
+	// sagas are read. Without it they are stored as they are, and a
+	// definition stored sealed cannot be read (saga.ErrSealed).
+	Sealer *saga.Sealer
 }
 
 // check validates c and applies the defaults. Errors name the field.

@@ -160,7 +160,7 @@ func (s *Store) SetLegalHold(ctx context.Context, id saga.ID, hold bool) (got *s
 	err = s.writer.submit(ctx, func(w *wtx) error {
 		var out *saga.Saga
 		if err := w.queryRow(sqlSetLegalHold, []any{sql.Named("hold", hold), sql.Named("now", w.nowText()),
-			sql.Named("id", idText(id))}, sagaDest(&out)...); err != nil {
+			sql.Named("id", idText(id))}, sagaDest(&out, s.sealer)...); err != nil {
 			return err
 		}
 		got = out

@@ -60,6 +60,7 @@ type Store struct {
 	slow     time.Duration
 	hooks    hooks
 	clock    clock
+	sealer   *saga.Sealer // seals secret header values of definitions; nil: none
 
 	lock      *fileLock
 	write     *sql.DB // one connection, owned by writer
@@ -106,6 +107,7 @@ func open(ctx context.Context, cfg Config, h hooks) (_ *Store, err error) {
 		slow:      cfg.SlowQuery,
 		hooks:     h,
 		readConns: cfg.ReadConns,
+		sealer:    cfg.Sealer,
 	}
 	s.clock.now = time.Now
 	if h.now != nil {

@@ -29,7 +29,7 @@ func (s *Store) CreateSaga(ctx context.Context, c saga.NewSaga) (out *saga.Saga,
 		id = saga.NewID()
 	}
 	doing := "create saga " + id.String()
-	def, err := checkNewSaga(c)
+	def, err := checkNewSaga(c, s.sealer)
 	if err != nil {
 		return nil, false, fmt.Errorf("%s: %w", doing, err)
 	}
@@ -63,7 +63,7 @@ func (s *Store) CreateSaga(ctx context.Context, c saga.NewSaga) (out *saga.Saga,
 		if err := t.queryRow(sqlSagaIDByKey, []any{sql.Named("key", in.IdempotencyKey)}, idCol{&holder}); err != nil {
 			return err
 		}
-		stored, err = loadSaga(t, holder)
+		stored, err = loadSaga(t, holder, s.sealer)
 		found = err == nil
 		return err
 	})
@@ -74,7 +74,7 @@ func (s *Store) CreateSaga(ctx context.Context, c saga.NewSaga) (out *saga.Saga,
 }
 
 // checkNewSaga validates a new saga and returns its definition as stored.
-func checkNewSaga(c saga.NewSaga) ([]byte, error) {
+func checkNewSaga(c saga.NewSaga, sealer *saga.Sealer) ([]byte, error) {
 	in := c.Saga
 	status := cmp.Or(in.Status, saga.SagaStatusCreated)
 	switch {
@@ -97,7 +97,7 @@ func checkNewSaga(c saga.NewSaga) ([]byte, error) {
 			return nil, fmt.Errorf("event %d has no type", i)
 		}
 	}
-	def, err := json.Marshal(in.Definition)
+	def, err := sealer.EncodeDefinition(&in.Definition)
 	if err != nil {
 		return nil, fmt.Errorf("encode definition: %w", err)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	saga "github.com/tracseq/transaction-service"
 	"github.com/tracseq/transaction-service/sqlite"
 )
 
@@ -106,9 +107,12 @@ type Config struct {
 	MaxConnsPerHost    int           // PARTICIPANT_MAX_CONNS_PER_HOST
 	SlowQuery          time.Duration // DB_SLOW_QUERY_MS
 	PprofAddr          string        // PPROF_ADDR; empty: no profiling listener
-	OutageMode         string        // DB_OUTAGE_MODE: OutageFallback or OutageReject
-	GaugeTTL           time.Duration // METRICS_GAUGE_TTL_MS
-	Tracing            TracingConfig // OTEL_* (see tracing.go)
+	// DefinitionKeys (DEFINITION_ENCRYPTION_KEY, newest first) encrypt the
+	// secret header values of definitions at rest; empty: not encrypted.
+	DefinitionKeys [][]byte
+	OutageMode     string        // DB_OUTAGE_MODE: OutageFallback or OutageReject
+	GaugeTTL       time.Duration // METRICS_GAUGE_TTL_MS
+	Tracing        TracingConfig // OTEL_* (see tracing.go)
 }
 
 // LoadConfig reads the configuration from env (os.Getenv in production).
@@ -144,6 +148,7 @@ func LoadConfig(env func(string) string) (Config, error) {
 		MaxConnsPerHost:    p.integer("PARTICIPANT_MAX_CONNS_PER_HOST", MaxConnsPerHostDefault, 1, maxConnsPerHost),
 		SlowQuery:          time.Duration(p.integer("DB_SLOW_QUERY_MS", int(SlowQueryDefault/time.Millisecond), 1, maxSlowQueryMs)) * time.Millisecond,
 		PprofAddr:          p.address("PPROF_ADDR", ""),
+		DefinitionKeys:     p.keys("DEFINITION_ENCRYPTION_KEY"),
 		OutageMode:         p.outageMode("DB_OUTAGE_MODE"),
 		GaugeTTL:           time.Duration(p.integer("METRICS_GAUGE_TTL_MS", int(GaugeTTLDefault/time.Millisecond), 1, maxGaugeTTLMs)) * time.Millisecond,
 		Tracing:            p.tracing(),
@@ -441,12 +446,39 @@ func (p *envParser) hosts(name string) []string {
 	return hosts
 }
 
-// redactURL returns a connection URL with its password hidden, for logs.
-// A keyword/value connection string is not shown at all.
+func (p *envParser) keys(name string) [][]byte {
+	v, set := p.value(name)
+	if !set {
+		return nil
+	}
+	keys, err := saga.ParseSealerKeys(v)
+	if err != nil {
+		// Secrets are never echoed.
+		p.fail(name, fmt.Sprintf("%s (value not shown): %v", name, err))
+		return nil
+	}
+	return keys
+}
+
+// sealer returns the Sealer of DefinitionKeys, nil when there are none.
+func (cfg Config) sealer() (*saga.Sealer, error) {
+	if len(cfg.DefinitionKeys) == 0 {
+		return nil, nil
+	}
+	s, err := saga.NewSealer(cfg.DefinitionKeys...)
+	if err != nil {
+		return nil, fmt.Errorf("DEFINITION_ENCRYPTION_KEY: %w", err)
+	}
+	return s, nil
+}
+
+// redactURL returns a connection URL fit for logs: user information and
+// query values (a password= parameter) hidden. A keyword/value connection
+// string is not shown at all.
 func redactURL(v string) string {
 	u, err := url.Parse(v)
 	if err != nil || u.Scheme == "" {
 		return "(connection string not shown)"
 	}
-	return u.Redacted()
+	return saga.RedactURL(v)
 }

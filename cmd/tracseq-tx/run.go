@@ -72,7 +72,7 @@ func commands() []command {
 		{"health", "[--ready] [--url URL]", "ask a running service whether it is alive (or ready); exit status 1 if not", (*Main).runHealth},
 		{"list", "[--status S] [--name N] [--transaction-id ID] [--created-after T] [--limit N] [--cursor C] [--all]", "list sagas, newest first", (*Main).runList},
 		{"show", "ID", "show a saga with its steps and events", (*Main).runShow},
-		{"submit", "FILE|- [--wait 30s]", "submit a saga definition (JSON) and optionally wait for its end", (*Main).runSubmit},
+		{"submit", "FILE|- [--wait 30s] [--idempotency-key K]", "submit a saga definition (JSON) with an idempotency key (printed) and optionally wait for its end", (*Main).runSubmit},
 		{"pause", "ID", "pause a saga between steps", controlCommand("pause")},
 		{"resume", "ID", "resume a paused saga", controlCommand("resume")},
 		{"cancel", "ID", "cancel a saga (its completed steps are compensated)", controlCommand("cancel")},

@@ -312,8 +312,15 @@ func openStore(ctx, bgCtx context.Context, cfg Config, logger *slog.Logger, mx *
 		return memory.New(memory.Config{}), nil
 	}
 
+	sealer, err := cfg.sealer()
+	if err != nil {
+		return nil, err
+	}
+	if sealer != nil {
+		logger.Info("secret header values of definitions are encrypted at rest", "keys", len(cfg.DefinitionKeys))
+	}
 	if cfg.SQLitePath != "" {
-		return openSQLite(ctx, cfg, logger, mx)
+		return openSQLite(ctx, cfg, sealer, logger, mx)
 	}
 
 	// The pool gauges follow whichever PostgreSQL store is in use.
@@ -328,7 +335,9 @@ func openStore(ctx, bgCtx context.Context, cfg Config, logger *slog.Logger, mx *
 	})
 	var sizingChecked atomic.Bool
 	connect := func(ctx context.Context) (*postgres.Store, error) {
-		pg, err := postgres.Open(ctx, dbConfig(cfg, logger, mx.ObserveDB))
+		pcfg := dbConfig(cfg, logger, mx.ObserveDB)
+		pcfg.Sealer = sealer
+		pg, err := postgres.Open(ctx, pcfg)
 		if err != nil {
 			return nil, err
 		}
@@ -355,6 +364,12 @@ func openStore(ctx, bgCtx context.Context, cfg Config, logger *slog.Logger, mx *
 		return pg, nil
 	case err != nil && ctx.Err() != nil:
 		return nil, fmt.Errorf("open database: %w", err)
+	case errors.Is(err, saga.ErrAccessRefused):
+		// Memory mode is for a database that does not answer; one that
+		// answers and refuses is misconfigured, and would refuse forever.
+		return nil, fmt.Errorf("DATABASE_URL %s: the database answered and refused the connection; "+
+			"fix the user, password or database name (this is a configuration error, not an outage): %w",
+			redactURL(cfg.DatabaseURL), err)
 	case err != nil:
 		logger.Warn("DATABASE UNREACHABLE: starting in MEMORY mode; sagas accepted now are NOT durable "+
 			"(\"durable\": false) until the database answers; reconnecting in the background",
@@ -477,13 +492,14 @@ func checkPoolSizing(ctx context.Context, pg *postgres.Store, cfg Config, logger
 // A file that cannot be opened (or that another process holds) stops the
 // start: unlike an unreachable PostgreSQL, it is no outage to ride out in
 // memory.
-func openSQLite(ctx context.Context, cfg Config, logger *slog.Logger, mx *metrics.Metrics) (saga.Store, error) {
+func openSQLite(ctx context.Context, cfg Config, sealer *saga.Sealer, logger *slog.Logger, mx *metrics.Metrics) (saga.Store, error) {
 	st, err := sqlite.Open(ctx, sqlite.Config{
 		Path:       cfg.SQLitePath,
 		InstanceID: cfg.InstanceID,
 		SlowQuery:  cfg.SlowQuery,
 		Logger:     logger,
 		Observe:    mx.ObserveDB,
+		Sealer:     sealer,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open DATABASE_URL %s: %w", cfg.DatabaseURL, err)
@@ -531,6 +547,11 @@ func (s *service) shutdown() error {
 	}
 	if s.engine != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), engineStopTimeout)
+		if s.inMemory() {
+			// Handing the sagas back, as Stop does, would lose them: no
+			// database keeps them for another instance. Let them end first.
+			s.drainMemory(ctx)
+		}
 		if err := s.engine.Stop(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("stop engine: %w", err))
 		}
