@@ -43,6 +43,9 @@ type Saga struct {
 	// Durable is false when the saga lives only in memory (no database, or
 	// the database was unreachable when it was accepted). Not stored.
 	Durable bool
+	// LegalHold keeps the saga from cleanup whatever its age, until the
+	// hold is cleared (Store.SetLegalHold).
+	LegalHold bool
 
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
@@ -108,6 +111,10 @@ const (
 	EventCompensationCompleted EventType = "CompensationCompleted"
 	EventCompensationFailed    EventType = "CompensationFailed"
 	EventCompensationRetrying  EventType = "CompensationRetrying"
+	// EventCompensationNotNeeded: a step that completed (or may have acted)
+	// is left as it is when the saga compensates, because its definition
+	// has no compensation.
+	EventCompensationNotNeeded EventType = "CompensationNotNeeded"
 	// EventCallWithdrawn: a call written as started did not go out after
 	// all (a pause, cancel or deadline came first, or the instance stopped).
 	EventCallWithdrawn    EventType = "CallWithdrawn"
@@ -157,6 +164,8 @@ type Stats struct {
 type Health struct {
 	Durable          bool          // false: in-memory
 	Mode             string        // "durable" or "memory"
+	Backend          string        // the store serving: "postgres", "sqlite" or "memory"
+	Path             string        // the database file of the SQLite store; empty otherwise
 	RoundTrip        time.Duration // one database round trip; 0 in memory
 	PoolTotal        int32
 	PoolIdle         int32
@@ -164,4 +173,12 @@ type Health struct {
 	PoolMax          int32
 	MigrationVersion int64
 	Error            string // why the store is not healthy, if it is not
+	// Replicas are the read replicas (none unless configured); a replica
+	// that is not usable does not make the store unhealthy: reads go to
+	// the primary.
+	Replicas []ReplicaHealth
+	// Unreachable is set with Error when the backend could not be reached
+	// at all (refused or lost connections), as opposed to answering slowly
+	// or wrongly.
+	Unreachable bool
 }

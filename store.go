@@ -53,8 +53,9 @@ type Store interface {
 	// t.LeaseFor. ErrNotFound when the saga does not exist.
 	//
 	// A transition is recognised by the id of its first event, which its
-	// writer fixes: when the store holds that event already (an earlier
-	// attempt committed and its answer was lost), nothing is written and
+	// writer fixes (the engine does when it builds a transition): when the
+	// store holds that event already (an earlier attempt committed and its
+	// answer was lost with the connection), nothing is written again and
 	// the answer is that of the store as it is, with EventSeq the seq of
 	// the transition's last event, whoever holds the lease by then.
 	Apply(ctx context.Context, t Transition) (Applied, error)
@@ -88,8 +89,21 @@ type Store interface {
 	// Cancelled, TimedOut) whose completed_at is older than now() - age, with
 	// their rows in every table, at most batch sagas per transaction, and
 	// returns how many it deleted. Failed sagas are kept: they wait for an
-	// operator.
+	// operator; so are sagas under legal hold.
 	DeleteFinished(ctx context.Context, age time.Duration, batch int) (int, error)
+
+	// DeleteExpired is DeleteFinished with an age per end status (see
+	// Retention.For): it deletes the sagas that ended in a status that
+	// cleanup deletes longer ago than that status's retention, other than
+	// those under legal hold, at most batch per transaction, and returns
+	// how many it deleted. DeleteFinished(age) is
+	// DeleteExpired(UniformRetention(age)).
+	DeleteExpired(ctx context.Context, r Retention, batch int) (int, error)
+
+	// SetLegalHold sets (hold = true) or clears the legal hold of a saga,
+	// which keeps cleanup from deleting it, and returns the saga (without
+	// steps) as it is after. ErrNotFound when there is no such saga.
+	SetLegalHold(ctx context.Context, id ID, hold bool) (*Saga, error)
 
 	// Health reports on the store's backend.
 	Health(ctx context.Context) Health

@@ -258,7 +258,8 @@ type submission struct {
 // newSubmission builds the submission of def as saga id. With leased (a
 // worker slot is free), the machine's first decision at now (the saga
 // started, its first steps started) is written with the saga itself,
-// leased to owner for leaseFor; unless it is not the usual first
+// leased to owner for leaseFor (or the whole of the first calls, see
+// callLease); unless it is not the usual first
 // decision (the instance is stopping, say): then the saga is created
 // runnable, for a claim to decide.
 func newSubmission(def saga.Definition, id saga.ID, owner string, leased bool, now time.Time, stopping bool, leaseFor time.Duration) submission {
@@ -273,14 +274,15 @@ func newSubmission(def saga.Definition, id saga.ID, owner string, leased bool, n
 		return sub
 	}
 	p := newPlan(&s.Definition)
+	s.OwnerID, s.LeaseEpoch = owner, 1 // as CreateSaga leases it
 	d := decide(&input{s: s, plan: p, now: now, stopping: stopping, leaseFor: leaseFor})
 	if d.err != nil || d.exit || len(d.start) == 0 {
+		s.OwnerID, s.LeaseEpoch = "", 0
 		return sub
 	}
-	s.OwnerID = owner
 	s.ApplyTransition(d.t, time.Time{})
 	sub.events = append(sub.events, d.t.Events...)
-	sub.leaseFor, sub.plan, sub.first = leaseFor, p, d.start
+	sub.leaseFor, sub.plan, sub.first = callLease(leaseFor, d.start), p, d.start
 	return sub
 }
 
@@ -430,27 +432,42 @@ func (c *Coordinator) renewLoop(ctx context.Context) {
 // stops the runners whose lease was lost.
 func (c *Coordinator) renewOnce(ctx context.Context) error {
 	c.mu.Lock()
-	leases := make(map[saga.ID]int64, len(c.runners))
+	now := c.now()
+	// Leases are renewed for LeaseDuration, or longer while a call whose
+	// timeout outlasts that is in flight: one RenewLeases per duration.
+	groups := make(map[time.Duration]map[saga.ID]int64, 1)
 	asked := make(map[saga.ID]*runner, len(c.runners))
 	for id, r := range c.runners {
-		if !r.finishing.Load() {
-			leases[id] = r.lease.Epoch
-			asked[id] = r
+		if r.finishing.Load() {
+			continue
 		}
+		d := r.renewFor(now)
+		if groups[d] == nil {
+			groups[d] = make(map[saga.ID]int64, len(c.runners))
+		}
+		groups[d][id] = r.lease.Epoch
+		asked[id] = r
 	}
 	c.mu.Unlock()
-	if len(leases) == 0 {
+	if len(asked) == 0 {
 		return nil
 	}
-	start := c.now()
-	renewed, err := c.store.RenewLeases(ctx, c.cfg.InstanceID, leases, c.cfg.LeaseDuration)
-	if err != nil {
-		c.stopExpired(asked)
-		return fmt.Errorf("renew leases: %w", err)
+	kept := make(map[saga.ID]time.Duration, len(asked))
+	var errs []error
+	for d, leases := range groups {
+		start := c.now()
+		renewed, err := c.store.RenewLeases(ctx, c.cfg.InstanceID, leases, d)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, id := range renewed {
+			kept[id] = start + d
+		}
 	}
-	kept := make(map[saga.ID]bool, len(renewed))
-	for _, id := range renewed {
-		kept[id] = true
+	if len(errs) > 0 {
+		c.stopExpired(asked)
+		return fmt.Errorf("renew leases: %w", errors.Join(errs...))
 	}
 	c.mu.Lock()
 	var lost []*runner
@@ -460,8 +477,8 @@ func (c *Coordinator) renewOnce(ctx context.Context) error {
 			// (a newer epoch) this renewal did not ask about.
 			continue
 		}
-		if kept[id] {
-			r.extendLease(start)
+		if end, ok := kept[id]; ok {
+			r.extendLeaseTo(end)
 		} else if !r.finishing.Load() {
 			lost = append(lost, r)
 		}

@@ -113,6 +113,15 @@ func exportCalls(cs []*call) []Call {
 	return out
 }
 
+// Refused records that the store refused the write of the last decision
+// for good (an error wrapping saga.ErrRefused), as a runner does when that
+// decision recorded outcomes: the next decision records them as failed
+// by the engine instead.
+func (l *Loop) Refused(err error) { l.l.refusedWrite(err) }
+
+// DecidedOutcomes reports how many outcomes the last decision recorded.
+func (l *Loop) DecidedOutcomes() int { return len(l.l.in.outcomes) }
+
 // Written records that t (a decision's Transition) was written and the
 // store answered a.
 func (l *Loop) Written(t saga.Transition, a saga.Applied) { l.l.written(t, a) }
@@ -168,6 +177,7 @@ type Submission struct {
 	// calls of its first decision started.
 	LeaseFor time.Duration
 	sub      submission
+	leaseFor time.Duration // the lease duration
 }
 
 // NewSubmission builds what Submit writes for def as saga id: with
@@ -176,7 +186,7 @@ type Submission struct {
 // reads it) written with it.
 func NewSubmission(def saga.Definition, id saga.ID, owner string, leased bool, now time.Time, leaseFor time.Duration) *Submission {
 	sub := newSubmission(def, id, owner, leased, now, false, leaseFor)
-	return &Submission{Saga: sub.s, Events: sub.events, LeaseFor: sub.leaseFor, sub: sub}
+	return &Submission{Saga: sub.s, Events: sub.events, LeaseFor: sub.leaseFor, sub: sub, leaseFor: leaseFor}
 }
 
 // Loop returns the loop of the saga created from a leased submission
@@ -186,5 +196,5 @@ func (s *Submission) Loop(created *saga.Saga, clock func() time.Duration) *Loop 
 	if len(created.Steps) != len(s.sub.s.Steps) {
 		created.Steps = s.sub.s.Steps
 	}
-	return &Loop{l: newLoop(cloneSaga(created), false, s.sub.plan, s.sub.first, s.sub.leaseFor, clock)}
+	return &Loop{l: newLoop(cloneSaga(created), false, s.sub.plan, s.sub.first, s.leaseFor, clock)}
 }

@@ -39,6 +39,7 @@ type loop struct {
 	claimed  bool
 	// checkpoint is the checkpoint a claimed saga was restored from.
 	checkpoint *saga.Checkpoint
+	in         input // the input of the current decision
 }
 
 // newLoop returns the loop of s, claimed or created here with the calls
@@ -81,9 +82,10 @@ func newLoop(s *saga.Saga, claimed bool, p *plan, unsent []*call, leaseFor time.
 	return l
 }
 
-// input is what the loop knows, for decide.
+// input is what the loop knows, for decide. It is the loop's own field,
+// overwritten at each decision: decide keeps nothing of it.
 func (l *loop) input(stopping bool) *input {
-	return &input{
+	l.in = input{
 		s:          l.s,
 		plan:       l.plan,
 		now:        l.estimatedDBNow(),
@@ -96,6 +98,7 @@ func (l *loop) input(stopping bool) *input {
 		stopping:   stopping,
 		leaseFor:   l.leaseFor,
 	}
+	return &l.in
 }
 
 // decided forgets what the decision d took in: the outcomes and unsent
@@ -106,14 +109,28 @@ func (l *loop) decided(d *decision) {
 }
 
 // transition returns d's transition fenced on the lease, extending it
-// unless it releases the saga.
+// (for the whole of the calls it starts, see callLease) unless it
+// releases the saga.
 func (l *loop) transition(d *decision) saga.Transition {
 	t := d.t
 	t.SagaID, t.Lease, t.LeaseFor = l.id, l.lease, l.leaseFor
+	if len(d.start) > 0 {
+		t.LeaseFor = callLease(l.leaseFor, d.start)
+	}
 	if t.Release {
 		t.LeaseFor = 0
 	}
 	return t
+}
+
+// refusedWrite goes back to the input of the decision whose write the
+// store refused for good (saga.ErrRefused, err): the outcomes it recorded
+// are to be recorded as failed by the engine instead (see
+// refusedOutcomes), with the same unsent calls and retry times.
+func (l *loop) refusedWrite(err error) {
+	in := &l.in
+	l.outcomes = refusedOutcomes(in.outcomes, err)
+	l.unsent, l.claimed, l.retryAt = in.unsent, in.claimed, in.retryAt
 }
 
 // probeDecision is a write of nothing but the lease (to renew it, or to
@@ -152,7 +169,8 @@ func (l *loop) stored(t saga.Transition, applied saga.Applied) *saga.Saga {
 	next.Control = applied.Control
 	next.EventSeq = applied.EventSeq
 	if next.Control != saga.ControlNone {
-		next.NextRunAt = &now
+		due := now
+		next.NextRunAt = &due
 	}
 	if !t.Release && !applied.LeaseExpiresAt.IsZero() {
 		next.LeaseExpiresAt = new(applied.LeaseExpiresAt)

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	saga "github.com/tracseq/transaction-service"
 	"github.com/tracseq/transaction-service/participant"
 )
@@ -30,21 +32,27 @@ const claimDueMargin = 20 * time.Millisecond
 // Its fields below the atomics are touched by its own goroutine only.
 type runner struct {
 	c      *Coordinator
+	name   string          // the saga's: read by other goroutines (logs), never changed
 	ctx    context.Context // cancelled when the lease is lost or on a hard stop
 	cancel context.CancelFunc
 	poke   chan struct{} // an operator request arrived
 
 	logOnce sync.Once
 	log     *slog.Logger // with the saga's attributes: built on first use, see logger
-	name    string       // the saga's name, for the logger: read by other goroutines
 
 	lost      atomic.Bool
 	finishing atomic.Bool  // writing its releasing transition: not renewed
 	leaseEnd  atomic.Int64 // local estimate of the lease expiry (Coordinator.now)
+	// holdUntil is when (Coordinator.now) the longest call in flight may
+	// still be answered: renewals keep the lease at least that long.
+	holdUntil atomic.Int64
 
 	loop
 	results chan outcome // outcomes of calls sent on their own goroutine
 	sawStop bool
+	// refused is the error of the last write the store refused for good
+	// (saga.ErrRefused).
+	refused error
 }
 
 // newRunner returns the runner of s, leased by a claim or create sent at
@@ -55,33 +63,63 @@ func newRunner(c *Coordinator, s *saga.Saga, sent time.Duration, claimed bool, p
 	ctx, cancel := context.WithCancel(c.runCtx)
 	r := &runner{
 		c:      c,
+		name:   s.Name,
 		ctx:    ctx,
 		cancel: cancel,
 		poke:   make(chan struct{}, 1),
-		name:   s.Name,
 		loop:   newLoop(s, claimed, p, unsent, c.cfg.LeaseDuration, c.now),
 	}
 	r.results = make(chan outcome, r.plan.maxParallel)
 	r.leaseEnd.Store(int64(sent + c.cfg.LeaseDuration))
+	if len(unsent) > 0 {
+		// Created here with these calls started, leased for them.
+		end := int64(sent + callLease(c.cfg.LeaseDuration, unsent))
+		r.leaseEnd.Store(end)
+		r.holdUntil.Store(end)
+	}
 	return r
 }
 
 // run is the runner's goroutine.
 func (r *runner) run() {
 	defer r.c.finish(r)
+	var span trace.Span
+	r.ctx, span = r.c.startRunSpan(r.ctx, r.s, r.claimed)
+	defer func() {
+		end := RunReleased
+		switch {
+		case r.lost.Load():
+			end = RunLostLease
+		case r.s.Status.Terminal():
+			end = RunEnded
+		}
+		endRunSpan(span, r.s.Status, end)
+	}()
 	if r.claimed {
 		r.restore()
 	}
+	recovering := false
 	for {
-		d := decide(r.input(r.c.isStopping()))
+		in := r.input(r.c.isStopping())
+		d := decide(in)
 		if d.err != nil {
 			r.refuse(d)
 			return
 		}
 		r.decided(&d)
 		if d.write && !r.write(&d) {
-			return
+			if r.refused == nil || len(in.outcomes) == 0 || recovering {
+				return
+			}
+			// The store will never keep what came of the calls: record
+			// them as failed by the engine instead (the participant may
+			// have acted, so uncertain), and decide again.
+			r.logger().Error("the store refused the outcome of a call: failing the step", "error", r.refused)
+			r.refusedWrite(r.refused)
+			r.refused, recovering = nil, true
+			continue
 		}
+		recovering = false
 		r.observe(&d)
 		if d.exit {
 			return
@@ -145,11 +183,22 @@ func (r *runner) restore() {
 // failing.
 func (r *runner) write(d *decision) bool {
 	t := r.transition(d)
+	start := r.c.now()
+	if end := int64(start + t.LeaseFor); len(d.start) > 0 && end > r.holdUntil.Load() {
+		r.holdUntil.Store(end)
+	}
+	if hold := time.Duration(r.holdUntil.Load()) - start; !t.Release && hold > t.LeaseFor {
+		// The store sets the lease, it does not extend it: no write
+		// shortens the lease a call was allowed under, which may still be
+		// in flight (a graph's) and which the runner's estimate, the
+		// longest it was told, would outlast (the simulator found calls
+		// sent under a lease run out so).
+		t.LeaseFor = hold
+	}
 	if t.Release {
 		r.finishing.Store(true)
 	}
 	r.c.stampEvents(t.Events)
-	start := r.c.now()
 	applied, err := r.apply(t)
 	if err != nil {
 		r.finishing.Store(false)
@@ -158,13 +207,15 @@ func (r *runner) write(d *decision) bool {
 			r.loseLease("write refused")
 		case r.ctx.Err() != nil:
 			// Stopped: the lease runs out and another claim continues.
+		case errors.Is(err, saga.ErrRefused):
+			r.refused = err
 		default:
 			r.logger().Error("write saga transition: giving up the saga until its lease expires", "error", err)
 		}
 		return false
 	}
 	if !t.Release {
-		r.extendLease(start)
+		r.extendLeaseTo(start + t.LeaseFor)
 	}
 	r.written(t, applied)
 	if t.Release && applied.Control != saga.ControlNone {
@@ -196,7 +247,7 @@ func (r *runner) apply(t saga.Transition) (saga.Applied, error) {
 			return applied, nil
 		}
 		if errors.Is(err, saga.ErrLeaseLost) || errors.Is(err, saga.ErrNotFound) ||
-			errors.Is(err, saga.ErrInvalidTransition) || r.ctx.Err() != nil {
+			errors.Is(err, saga.ErrInvalidTransition) || errors.Is(err, saga.ErrRefused) || r.ctx.Err() != nil {
 			return applied, err
 		}
 		if left := until - r.c.now(); left < backoff {
@@ -214,6 +265,24 @@ func (r *runner) apply(t saga.Transition) (saga.Applied, error) {
 	}
 }
 
+// refusedOutcomes turns outcomes whose record the store refused into
+// permanent, uncertain failures that name why, without the participant's
+// answer.
+func refusedOutcomes(outs []outcome, err error) []outcome {
+	out := make([]outcome, len(outs))
+	for k, o := range outs {
+		o.res = participant.Result{
+			Outcome:    participant.OutcomePermanent,
+			StatusCode: o.res.StatusCode,
+			Error:      saga.StorableText("the store refused to keep the participant's answer: " + err.Error()),
+			Uncertain:  true,
+			Duration:   o.res.Duration,
+		}
+		out[k] = o
+	}
+	return out
+}
+
 // sendAsync makes each call on a goroutine of its own; await receives
 // their outcomes.
 func (r *runner) sendAsync(calls []*call) {
@@ -224,7 +293,8 @@ func (r *runner) sendAsync(calls []*call) {
 	}
 }
 
-// probe writes nothing but the lease, to learn a pending operator request.
+// probe writes nothing but the lease, to renew it or to learn a pending
+// operator request.
 func (r *runner) probe() bool {
 	d := r.probeDecision()
 	return r.write(&d)
@@ -283,18 +353,20 @@ func (r *runner) poked() bool {
 func (r *runner) invoke(ctx context.Context, cancel context.CancelFunc, c *call) outcome {
 	defer cancel()
 	res := r.c.cfg.Invoker.Invoke(ctx, c.Call)
+	endCallSpan(trace.SpanFromContext(ctx), res)
 	r.c.obs.StepAttempt(c.Kind, res.Outcome, res.Duration)
 	return newOutcome(c, res, r.c.cfg.Random)
 }
 
-// callContext returns the context of a call: the runner's, bounded by the
-// saga's deadline for actions.
+// callContext returns the context of a call: the runner's, with the call's
+// span, bounded by the saga's deadline for actions.
 func (r *runner) callContext(c *call) (context.Context, context.CancelFunc) {
+	ctx, _ := r.c.startCallSpan(r.ctx, c.Call)
 	if c.Kind == participant.KindAction && r.s.Deadline != nil {
 		left := max(r.s.Deadline.Sub(r.estimatedDBNow()), 0)
-		return context.WithTimeout(r.ctx, left)
+		return context.WithTimeout(ctx, left)
 	}
-	return r.ctx, func() {}
+	return ctx, func() {}
 }
 
 // observe reports a written decision to the metrics and the log.
@@ -341,9 +413,7 @@ func (r *runner) refuse(d decision) {
 
 // logger returns the runner's logger. It is built on first use: most
 // sagas log nothing, and a logger with attributes costs allocations and
-// formatting. It is called from other goroutines too (a lost lease is
-// reported by the renewer or the claim loop), so it reads nothing the
-// runner's goroutine changes.
+// formatting.
 func (r *runner) logger() *slog.Logger {
 	r.logOnce.Do(func() {
 		r.log = r.c.log.With("saga_id", r.id.String(), "saga_name", r.name)
@@ -351,10 +421,33 @@ func (r *runner) logger() *slog.Logger {
 	return r.log
 }
 
-// extendLease records that the lease was extended at start (the
-// coordinator's clock when the extending write was sent).
-func (r *runner) extendLease(start time.Duration) {
-	end := int64(start + r.c.cfg.LeaseDuration)
+// callLease returns how long the write that allows calls leases the
+// saga: the lease duration leaseFor, or, for a call that may outlast it, the whole
+// call and a margin, so that an owner that stalls meanwhile is not taken
+// over while its call may still be answered.
+func callLease(leaseFor time.Duration, calls []*call) time.Duration {
+	d := leaseFor
+	for _, cl := range calls {
+		d = max(d, cl.Request.Timeout()+leaseFor/3)
+	}
+	return d
+}
+
+// renewFor returns how long a renewal at now must lease the saga: the
+// lease duration, or up to the end of the longest call in flight.
+func (r *runner) renewFor(now time.Duration) time.Duration {
+	d := r.c.cfg.LeaseDuration
+	if left := time.Duration(r.holdUntil.Load()) - now; left > d {
+		// Whole seconds, so that runners share few renewal statements.
+		d = left.Truncate(time.Second) + time.Second
+	}
+	return d
+}
+
+// extendLeaseTo records that the lease was extended to end (the
+// coordinator's clock, from when the extending write was sent).
+func (r *runner) extendLeaseTo(end0 time.Duration) {
+	end := int64(end0)
 	for {
 		cur := r.leaseEnd.Load()
 		if cur >= end || r.leaseEnd.CompareAndSwap(cur, end) {

@@ -247,3 +247,44 @@ func TestSendsBesideStartsGoOut(t *testing.T) {
 		}
 	}
 }
+
+// Found by the simulator: the write that started a short call after a
+// long one (whose timeout outlasts the lease, so that it was leased for
+// the whole call) leased the saga for the short call alone. The store
+// sets the lease, so it shortened it; the runner still believed the long
+// one and, after a pause, sent a call under a lease run out. No write now
+// shortens the lease a call was allowed under.
+func TestWriteKeepsTheLeaseOfALongCall(t *testing.T) {
+	t.Parallel()
+	eachStore(t, func(t *testing.T, kind storeKind) {
+		b := setup(t, kind, func(c *engine.Config) { c.LeaseDuration = 300 * time.Millisecond })
+		held := make(chan struct{})
+		release := newGate(t)
+		b.stub.on("action", "b", func(n int, w http.ResponseWriter, r *http.Request) {
+			if n == 1 {
+				close(held)
+			}
+			release.handler()(n, w, r)
+		})
+		def := b.definition("long-then-short", "a", "b")
+		def.Steps[0].Action.TimeoutMs = 60_000 // leased for the whole call: a minute and more
+		def.Steps[1].Action.TimeoutMs = 50
+		s := b.submit(t, def)
+		select {
+		case <-held:
+		case <-time.After(20 * time.Second):
+			t.Fatal("the call of step b never came")
+		}
+		got, err := b.store.GetSaga(context.Background(), s.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.LeaseExpiresAt == nil || got.LeaseExpiresAt.Before(time.Now().Add(30*time.Second)) {
+			t.Errorf("lease expires at %v, during step b; want the minute step a was leased for kept", got.LeaseExpiresAt)
+		}
+		release.open()
+		if end := wait(t, b.coord, s.ID); end.Status != saga.SagaStatusCompleted {
+			t.Errorf("saga ended %s, want Completed", end.Status)
+		}
+	})
+}

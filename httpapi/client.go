@@ -130,6 +130,20 @@ func (c *Client) Control(ctx context.Context, id string, action string) (*SagaJS
 	return &out, nil
 }
 
+// SetLegalHold sets (hold = true) or clears the saga's legal hold and
+// returns the saga.
+func (c *Client) SetLegalHold(ctx context.Context, id string, hold bool) (*SagaJSON, error) {
+	method := http.MethodPost
+	if !hold {
+		method = http.MethodDelete
+	}
+	var out SagaJSON
+	if _, err := c.call(ctx, method, "/api/v1/sagas/"+url.PathEscape(id)+"/hold", nil, nil, &out); err != nil {
+		return nil, fmt.Errorf("set legal hold: %w", err)
+	}
+	return &out, nil
+}
+
 // Statistics returns the service's figures; window 0 means the server's
 // default (one hour).
 func (c *Client) Statistics(ctx context.Context, window time.Duration) (*StatsJSON, error) {

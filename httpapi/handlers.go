@@ -51,12 +51,19 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) error {
 				"differs from the Idempotency-Key header; give the key once, or the same in both")
 		}
 	}
+	takeTraceParent(r, &def)
 	if err := def.Validate(); err != nil {
 		return err
 	}
+	s.noteWrite(r)
 	sg, existed, err := s.coord.Submit(r.Context(), def)
 	if err != nil {
 		return fmt.Errorf("submit saga: %w", err)
+	}
+	if existed && !def.SameRequest(&sg.Definition) {
+		return saga.Errorf(codeIdempotencyConflict, "idempotency_key",
+			"idempotency_key reused with a different request: saga %s was submitted with key %s and another definition; send the same request to get that saga, or use a new key",
+			sg.ID, strconv.QuoteToASCII(def.IdempotencyKey))
 	}
 	if wait > 0 && !sg.Status.Terminal() {
 		sg, err = s.waitFor(r.Context(), sg, wait)
@@ -138,7 +145,7 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	sg, err := s.coord.Get(r.Context(), id)
+	sg, err := s.coord.Get(s.ReadContext(r), id)
 	if err != nil {
 		return notFound(fmt.Errorf("get saga: %w", err), id)
 	}
@@ -165,7 +172,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	if len(ve.Problems) > 0 {
 		return &ve
 	}
-	evs, err := s.coord.Events(r.Context(), id, afterSeq, int(limit))
+	evs, err := s.coord.Events(s.ReadContext(r), id, afterSeq, int(limit))
 	if err != nil {
 		return notFound(fmt.Errorf("list events: %w", err), id)
 	}
@@ -183,7 +190,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	page, err := s.coord.List(r.Context(), f)
+	page, err := s.coord.List(s.ReadContext(r), f)
 	if err != nil {
 		return fmt.Errorf("list sagas: %w", err)
 	}
@@ -297,6 +304,7 @@ func controlHandler(a saga.ControlAction) handlerFunc {
 		if err != nil {
 			return err
 		}
+		s.noteWrite(r)
 		sg, err := s.coord.Control(r.Context(), id, a)
 		switch {
 		case err == nil:
@@ -306,6 +314,25 @@ func controlHandler(a saga.ControlAction) handlerFunc {
 			return s.conflict(r.Context(), id, a)
 		}
 		return notFound(fmt.Errorf("%s saga: %w", a, err), id)
+	}
+}
+
+// holdHandler serves POST (hold = true) and DELETE of
+// /api/v1/sagas/{id}/hold: the saga's legal hold, which keeps cleanup from
+// deleting it. The answer is the saga, 200.
+func holdHandler(hold bool) handlerFunc {
+	return func(s *Server, w http.ResponseWriter, r *http.Request) error {
+		id, err := pathID(r)
+		if err != nil {
+			return err
+		}
+		s.noteWrite(r)
+		sg, err := s.coord.SetLegalHold(r.Context(), id, hold)
+		if err != nil {
+			return notFound(fmt.Errorf("set legal hold: %w", err), id)
+		}
+		s.writeJSON(w, http.StatusOK, NewSagaJSON(sg, false))
+		return nil
 	}
 }
 
@@ -339,7 +366,7 @@ func (s *Server) statistics(w http.ResponseWriter, r *http.Request) error {
 		}
 		window = d
 	}
-	st, err := s.coord.Statistics(r.Context(), window)
+	st, err := s.coord.Statistics(s.ReadContext(r), window)
 	if err != nil {
 		return fmt.Errorf("compute statistics: %w", err)
 	}
@@ -368,6 +395,9 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := context.WithTimeout(r.Context(), ReadyTimeoutDefault)
 	defer cancel()
 	h := s.coord.Health(ctx)
+	if h.Error != "" {
+		s.log.Warn("readiness: the store reports a problem", "error", h.Error, "request_id", requestIDFrom(ctx))
+	}
 	extraOK := s.readyCheck == nil || s.readyCheck(ctx)
 	out := newReadyJSON(h, extraOK, s.coord.InstanceID(), s.version)
 	status := http.StatusOK

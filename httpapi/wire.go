@@ -1,7 +1,9 @@
 package httpapi
 
 import (
+	"cmp"
 	"encoding/json"
+	"strconv"
 	"time"
 
 	saga "github.com/tracseq/transaction-service"
@@ -27,6 +29,7 @@ type SagaJSON struct {
 	Deadline       *time.Time         `json:"deadline"`
 	Error          string             `json:"error"`
 	Durable        bool               `json:"durable"`
+	LegalHold      bool               `json:"legal_hold"`
 	IdempotencyKey string             `json:"idempotency_key"`
 	ControlRequest saga.ControlAction `json:"control_request"`
 	OwnerID        string             `json:"owner_id"`
@@ -34,6 +37,10 @@ type SagaJSON struct {
 	// Steps are absent in lists and present when one saga is read.
 	MaxParallel int        `json:"max_parallel,omitzero"`
 	Steps       []StepJSON `json:"steps,omitzero"`
+	// Definition is the definition as submitted, present when one saga is
+	// read, with the values of its secret headers shown as [redacted] and
+	// its URLs' query values and user information redacted.
+	Definition *saga.Definition `json:"definition,omitempty"`
 }
 
 // StepJSON is one step of a saga.
@@ -42,7 +49,10 @@ type StepJSON struct {
 	Index int    `json:"index"`
 	// DependsOn names the steps this one waits for: the previous step in a
 	// chain, the definition's depends_on in a graph.
-	DependsOn    []string          `json:"depends_on"`
+	DependsOn []string `json:"depends_on"`
+	// Compensable is false when the step's definition has no compensation:
+	// it is left as it is when the saga compensates.
+	Compensable  bool              `json:"compensable"`
 	Status       saga.StepStatus   `json:"status"`
 	Attempts     int               `json:"attempts"`
 	Input        json.RawMessage   `json:"input"`
@@ -120,12 +130,16 @@ type HealthJSON struct {
 }
 
 // ReadyJSON is the answer of GET /health/ready. Status is "ready" (HTTP
-// 200) or "not_ready" (503). Persistence is "durable" or "memory"; in
-// memory mode the service is ready but Warning says that accepted sagas are
-// lost on restart. Database is null when no database is in use.
+// 200) or "not_ready" (503). Persistence names the store: "postgres",
+// "sqlite" or "memory"; Durable is false only in memory, where the service
+// is ready but Warning says that accepted sagas are lost on restart. Path
+// is the database file of the SQLite store. Database is null when no
+// database is in use.
 type ReadyJSON struct {
 	Status      string        `json:"status"`
 	Persistence string        `json:"persistence"`
+	Durable     bool          `json:"durable"`
+	Path        string        `json:"path,omitempty"`
 	InstanceID  string        `json:"instance_id"`
 	Version     string        `json:"version,omitempty"`
 	Database    *DatabaseJSON `json:"database"`
@@ -138,6 +152,19 @@ type DatabaseJSON struct {
 	RoundTripMs      float64  `json:"round_trip_ms"`
 	Pool             PoolJSON `json:"pool"`
 	MigrationVersion int64    `json:"migration_version"`
+	// Replicas are the read replicas (DATABASE_READ_URL), omitted when none
+	// is configured. One that is not usable does not make the service not
+	// ready: reads go to the primary.
+	Replicas []ReplicaJSON `json:"replicas,omitempty"`
+}
+
+// ReplicaJSON is one read replica in DatabaseJSON.
+type ReplicaJSON struct {
+	Name      string     `json:"name"` // "replica 1", … in the order of DATABASE_READ_URL
+	Usable    bool       `json:"usable"`
+	LagMs     float64    `json:"lag_ms"`
+	Error     string     `json:"error,omitempty"`
+	CheckedAt *time.Time `json:"checked_at"`
 }
 
 // PoolJSON is the connection pool in DatabaseJSON.
@@ -150,11 +177,16 @@ type PoolJSON struct {
 
 // Readiness and persistence words of ReadyJSON and HealthJSON.
 const (
+	// ReadyErrorDatabase is ReadyJSON.Error when the store reports a
+	// problem with its database, whatever it is.
+	ReadyErrorDatabase = "database unreachable"
 	StatusOK           = "ok"
 	StatusReady        = "ready"
 	StatusNotReady     = "not_ready"
-	PersistenceDurable = "durable"
-	PersistenceMemory  = "memory"
+	// The stores of ReadyJSON.Persistence.
+	PersistencePostgres = "postgres"
+	PersistenceSQLite   = "sqlite"
+	PersistenceMemory   = "memory"
 )
 
 // NewSagaJSON converts s to its wire form, with its steps when withSteps is
@@ -175,6 +207,7 @@ func NewSagaJSON(s *saga.Saga, withSteps bool) SagaJSON {
 		Deadline:       utc(s.Deadline),
 		Error:          s.Error,
 		Durable:        s.Durable,
+		LegalHold:      s.LegalHold,
 		IdempotencyKey: s.IdempotencyKey,
 		ControlRequest: s.Control,
 		OwnerID:        s.OwnerID,
@@ -189,6 +222,7 @@ func NewSagaJSON(s *saga.Saga, withSteps bool) SagaJSON {
 		for i := range s.Steps {
 			out.Steps[i] = newStepJSON(&s.Steps[i])
 			out.Steps[i].DependsOn = []string{}
+			out.Steps[i].Compensable = i < len(s.Definition.Steps) && s.Definition.Steps[i].Compensation != nil
 			if i < len(g.Deps) {
 				for _, j := range g.Deps[i] {
 					out.Steps[i].DependsOn = append(out.Steps[i].DependsOn, s.Definition.Steps[j].Name)
@@ -198,6 +232,10 @@ func NewSagaJSON(s *saga.Saga, withSteps bool) SagaJSON {
 		out.MaxParallel = 1
 		if !g.Chain {
 			out.MaxParallel = s.Definition.EffectiveMaxParallel()
+		}
+		if len(s.Definition.Steps) > 0 {
+			def := s.Definition.Redacted()
+			out.Definition = &def
 		}
 	}
 	return out
@@ -278,14 +316,28 @@ func newReadyJSON(h saga.Health, extraOK bool, instanceID, version string) Ready
 		Persistence: PersistenceMemory,
 		InstanceID:  instanceID,
 		Version:     version,
-		Error:       h.Error,
+	}
+	if h.Error != "" {
+		// The store's error names the database's user, host, port and name;
+		// this answer is open to anyone. The log has the details.
+		out.Error = ReadyErrorDatabase
 	}
 	if h.Durable {
-		out.Persistence = PersistenceDurable
+		out.Persistence = cmp.Or(h.Backend, PersistencePostgres)
+		out.Durable = true
+		out.Path = h.Path
 		out.Database = &DatabaseJSON{
 			RoundTripMs:      durationMs(h.RoundTrip),
 			Pool:             PoolJSON{Total: h.PoolTotal, Idle: h.PoolIdle, InUse: h.PoolInUse, Max: h.PoolMax},
 			MigrationVersion: h.MigrationVersion,
+		}
+		for i, r := range h.Replicas {
+			// Named by position, not by address: the endpoint is open.
+			rj := ReplicaJSON{Name: "replica " + strconv.Itoa(i+1), Usable: r.Usable, LagMs: durationMs(r.Lag), Error: r.Error}
+			if !r.CheckedAt.IsZero() {
+				rj.CheckedAt = utc(&r.CheckedAt)
+			}
+			out.Database.Replicas = append(out.Database.Replicas, rj)
 		}
 		if h.Error != "" {
 			out.Status = StatusNotReady

@@ -222,6 +222,29 @@ func (s *Store) Inspect(id saga.ID, fn func(*saga.Saga)) bool {
 	return ok
 }
 
+// Holds reports whether the store holds the saga id.
+func (s *Store) Holds(id saga.ID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.sagas[id]
+	return ok
+}
+
+// SagaOfKey returns a copy of the saga holding the idempotency key, with its
+// steps, or an error wrapping saga.ErrNotFound when none does.
+func (s *Store) SagaOfKey(ctx context.Context, key string) (*saga.Saga, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("find saga of idempotency key: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id, ok := s.keys[key]
+	if !ok || key == "" {
+		return nil, fmt.Errorf("find saga of idempotency key %q: %w", key, saga.ErrNotFound)
+	}
+	return cloneSaga(s.sagas[id].saga, true), nil
+}
+
 // comparePos compares positions (created_at, id) of the newest-first order
 // of ListSagas: negative when a comes first (is newer).
 func comparePos(aAt time.Time, aID saga.ID, bAt time.Time, bID saga.ID) int {
@@ -558,6 +581,20 @@ func finished(st saga.SagaStatus) bool {
 // more than age ago, batch at a time (DeleteBatchDefault when batch <= 0),
 // and returns how many it deleted.
 func (s *Store) DeleteFinished(ctx context.Context, age time.Duration, batch int) (int, error) {
+	if age < 0 {
+		return 0, fmt.Errorf("delete finished sagas: age %v is negative", age)
+	}
+	return s.DeleteExpired(ctx, saga.UniformRetention(age), batch)
+}
+
+// DeleteExpired deletes the sagas whose end status's retention has passed
+// (none under legal hold), batch at a time; see saga.Store.
+func (s *Store) DeleteExpired(ctx context.Context, r saga.Retention, batch int) (int, error) {
+	for _, st := range saga.RetainedStatuses {
+		if age, _ := r.For(st); age < 0 {
+			return 0, fmt.Errorf("delete finished sagas: retention %v of %s is negative", age, st)
+		}
+	}
 	if batch <= 0 {
 		batch = DeleteBatchDefault
 	}
@@ -566,7 +603,7 @@ func (s *Store) DeleteFinished(ctx context.Context, age time.Duration, batch int
 		if err := ctx.Err(); err != nil {
 			return deleted, fmt.Errorf("delete finished sagas: %w", err)
 		}
-		n := s.deleteBatch(age, batch)
+		n := s.deleteBatch(r, batch)
 		deleted += n
 		if n < batch {
 			return deleted, nil
@@ -574,18 +611,19 @@ func (s *Store) DeleteFinished(ctx context.Context, age time.Duration, batch int
 	}
 }
 
-// deleteBatch deletes up to batch finished sagas older than age.
-func (s *Store) deleteBatch(age time.Duration, batch int) int {
+// deleteBatch deletes up to batch sagas whose retention has passed.
+func (s *Store) deleteBatch(r saga.Retention, batch int) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cutoff := s.clock().Add(-age)
+	now := s.clock()
 	n := 0
 	for _, e := range s.sagas {
 		if n == batch {
 			break
 		}
 		sg := e.saga
-		if finished(sg.Status) && sg.CompletedAt != nil && sg.CompletedAt.Before(cutoff) {
+		age, ok := r.For(sg.Status)
+		if ok && !sg.LegalHold && sg.CompletedAt != nil && sg.CompletedAt.Before(now.Add(-age)) {
 			s.remove(e)
 			n++
 		}
@@ -593,9 +631,28 @@ func (s *Store) deleteBatch(age time.Duration, batch int) int {
 	return n
 }
 
+// SetLegalHold sets or clears the saga's legal hold; see saga.Store.
+func (s *Store) SetLegalHold(ctx context.Context, id saga.ID, hold bool) (*saga.Saga, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("set legal hold: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.sagas[id]
+	if !ok {
+		return nil, fmt.Errorf("set legal hold of saga %s: %w", id, saga.ErrNotFound)
+	}
+	e.saga.LegalHold = hold
+	e.saga.UpdatedAt = s.clock()
+	return cloneSaga(e.saga, false), nil
+}
+
+// Backend is the Health.Backend of the store.
+const Backend = "memory"
+
 // Health reports the memory mode: never durable, always healthy.
 func (s *Store) Health(context.Context) saga.Health {
-	return saga.Health{Durable: false, Mode: "memory"}
+	return saga.Health{Durable: false, Mode: "memory", Backend: Backend}
 }
 
 // Close does nothing: the store holds no outside resources. The store stays

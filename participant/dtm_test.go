@@ -87,7 +87,7 @@ func TestInvokeDTM(t *testing.T) {
 	c := participant.New(participant.Config{})
 	call := participant.Call{
 		SagaID: saga.NewID(), TransactionID: saga.NewID(), StepIndex: 1, StepName: "02",
-		Kind: participant.KindCompensation, Attempt: 1,
+		Kind: participant.KindCompensation, Attempt: 1, Epoch: 7,
 		Request: saga.Request{
 			Method: http.MethodPost, URL: srv.URL + "/TransIn?gid=g-1&keep=yes",
 			Body: []byte(`{"amount": 30}`), Protocol: saga.ProtocolDTM,
@@ -111,7 +111,8 @@ func TestInvokeDTM(t *testing.T) {
 	if k := s.header.Get("Idempotency-Key"); k != call.IdempotencyKey() {
 		t.Errorf("Idempotency-Key %q, want %q", k, call.IdempotencyKey())
 	}
-	if s.header.Get("X-Saga-Id") != call.SagaID.String() || s.header.Get("X-Tenant") != "lab" {
+	if s.header.Get("X-Saga-Id") != call.SagaID.String() || s.header.Get("X-Tenant") != "lab" ||
+		s.header.Get("X-Saga-Attempt-Epoch") != "7" {
 		t.Errorf("headers %v", s.header)
 	}
 

@@ -10,8 +10,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
+
+	"go.opentelemetry.io/otel/propagation"
 
 	saga "github.com/tracseq/transaction-service"
 )
@@ -41,6 +44,11 @@ type Call struct {
 	// Outputs holds the outputs of the completed steps the call may depend
 	// on, by step name.
 	Outputs map[string]json.RawMessage
+	// Epoch is the fencing epoch of the lease the call is made under; it
+	// goes out as X-Saga-Attempt-Epoch so that a participant can refuse a
+	// call from an owner that has since been fenced off (a higher epoch
+	// was seen). 0: not sent.
+	Epoch int64
 }
 
 // IdempotencyKey returns the key participants use to recognise a repeated
@@ -105,11 +113,17 @@ var ErrBodyTooLarge = errors.New("participant answer exceeds the body size limit
 type Config struct {
 	// MaxBodyBytes bounds the answer body read (default 1 MiB).
 	MaxBodyBytes int64
-	// MaxConnsPerHost bounds the connections to one participant host, and
-	// the idle connections kept for reuse (default 256).
+	// MaxConnsPerHost bounds the calls in flight, and so the connections,
+	// to one participant host, and the idle connections kept for reuse
+	// (default 256). They are shared fairly among the host's endpoints: one
+	// endpoint may hold at most half of what the others leave free (see
+	// limit.go), so that a hanging endpoint cannot stall the others.
 	MaxConnsPerHost int
 	// Transport replaces the HTTP transport (tests).
 	Transport http.RoundTripper
+	// Observe, when set, is told of every call: the host (host:port) of
+	// its URL, its outcome and its duration (per-host metrics).
+	Observe func(host string, outcome Outcome, d time.Duration)
 }
 
 // Client calls participants. It is safe for concurrent use and keeps its
@@ -117,14 +131,16 @@ type Config struct {
 type Client struct {
 	http    *http.Client
 	maxBody int64
+	limit   *hostLimiter
+	observe func(host string, outcome Outcome, d time.Duration)
 }
 
 // New returns a Client with one shared transport sized for many concurrent
 // calls.
 func New(cfg Config) *Client {
+	conns := cmp.Or(cfg.MaxConnsPerHost, MaxConnsPerHostDefault)
 	rt := cfg.Transport
 	if rt == nil {
-		conns := cmp.Or(cfg.MaxConnsPerHost, MaxConnsPerHostDefault)
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxConnsPerHost = conns
 		tr.MaxIdleConnsPerHost = conns
@@ -139,10 +155,15 @@ func New(cfg Config) *Client {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 		maxBody: cmp.Or(cfg.MaxBodyBytes, MaxBodyBytesDefault),
+		limit:   newHostLimiter(conns),
+		observe: cfg.Observe,
 	}
 }
 
 var jsonNull = json.RawMessage("null")
+
+// traceContext writes the W3C traceparent (and tracestate) of a call.
+var traceContext = propagation.TraceContext{}
 
 // nullIfEmpty returns raw, or JSON null when raw is empty.
 func nullIfEmpty(raw json.RawMessage) json.RawMessage {
@@ -160,7 +181,19 @@ func (c *Client) Invoke(ctx context.Context, call Call) Result {
 	start := time.Now()
 	res := c.invoke(ctx, call)
 	res.Duration = time.Since(start)
+	if c.observe != nil {
+		c.observe(urlHost(call.Request.URL), res.Outcome, res.Duration)
+	}
 	return res
+}
+
+// urlHost returns the host:port of rawURL, or "" when it has none.
+func urlHost(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return ""
+	}
+	return u.Host
 }
 
 func (c *Client) invoke(ctx context.Context, call Call) Result {
@@ -171,6 +204,15 @@ func (c *Client) invoke(ctx context.Context, call Call) Result {
 	if err != nil {
 		return Result{Outcome: OutcomePermanent, Error: storableError(err.Error())}
 	}
+	host, endpoint := limitKeys(req.URL)
+	release, err := c.limit.acquire(ctx, host, endpoint)
+	if err != nil {
+		// Never sent: certain.
+		return Result{Outcome: OutcomeTransient, Error: storableError(fmt.Sprintf(
+			"timeout: no connection to %s came free for this call (the host's %d connections, PARTICIPANT_MAX_CONNS_PER_HOST, were in use): %v",
+			req.URL.Host, c.limit.perHost, err))}
+	}
+	defer release()
 	resp, err := c.http.Do(req)
 	if err != nil {
 		outcome, uncertain := Classify(0, err)
@@ -240,7 +282,13 @@ func (c *Client) newRequest(ctx context.Context, call Call) (*http.Request, erro
 	h["X-Saga-Id"] = []string{sagaID}
 	h["X-Transaction-Id"] = []string{call.TransactionID.String()}
 	h["X-Saga-Step"] = []string{strconv.Itoa(call.StepIndex)}
+	if call.Epoch > 0 {
+		h["X-Saga-Attempt-Epoch"] = []string{strconv.FormatInt(call.Epoch, 10)}
+	}
 	h["Accept"] = acceptJSON
+	// The call's span (or, untraced, the saga's stored trace) goes on to
+	// the participant as traceparent; nothing is written without one.
+	traceContext.Inject(ctx, propagation.HeaderCarrier(h))
 	if body != nil {
 		h["Content-Type"] = contentTypeJSON
 	}

@@ -33,7 +33,7 @@ func (s *Store) ClaimSagas(ctx context.Context, owner string, leaseFor time.Dura
 		defer rows.Close()
 		claimed = claimed[:0]
 		for rows.Next() {
-			sg, err := scanSaga(rows)
+			sg, err := scanSaga(rows, s.sealer)
 			if err != nil {
 				return err
 			}
@@ -128,7 +128,7 @@ func (s *Store) RequestControl(ctx context.Context, id saga.ID, action saga.Cont
 	}
 	err = retry(ctx, func(ctx context.Context) error {
 		var err error
-		sg, err = scanSaga(s.pool.QueryRow(ctx, sqlRequestControl, id, string(action), statuses))
+		sg, err = scanSaga(s.pool.QueryRow(ctx, sqlRequestControl, id, string(action), statuses), s.sealer)
 		return err
 	})
 	if err == nil {

@@ -68,7 +68,7 @@ func (s *Store) Import(ctx context.Context, r saga.SagaRecord) (existed bool, er
 		return false, errors.New("import saga: no saga given")
 	}
 	doing := "import saga " + r.Saga.ID.String()
-	args, err := importArgs(r)
+	args, err := importArgs(r, s.sealer)
 	if err != nil {
 		return false, fmt.Errorf("%s: %w", doing, err)
 	}
@@ -97,7 +97,7 @@ func micro(t *time.Time) *time.Time {
 
 // importArgs returns the arguments of sqlImport. Times are kept at
 // microsecond precision, truncated.
-func importArgs(r saga.SagaRecord) ([]any, error) {
+func importArgs(r saga.SagaRecord, sealer *saga.Sealer) ([]any, error) {
 	sg := r.Saga
 	if sg.ID.IsZero() {
 		return nil, errors.New("the saga has no id")
@@ -116,7 +116,7 @@ func importArgs(r saga.SagaRecord) ([]any, error) {
 	if updatedAt.IsZero() {
 		updatedAt = createdAt
 	}
-	def, err := json.Marshal(sg.Definition)
+	def, err := sealer.EncodeDefinition(&sg.Definition)
 	if err != nil {
 		return nil, fmt.Errorf("encode definition: %w", err)
 	}
@@ -185,6 +185,6 @@ func importArgs(r saga.SagaRecord) ([]any, error) {
 		nullString(sg.CompensateTo), nullString(sg.Control), sg.Deadline,
 		nullString(sg.OwnerID), sg.LeaseExpiresAt, sg.LeaseEpoch, sg.NextRunAt, eventSeq,
 		createdAt, updatedAt, sg.StartedAt, sg.CompletedAt,
-		stepsJSON, compsJSON, eventsJSON, checkpointsJSON,
+		stepsJSON, compsJSON, eventsJSON, checkpointsJSON, sg.LegalHold,
 	}, nil
 }

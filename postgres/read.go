@@ -3,10 +3,13 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	saga "github.com/tracseq/transaction-service"
 )
@@ -28,21 +31,42 @@ func (s *Store) GetSaga(ctx context.Context, id saga.ID) (sg *saga.Saga, err err
 // loadSaga reads a saga and its steps in one round trip, from one
 // snapshot (a read-only repeatable-read transaction), retrying transient
 // errors. pgx.ErrNoRows when there is no such saga.
+// resolveCreate finds out whether the saga id exists, after a create whose
+// commit went unanswered: the saga, an error wrapping saga.ErrNotFound when
+// it does not exist, or the last error when the database did not answer
+// within resolveTimeout (or ctx).
+func (s *Store) resolveCreate(ctx context.Context, id saga.ID) (*saga.Saga, error) {
+	ctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+	defer cancel()
+	for attempt := 1; ; attempt++ {
+		sg, err := s.loadSaga(ctx, id)
+		switch {
+		case err == nil:
+			return sg, nil
+		case errors.Is(err, pgx.ErrNoRows):
+			return nil, fmt.Errorf("saga %s: %w", id, saga.ErrNotFound)
+		}
+		if werr := backoff(ctx, min(attempt, 6)); werr != nil {
+			return nil, errors.Join(err, werr)
+		}
+	}
+}
+
 func (s *Store) loadSaga(ctx context.Context, id saga.ID) (*saga.Saga, error) {
 	var sg *saga.Saga
-	err := retry(ctx, func(ctx context.Context) error {
+	err := retry(ctx, s.reading(func(ctx context.Context, pool *pgxpool.Pool) error {
 		b := &pgx.Batch{}
 		b.Queue(sqlBeginSnapshot)
 		b.Queue(sqlGetSaga, id)
 		b.Queue(sqlGetSteps, []saga.ID{id})
 		b.Queue(sqlCommit)
-		br := s.pool.SendBatch(ctx, b)
+		br := pool.SendBatch(ctx, b)
 		defer br.Close()
 		if _, err := br.Exec(); err != nil {
 			return err
 		}
 		var err error
-		if sg, err = scanSaga(br.QueryRow()); err != nil {
+		if sg, err = scanSaga(br.QueryRow(), s.sealer); err != nil {
 			return err
 		}
 		rows, err := br.Query()
@@ -61,7 +85,7 @@ func (s *Store) loadSaga(ctx context.Context, id saga.ID) (*saga.Saga, error) {
 			return err
 		}
 		return br.Close()
-	})
+	}))
 	return sg, err
 }
 
@@ -107,8 +131,8 @@ func (s *Store) ListSagas(ctx context.Context, f saga.Filter) (page saga.Page, e
 	}
 	limit := f.EffectiveLimit()
 	var sagas []*saga.Saga
-	err = retry(ctx, func(ctx context.Context) error {
-		rows, err := s.pool.Query(ctx, query, nullString(f.Status), nullString(f.Name), f.TransactionID,
+	err = retry(ctx, s.reading(func(ctx context.Context, pool *pgxpool.Pool) error {
+		rows, err := pool.Query(ctx, query, nullString(f.Status), nullString(f.Name), f.TransactionID,
 			after, before, beforeID, limit+1)
 		if err != nil {
 			return err
@@ -116,14 +140,14 @@ func (s *Store) ListSagas(ctx context.Context, f saga.Filter) (page saga.Page, e
 		defer rows.Close()
 		sagas = sagas[:0]
 		for rows.Next() {
-			sg, err := scanSaga(rows)
+			sg, err := scanSaga(rows, s.sealer)
 			if err != nil {
 				return err
 			}
 			sagas = append(sagas, sg)
 		}
 		return rows.Err()
-	})
+	}))
 	if err != nil {
 		return saga.Page{}, interpretError("list sagas", err)
 	}
@@ -148,8 +172,8 @@ func (s *Store) ListEvents(ctx context.Context, id saga.ID, afterSeq int64, limi
 		l := int64(limit)
 		lim = &l
 	}
-	err = retry(ctx, func(ctx context.Context) error {
-		rows, err := s.pool.Query(ctx, sqlListEvents, id, afterSeq, lim)
+	err = retry(ctx, s.reading(func(ctx context.Context, pool *pgxpool.Pool) error {
+		rows, err := pool.Query(ctx, sqlListEvents, id, afterSeq, lim)
 		if err != nil {
 			return err
 		}
@@ -188,7 +212,7 @@ func (s *Store) ListEvents(ctx context.Context, id saga.ID, afterSeq int64, limi
 			return pgx.ErrNoRows
 		}
 		return nil
-	})
+	}))
 	if err != nil {
 		return nil, interpretError("list events of saga "+id.String(), err)
 	}

@@ -13,8 +13,9 @@ type scanner interface {
 	Scan(dest ...any) error
 }
 
-// scanSaga reads the columns of sagaColumns into a saga (without steps).
-func scanSaga(row scanner) (*saga.Saga, error) {
+// scanSaga reads the columns of sagaColumns into a saga (without steps),
+// opening the sealed values of its definition with sealer.
+func scanSaga(row scanner, sealer *saga.Sealer) (*saga.Saga, error) {
 	var (
 		s                                        saga.Saga
 		status                                   string
@@ -26,11 +27,11 @@ func scanSaga(row scanner) (*saga.Saga, error) {
 	err := row.Scan(&s.ID, &s.Name, &status, &s.TransactionID, &s.UserID, &s.Context,
 		&definition, &key, &completedSteps, &totalSteps, &errText, &compensateTo,
 		&control, &s.Deadline, &own, &s.LeaseExpiresAt, &s.LeaseEpoch, &s.NextRunAt,
-		&s.EventSeq, &createdAt, &updatedAt, &s.StartedAt, &s.CompletedAt)
+		&s.EventSeq, &createdAt, &updatedAt, &s.StartedAt, &s.CompletedAt, &s.LegalHold)
 	if err != nil {
 		return nil, err
 	}
-	if err := json.Unmarshal(definition, &s.Definition); err != nil {
+	if err := sealer.DecodeDefinition(definition, &s.Definition); err != nil {
 		return nil, fmt.Errorf("decode definition of saga %s: %w", s.ID, err)
 	}
 	s.Status = saga.SagaStatus(status)

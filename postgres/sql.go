@@ -9,7 +9,7 @@ package postgres
 const sagaColumns = `s.id, s.name, s.status, s.transaction_id, s.user_id, s.transaction_context,
 	s.definition, s.idempotency_key, s.completed_steps, s.total_steps, s.error, s.compensate_to,
 	s.control_request, s.deadline, s.owner_id, s.lease_expires_at, s.lease_epoch, s.next_run_at,
-	s.event_seq, s.created_at, s.updated_at, s.started_at, s.completed_at`
+	s.event_seq, s.created_at, s.updated_at, s.started_at, s.completed_at, s.legal_hold`
 
 // stepColumns is the column list scanned by scanStep, on aliases st (the
 // step) and c (its compensation, left-joined).
@@ -115,7 +115,7 @@ WITH upd AS (
 		event_seq = event_seq + $16::int,
 		updated_at = now()
 	WHERE id = $1 AND owner_id = $2 AND lease_epoch = $3 AND lease_expires_at > now()
-		AND NOT EXISTS (SELECT 1 FROM saga_events WHERE id = $17::uuid)
+		AND NOT EXISTS (SELECT 1 FROM saga_events WHERE saga_id = $1 AND id = $17::uuid)
 	RETURNING id, event_seq, lease_expires_at, control_request,
 		(deadline IS NOT NULL AND deadline <= now()) AS deadline_exceeded
 ), step_rows AS (
@@ -311,17 +311,25 @@ SELECT
 FROM ended`
 )
 
-// sqlDeleteFinished deletes up to $2 sagas that ended (other than Failed)
-// more than $1 µs ago; the foreign keys cascade to their other rows.
-const sqlDeleteFinished = `
+// sqlDeleteExpired deletes up to $3 sagas that ended in status $1 more
+// than $2 µs ago and are not under legal hold; the foreign keys cascade to
+// their other rows. The status leads the index it walks, oldest first.
+const sqlDeleteExpired = `
 DELETE FROM sagas WHERE id = ANY (ARRAY(
 	SELECT id FROM sagas
-	WHERE status IN ('Completed', 'Compensated', 'Cancelled', 'TimedOut')
-		AND completed_at < now() - $1::bigint * interval '1 microsecond'
+	WHERE status = $1::saga_status AND status IN ('Completed', 'Compensated', 'Cancelled', 'TimedOut')
+		AND completed_at < now() - $2::bigint * interval '1 microsecond'
+		AND NOT legal_hold
 	ORDER BY completed_at
-	LIMIT $2
+	LIMIT $3
 	FOR UPDATE SKIP LOCKED
 ))`
+
+// sqlSetLegalHold sets saga $1's legal hold to $2.
+const sqlSetLegalHold = `
+UPDATE sagas AS s SET legal_hold = $2, updated_at = now()
+WHERE s.id = $1
+RETURNING ` + sagaColumns
 
 // sqlPing is the health check's round trip.
 const sqlPing = `SELECT 1`
@@ -335,17 +343,17 @@ const sqlPing = `SELECT 1`
 // $15 owner_id, $16 lease_expires_at, $17 lease_epoch, $18 next_run_at,
 // $19 event_seq, $20 created_at, $21 updated_at, $22 started_at,
 // $23 completed_at, $24 steps, $25 compensations, $26 events,
-// $27 checkpoints (JSON arrays).
+// $27 checkpoints (JSON arrays), $28 legal_hold.
 const sqlImport = `
 WITH ins AS (
 	INSERT INTO sagas (id, name, status, transaction_id, user_id, transaction_context, definition,
 		idempotency_key, completed_steps, total_steps, error, compensate_to, control_request, deadline,
 		owner_id, lease_expires_at, lease_epoch, next_run_at, event_seq,
-		created_at, updated_at, started_at, completed_at)
+		created_at, updated_at, started_at, completed_at, legal_hold)
 	VALUES ($1, $2, $3, $4, $5, coalesce($6::jsonb, '{}'), $7,
 		$8, $9, $10, $11, $12, $13, $14,
 		$15, $16, $17, $18, $19,
-		$20, $21, $22, $23)
+		$20, $21, $22, $23, $28)
 	ON CONFLICT (id) DO NOTHING
 	RETURNING id
 ), step_rows AS (

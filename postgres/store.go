@@ -3,6 +3,7 @@ package postgres
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -26,10 +27,14 @@ const (
 	opRequestControl   = "request_control"
 	opStats            = "stats"
 	opDeleteFinished   = "delete_finished"
+	opSetLegalHold     = "set_legal_hold"
 	opHealth           = "health"
 	opImport           = "import"
 	opGroupCommit      = "group_commit"
 )
+
+// Backend is the Health.Backend of the store.
+const Backend = "postgres"
 
 // deleteBatchDefault is DeleteFinished's batch when the caller gives none.
 const deleteBatchDefault = 1000
@@ -41,9 +46,13 @@ type Store struct {
 	observeF func(op string, d time.Duration, err error)
 	slow     time.Duration
 	hooks    hooks
+	sealer   *saga.Sealer // seals secret header values of definitions; nil: none
 
 	committer *committer
 	closeOnce sync.Once
+
+	cfg     Config      // as given to Open
+	readers *readRouter // nil without ReadURLs
 }
 
 var _ saga.Store = (*Store)(nil)
@@ -58,8 +67,9 @@ type hooks struct {
 
 // Open connects to PostgreSQL as cfg says and checks the connection with a
 // ping. It does not migrate: call Migrate on Pool() first. The error names
-// the configuration problem or, wrapping saga.ErrUnavailable, why the
-// database cannot be reached.
+// the configuration problem; wrapping saga.ErrAccessRefused, why a database that
+// answered refused the connection (password, role, database name); or,
+// wrapping saga.ErrUnavailable, why the database cannot be reached.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	return open(ctx, cfg, hooks{})
 }
@@ -69,16 +79,22 @@ func open(ctx context.Context, cfg Config, h hooks) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("configure PostgreSQL: %w", err)
 	}
+	poolMade := resetOnShutdown(pc)
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("configure PostgreSQL: %w", err)
 	}
+	poolMade(pool)
 	pingCtx, cancel := context.WithTimeout(ctx, pc.ConnConfig.ConnectTimeout)
 	defer cancel()
 	if err := pool.Ping(pingCtx); err != nil {
 		pool.Close()
+		cause := saga.ErrUnavailable
+		if accessRefused(err) {
+			cause = saga.ErrAccessRefused
+		}
 		return nil, fmt.Errorf("connect to PostgreSQL at %s:%d/%s: %w: %w",
-			pc.ConnConfig.Host, pc.ConnConfig.Port, pc.ConnConfig.Database, saga.ErrUnavailable, err)
+			pc.ConnConfig.Host, pc.ConnConfig.Port, pc.ConnConfig.Database, cause, err)
 	}
 	s := &Store{
 		pool:     pool,
@@ -86,10 +102,44 @@ func open(ctx context.Context, cfg Config, h hooks) (*Store, error) {
 		observeF: cfg.Observe,
 		slow:     cmp.Or(cfg.SlowQuery, SlowQueryDefault),
 		hooks:    h,
+		sealer:   cfg.Sealer,
+		cfg:      cfg,
+	}
+	if len(cfg.ReadURLs) > 0 {
+		if s.readers, err = newReadRouter(cfg, pool, s.logger); err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("configure read replicas: %w", err)
+		}
 	}
 	writers := min(writersDefault, int(pc.MaxConns))
 	s.committer = newCommitter(s, writers, cmp.Or(cfg.MaxBatch, MaxBatchDefault))
 	return s, nil
+}
+
+// Migrate applies the embedded migrations (see the package function
+// Migrate) on a direct connection to the primary when Config.DirectURL is
+// set (a pooler cannot carry the migration's session lock), else on the
+// store's pool, and returns the schema version.
+func (s *Store) Migrate(ctx context.Context, logger *slog.Logger) (int64, error) {
+	if s.cfg.DirectURL == "" {
+		return Migrate(ctx, s.pool, logger)
+	}
+	cc, err := s.cfg.directConnConfig()
+	if err != nil {
+		return 0, fmt.Errorf("apply migrations: %w", err)
+	}
+	pc, err := pgxpool.ParseConfig("")
+	if err != nil {
+		return 0, fmt.Errorf("apply migrations: %w", err)
+	}
+	pc.ConnConfig = cc
+	pc.MaxConns = 2
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return 0, fmt.Errorf("apply migrations: DATABASE_DIRECT_URL: %w", err)
+	}
+	defer pool.Close()
+	return Migrate(ctx, pool, logger)
 }
 
 // Pool returns the store's connection pool (for Migrate and health
@@ -103,6 +153,9 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 func (s *Store) Close() {
 	s.closeOnce.Do(func() {
 		s.committer.close()
+		if s.readers != nil {
+			s.readers.close()
+		}
 		s.pool.Close()
 	})
 }
@@ -112,11 +165,13 @@ func (s *Store) Close() {
 func (s *Store) Health(ctx context.Context) (h saga.Health) {
 	var err error
 	defer s.observe(opHealth, time.Now(), &err)
-	h = saga.Health{Durable: true, Mode: "durable"}
+	h = saga.Health{Durable: true, Mode: "durable", Backend: Backend}
 	start := time.Now()
 	var one int
 	if err = s.pool.QueryRow(ctx, sqlPing).Scan(&one); err != nil {
-		h.Error = interpretError("ping database", err).Error()
+		err = interpretError("ping database", err)
+		h.Error = err.Error()
+		h.Unreachable = errors.Is(err, saga.ErrUnavailable)
 	} else {
 		h.RoundTrip = time.Since(start)
 		version, verr := MigrationVersion(ctx, s.pool)
@@ -131,6 +186,9 @@ func (s *Store) Health(ctx context.Context) (h saga.Health) {
 	h.PoolIdle = st.IdleConns()
 	h.PoolInUse = st.AcquiredConns()
 	h.PoolMax = st.MaxConns()
+	if s.readers != nil {
+		h.Replicas = s.readers.healths()
+	}
 	return h
 }
 

@@ -296,7 +296,8 @@ func (w *world) checkReplay(sg *saga.Saga, events []saga.Event) {
 				}
 				steps[i] = *steps[i].prev
 			}
-		case saga.EventLeaseTaken, saga.EventSagaRecovered, saga.EventControlRequested, engine.EventControlIgnored:
+		case saga.EventLeaseTaken, saga.EventSagaRecovered, saga.EventControlRequested, engine.EventControlIgnored,
+			saga.EventCompensationNotNeeded:
 		default:
 			w.violate(id, "event %d has a type the replay does not know: %s", e.Seq, e.Type)
 		}

@@ -312,7 +312,7 @@ func (in *instance) claimOnce() {
 			}
 			in.unreserve(n - len(got))
 			for _, s := range got {
-				in.launch(s.ID, engine.NewLoop(s, w.p.leaseFor, in.local), sent, true)
+				in.launch(s.ID, engine.NewLoop(s, w.p.leaseFor, in.local), sent, w.p.leaseFor, true)
 			}
 			full := len(got) == n
 			in.backlog = full
@@ -325,8 +325,8 @@ func (in *instance) claimOnce() {
 }
 
 // launch starts the runner of a saga for which a slot was reserved.
-func (in *instance) launch(id saga.ID, l *engine.Loop, sent time.Duration, claimed bool) {
-	r := newRunner(in, id, l, sent, claimed)
+func (in *instance) launch(id saga.ID, l *engine.Loop, sent, leaseFor time.Duration, claimed bool) {
+	r := newRunner(in, id, l, sent, leaseFor, claimed)
 	old := in.runners[id]
 	in.runners[id] = r
 	if old != nil {
@@ -366,61 +366,92 @@ func (in *instance) renewDone() {
 	}
 }
 
-// renewOnce is Coordinator.renewOnce.
+// renewOnce is Coordinator.renewOnce: one RenewLeases per lease
+// duration asked for (the lease, or longer while a long call is in
+// flight), in order of duration.
 func (in *instance) renewOnce() {
-	w := in.w
+	now := in.local()
 	var asked []*runner
-	leases := map[saga.ID]int64{}
+	groups := map[time.Duration]map[saga.ID]int64{}
 	for _, r := range in.sortedRunners() {
-		if !r.finishing {
-			asked = append(asked, r)
-			leases[r.id] = r.lease.Epoch
+		if r.finishing {
+			continue
 		}
+		d := r.renewFor(now)
+		if groups[d] == nil {
+			groups[d] = map[saga.ID]int64{}
+		}
+		groups[d][r.id] = r.lease.Epoch
+		asked = append(asked, r)
 	}
 	if len(asked) == 0 {
 		in.renewDone()
 		return
 	}
-	start := in.local()
-	var renewed []saga.ID
-	w.db.do(in, op{kind: "renew", write: true,
-		exec: func() error {
-			var err error
-			renewed, err = w.db.mem.RenewLeases(context.Background(), in.name, leases, w.p.leaseFor)
-			return err
-		},
-		answer: func(err error) {
-			if err != nil {
-				// stopExpired: the runners past their lease by our clock.
-				now := in.local()
-				for _, r := range asked {
-					if in.runners[r.id] == r && !r.finishing && r.leaseEnd <= now {
-						r.loseLease()
-					}
+	durations := make([]time.Duration, 0, len(groups))
+	for d := range groups {
+		durations = append(durations, d)
+	}
+	slices.Sort(durations)
+	kept := map[saga.ID]time.Duration{}
+	failed := false
+	var renewGroup func(k int)
+	renewGroup = func(k int) {
+		if k == len(durations) {
+			in.renewed(asked, kept, failed)
+			return
+		}
+		d := durations[k]
+		start := in.local()
+		var renewed []saga.ID
+		in.w.db.do(in, op{kind: "renew", write: true,
+			exec: func() error {
+				var err error
+				renewed, err = in.w.db.mem.RenewLeases(context.Background(), in.name, groups[d], d)
+				return err
+			},
+			answer: func(err error) {
+				if err != nil {
+					failed = true
 				}
-				in.renewDone()
-				return
-			}
-			kept := map[saga.ID]bool{}
-			for _, id := range renewed {
-				kept[id] = true
-			}
-			var lost []*runner
-			for _, r := range asked {
-				if in.runners[r.id] != r {
-					continue
+				for _, id := range renewed {
+					kept[id] = start + d
 				}
-				if kept[r.id] {
-					r.extendLease(start)
-				} else if !r.finishing {
-					lost = append(lost, r)
-				}
-			}
-			for _, r := range lost {
+				renewGroup(k + 1)
+			}})
+	}
+	renewGroup(0)
+}
+
+// renewed ends renewOnce: the runners renewed extend their lease, the
+// others lost it; after an error, those past their lease by the
+// instance's clock stop (stopExpired).
+func (in *instance) renewed(asked []*runner, kept map[saga.ID]time.Duration, failed bool) {
+	if failed {
+		now := in.local()
+		for _, r := range asked {
+			if in.runners[r.id] == r && !r.finishing && r.leaseEnd <= now {
 				r.loseLease()
 			}
-			in.renewDone()
-		}})
+		}
+		in.renewDone()
+		return
+	}
+	var lost []*runner
+	for _, r := range asked {
+		if in.runners[r.id] != r {
+			continue
+		}
+		if end, ok := kept[r.id]; ok {
+			r.extendLeaseTo(end)
+		} else if !r.finishing {
+			lost = append(lost, r)
+		}
+	}
+	for _, r := range lost {
+		r.loseLease()
+	}
+	in.renewDone()
 }
 
 // stamp gives events their ids and this instance's id
@@ -468,7 +499,7 @@ func (in *instance) submit(def saga.Definition, id saga.ID, done func(s *saga.Sa
 				return
 			}
 			if fast {
-				in.launch(created.ID, sub.Loop(created, in.local), sent, false)
+				in.launch(created.ID, sub.Loop(created, in.local), sent, sub.LeaseFor, false)
 			} else {
 				in.backlog = true
 				in.signal()

@@ -27,6 +27,13 @@ type runner struct {
 	finishing bool // writing its releasing transition: not renewed
 	done      bool
 	leaseEnd  time.Duration // the local estimate of the lease expiry
+	// holdUntil is when (local) the longest call in flight may still be
+	// answered: renewals keep the lease at least that long.
+	holdUntil time.Duration
+	// refused: the last write was refused for good (saga.ErrRefused);
+	// recovering: the decision after one.
+	refused    error
+	recovering bool
 
 	// blocked: waiting for one answer (a store operation, an inline call,
 	// a backoff); token invalidates the answer once the wait ends
@@ -59,15 +66,21 @@ type returned struct {
 	res participant.Result
 }
 
-func newRunner(in *instance, id saga.ID, l *engine.Loop, sent time.Duration, claimed bool) *runner {
-	return &runner{
+// newRunner is the runner of a saga claimed or created by a request sent
+// at sent (local), leased for leaseFor.
+func newRunner(in *instance, id saga.ID, l *engine.Loop, sent, leaseFor time.Duration, claimed bool) *runner {
+	r := &runner{
 		in:       in,
 		id:       id,
 		loop:     l,
 		lease:    l.Lease(),
 		claimed:  claimed,
-		leaseEnd: sent + in.w.p.leaseFor,
+		leaseEnd: sent + leaseFor,
 	}
+	if leaseFor > in.w.p.leaseFor {
+		r.holdUntil = r.leaseEnd
+	}
+	return r
 }
 
 // run is runner.run.
@@ -126,10 +139,14 @@ func (r *runner) iterate() {
 		return
 	}
 	if !d.Write {
+		r.recovering = false
 		r.acted(&d)
 		return
 	}
-	r.write(&d, func() { r.acted(&d) })
+	r.write(&d, func() {
+		r.recovering = false
+		r.acted(&d)
+	})
 }
 
 // acted goes on after the decision d was written.
@@ -181,23 +198,40 @@ func (r *runner) resume(tok uint64) bool {
 // backoff while the lease lasts; then cont.
 func (r *runner) write(d *engine.Decision, cont func()) {
 	t := d.Transition
+	start := r.in.local()
+	if end := start + t.LeaseFor; len(d.Start) > 0 && end > r.holdUntil {
+		r.holdUntil = end
+	}
+	if hold := r.holdUntil - start; !t.Release && hold > t.LeaseFor {
+		t.LeaseFor = hold
+	}
 	if t.Release {
 		r.finishing = true
 	}
 	r.in.stamp(t.Events)
-	start := r.in.local()
 	series := r.in.w.newSeries()
 	r.apply(t, series, r.leaseEnd, applyRetryInitial, func(a saga.Applied, err error) {
 		if err != nil {
 			r.finishing = false
-			if errors.Is(err, saga.ErrLeaseLost) {
+			switch {
+			case errors.Is(err, saga.ErrLeaseLost):
 				r.loseLease()
+			case r.cancelled:
+			case errors.Is(err, saga.ErrRefused):
+				if r.loop.DecidedOutcomes() > 0 && !r.recovering {
+					// The store will never keep what came of the calls:
+					// they are recorded as failed by the engine.
+					r.loop.Refused(err)
+					r.recovering = true
+					r.in.next(r.iterate)
+					return
+				}
 			}
 			r.exit()
 			return
 		}
 		if !t.Release {
-			r.extendLease(start)
+			r.extendLeaseTo(start + t.LeaseFor)
 		}
 		r.loop.Written(t, a)
 		if t.Release && a.Control != saga.ControlNone {
@@ -239,7 +273,7 @@ func (r *runner) apply(t saga.Transition, series uint64, until, backoff time.Dur
 				return
 			}
 			if errors.Is(err, saga.ErrLeaseLost) || errors.Is(err, saga.ErrNotFound) ||
-				errors.Is(err, saga.ErrInvalidTransition) || r.cancelled {
+				errors.Is(err, saga.ErrInvalidTransition) || errors.Is(err, saga.ErrRefused) || r.cancelled {
 				done(a, err)
 				return
 			}
@@ -432,11 +466,20 @@ func (r *runner) pokeNow() {
 // stopSignal tells the runner the instance is stopping.
 func (r *runner) stopSignal() { r.wake() }
 
-// extendLease is runner.extendLease.
-func (r *runner) extendLease(start time.Duration) {
-	if end := start + r.in.w.p.leaseFor; end > r.leaseEnd {
+// extendLeaseTo is runner.extendLeaseTo.
+func (r *runner) extendLeaseTo(end time.Duration) {
+	if end > r.leaseEnd {
 		r.leaseEnd = end
 	}
+}
+
+// renewFor is runner.renewFor: how long a renewal at now leases the saga.
+func (r *runner) renewFor(now time.Duration) time.Duration {
+	d := r.in.w.p.leaseFor
+	if left := r.holdUntil - now; left > d {
+		d = left.Truncate(time.Second) + time.Second
+	}
+	return d
 }
 
 // loseLease is runner.loseLease: the runner stops at once.

@@ -20,6 +20,7 @@ var (
 	errPermanent   = errors.New("sim: store: the write fails every time")
 	errAmbiguous   = errors.New("sim: store: connection lost after the commit")
 	errCancelled   = errors.New("sim: store: operation cancelled by the caller")
+	errRefused     = fmt.Errorf("sim: store: a data exception, every time: %w", saga.ErrRefused)
 )
 
 // store is the one store of a run: the real memory store on the virtual
@@ -42,8 +43,9 @@ type store struct {
 	running int
 	failed  map[saga.ID]bool
 	// poisoned holds the write series (a write and its retries) that fail
-	// for good.
+	// for good, refused those whose data the store refuses for good.
 	poisoned map[uint64]bool
+	refused  map[uint64]bool
 }
 
 func newStore(w *world) *store {
@@ -55,6 +57,7 @@ func newStore(w *world) *store {
 		orders:   map[saga.ID]*order{},
 		failed:   map[saga.ID]bool{},
 		poisoned: map[uint64]bool{},
+		refused:  map[uint64]bool{},
 	}
 }
 
@@ -94,6 +97,8 @@ func (s *store) do(in *instance, o op) {
 	switch {
 	case o.series != 0 && s.poisoned[o.series]:
 		fault = "permanent"
+	case o.series != 0 && s.refused[o.series]:
+		fault = "refused"
 	case !w.faulty:
 	case in.storeDownUntil > w.now:
 		fault = "unreachable"
@@ -104,6 +109,10 @@ func (s *store) do(in *instance, o op) {
 	case o.series != 0 && w.chance(0.0005*w.p.intensity):
 		fault = "permanent"
 		s.poisoned[o.series] = true
+	case o.series != 0 && w.chance(0.0003*w.p.intensity):
+		// A data exception: refused for good (saga.ErrRefused).
+		fault = "refused"
+		s.refused[o.series] = true
 	case w.chance(0.0002 * w.p.intensity):
 		// The instance loses the store for a while.
 		fault = "unreachable"
@@ -123,6 +132,8 @@ func (s *store) do(in *instance, o op) {
 			err = errTransient
 		case "permanent":
 			err = errPermanent
+		case "refused":
+			err = errRefused
 		default:
 			if o.cancelled != nil && o.cancelled() && w.chance(0.5) {
 				err = errCancelled

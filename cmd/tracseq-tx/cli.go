@@ -16,7 +16,11 @@ import (
 	"time"
 
 	saga "github.com/tracseq/transaction-service"
+	"github.com/tracseq/transaction-service/client"
+	"github.com/tracseq/transaction-service/engine"
 	"github.com/tracseq/transaction-service/httpapi"
+	"github.com/tracseq/transaction-service/postgres"
+	"github.com/tracseq/transaction-service/sqlite"
 )
 
 // Defaults of the operator commands.
@@ -59,14 +63,14 @@ func newClientFlagSet(name, usage string, stderr io.Writer) (*flag.FlagSet, *cli
 }
 
 // client returns the API client the flags and environment describe.
-func (cf *clientFlags) client(env func(string) string) *httpapi.Client {
+func (cf *clientFlags) client(env func(string) string) (*client.Client, error) {
 	base := cmpOr(cf.url, strings.TrimSpace(env("TRACSEQ_URL")), URLDefault)
 	token := cmpOr(cf.token, strings.TrimSpace(env("TRACSEQ_TOKEN")))
-	return &httpapi.Client{
-		BaseURL: strings.TrimRight(base, "/"),
-		Token:   token,
-		HTTP:    &http.Client{},
+	c, err := client.New(base, client.WithToken(token), client.WithHTTPClient(&http.Client{}))
+	if err != nil {
+		return nil, usagef("--url (or TRACSEQ_URL): %v", err)
 	}
+	return c, nil
 }
 
 // cmpOr returns the first non-empty string.
@@ -155,18 +159,24 @@ func (m *Main) runList(ctx context.Context, args []string, env func(string) stri
 		q.CreatedAfter = t
 	}
 
-	c := cf.client(env)
+	c, err := cf.client(env)
+	if err != nil {
+		return err
+	}
 	var sagas []httpapi.SagaJSON
 	var next *string
 	for {
 		callCtx, cancel := cf.withTimeout(ctx)
-		page, err := c.List(callCtx, q)
+		page, err := c.ListPage(callCtx, q)
 		cancel()
 		if err != nil {
 			return apiError(err)
 		}
 		sagas = append(sagas, page.Sagas...)
-		next = page.NextCursor
+		next = nil
+		if page.NextCursor != "" {
+			next = &page.NextCursor
+		}
 		if !all || next == nil {
 			break
 		}
@@ -227,7 +237,10 @@ func (m *Main) runShow(ctx context.Context, args []string, env func(string) stri
 	if err != nil || id == "" {
 		return err
 	}
-	c := cf.client(env)
+	c, err := cf.client(env)
+	if err != nil {
+		return err
+	}
 	callCtx, cancel := cf.withTimeout(ctx)
 	defer cancel()
 	s, err := c.Get(callCtx, id)
@@ -290,6 +303,9 @@ func printSaga(w io.Writer, s *httpapi.SagaJSON) {
 	fmt.Fprintln(tw, "#\tNAME\tAFTER\tSTATUS\tATTEMPTS\tDURATION\tCOMPENSATION\tERROR\tOUTPUT")
 	for _, st := range s.Steps {
 		comp := "-"
+		if !st.Compensable {
+			comp = "none (not undone)"
+		}
 		if c := st.Compensation; c != nil {
 			comp = fmt.Sprintf("%s (%d)", c.Status, c.Attempts)
 			if c.Error != "" {
@@ -359,6 +375,7 @@ func printEvents(w io.Writer, events []httpapi.EventJSON) {
 func (m *Main) runSubmit(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
 	fs, cf := newClientFlagSet("submit", "FILE|- [flags]", stderr)
 	wait := fs.Duration("wait", 0, "wait up to this long for the saga to end (e.g. 30s)")
+	key := fs.String("idempotency-key", "", "the submit's idempotency key (default: the definition's, else a new one, printed); give the printed key again to retry a submit whose answer was lost")
 	rest, err := parseInterspersed(fs, args)
 	if err != nil {
 		return flagError(err)
@@ -374,13 +391,26 @@ func (m *Main) runSubmit(ctx context.Context, args []string, env func(string) st
 	if err != nil {
 		return err
 	}
+	switch {
+	case *key != "" && def.IdempotencyKey != "" && *key != def.IdempotencyKey:
+		return usagef("--idempotency-key %q differs from the definition's idempotency_key %q", *key, def.IdempotencyKey)
+	case *key != "":
+		def.IdempotencyKey = *key
+	case def.IdempotencyKey == "":
+		// Always a key, so that a submit retried (by the client, or by
+		// the operator with the printed key) creates one saga.
+		def.IdempotencyKey = saga.NewID().String()
+	}
 	if err := def.Validate(); err != nil {
 		return fmt.Errorf("definition %s is invalid:%s", rest[0], listProblems(err))
 	}
 
-	c := cf.client(env)
+	c, err := cf.client(env)
+	if err != nil {
+		return err
+	}
 	callCtx, cancel := context.WithTimeout(ctx, cf.timeout+min(*wait, serverMaxWait))
-	s, replayed, err := c.Submit(callCtx, *def, min(*wait, serverMaxWait))
+	s, replayed, err := c.Submit(callCtx, *def, client.WithWait(min(*wait, serverMaxWait)))
 	cancel()
 	if err != nil {
 		return apiError(err)
@@ -397,7 +427,7 @@ func (m *Main) runSubmit(ctx context.Context, args []string, env func(string) st
 	if replayed {
 		verb = "already submitted with this idempotency key"
 	}
-	fmt.Fprintf(stdout, "saga %s %s: %s\n", s.ID, verb, s.Status)
+	fmt.Fprintf(stdout, "saga %s %s: %s (idempotency key %s)\n", s.ID, verb, s.Status, def.IdempotencyKey)
 	if *wait > 0 {
 		fmt.Fprintln(stdout)
 		printSaga(stdout, s)
@@ -407,7 +437,7 @@ func (m *Main) runSubmit(ctx context.Context, args []string, env func(string) st
 
 // waitForEnd polls the saga until it ends or d passes, and returns it as it
 // is then.
-func waitForEnd(ctx context.Context, c *httpapi.Client, cf *clientFlags, s *httpapi.SagaJSON, d time.Duration) (*httpapi.SagaJSON, error) {
+func waitForEnd(ctx context.Context, c *client.Client, cf *clientFlags, s *httpapi.SagaJSON, d time.Duration) (*httpapi.SagaJSON, error) {
 	deadline := time.Now().Add(d)
 	ticker := time.NewTicker(waitPollInterval)
 	defer ticker.Stop()
@@ -466,7 +496,11 @@ func controlCommand(action saga.ControlAction) func(*Main, context.Context, []st
 		}
 		callCtx, cancel := cf.withTimeout(ctx)
 		defer cancel()
-		s, err := cf.client(env).Control(callCtx, id, string(action))
+		c, err := cf.client(env)
+		if err != nil {
+			return err
+		}
+		s, err := c.Control(callCtx, id, action)
 		if err != nil {
 			return apiError(err)
 		}
@@ -474,6 +508,40 @@ func controlCommand(action saga.ControlAction) func(*Main, context.Context, []st
 			return writeJSON(stdout, s)
 		}
 		fmt.Fprintf(stdout, "%s requested for saga %s (status now %s); the instance running it carries it out\n", action, s.ID, s.Status)
+		return nil
+	}
+}
+
+// holdCommand sets (hold) or clears a saga's legal hold.
+func holdCommand(hold bool) func(*Main, context.Context, []string, func(string) string, io.Writer, io.Writer) error {
+	name := "hold"
+	if !hold {
+		name = "unhold"
+	}
+	return func(_ *Main, ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
+		fs, cf := newClientFlagSet(name, "ID [flags]", stderr)
+		id, err := parseOneID(fs, args)
+		if err != nil || id == "" {
+			return err
+		}
+		c, err := cf.client(env)
+		if err != nil {
+			return err
+		}
+		callCtx, cancel := cf.withTimeout(ctx)
+		defer cancel()
+		s, err := c.SetLegalHold(callCtx, id, hold)
+		if err != nil {
+			return apiError(err)
+		}
+		if cf.json {
+			return writeJSON(stdout, s)
+		}
+		if s.LegalHold {
+			fmt.Fprintf(stdout, "saga %s is under legal hold: cleanup will not delete it\n", s.ID)
+		} else {
+			fmt.Fprintf(stdout, "saga %s is no longer under legal hold\n", s.ID)
+		}
 		return nil
 	}
 }
@@ -491,7 +559,11 @@ func (m *Main) runStats(ctx context.Context, args []string, env func(string) str
 	}
 	callCtx, cancel := cf.withTimeout(ctx)
 	defer cancel()
-	st, err := cf.client(env).Statistics(callCtx, *window)
+	c, err := cf.client(env)
+	if err != nil {
+		return err
+	}
+	st, err := c.Statistics(callCtx, *window)
 	if err != nil {
 		return apiError(err)
 	}
@@ -516,7 +588,8 @@ func (m *Main) runStats(ctx context.Context, args []string, env func(string) str
 }
 
 func (m *Main) runCleanup(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
-	fs, cf := newClientFlagSet("cleanup", "[flags]", stderr)
+	fs, cf := newClientFlagSet("cleanup", "[--direct] [flags]", stderr)
+	direct := fs.Bool("direct", false, "clean up in this process, on DATABASE_URL with the CLEANUP_*_AFTER_HOURS of the environment, without a running service and without a time limit (cron jobs, large backlogs)")
 	rest, err := parseInterspersed(fs, args)
 	if err != nil {
 		return flagError(err)
@@ -525,9 +598,16 @@ func (m *Main) runCleanup(ctx context.Context, args []string, env func(string) s
 		fs.Usage()
 		return usagef("cleanup takes no arguments, got %q", rest)
 	}
+	if *direct {
+		return cleanupDirect(ctx, env, cf.json, stdout, stderr)
+	}
 	callCtx, cancel := cf.withTimeout(ctx)
 	defer cancel()
-	n, err := cf.client(env).Cleanup(callCtx)
+	c, err := cf.client(env)
+	if err != nil {
+		return err
+	}
+	n, err := c.Cleanup(callCtx)
 	if err != nil {
 		return apiError(err)
 	}
@@ -535,6 +615,39 @@ func (m *Main) runCleanup(ctx context.Context, args []string, env func(string) s
 		return writeJSON(stdout, httpapi.CleanupJSON{Deleted: n})
 	}
 	fmt.Fprintf(stdout, "deleted %d finished sagas\n", n)
+	return nil
+}
+
+// cleanupDirect deletes the sagas whose retention has passed straight
+// from the database, and says how many and how fast.
+func cleanupDirect(ctx context.Context, env func(string) string, asJSON bool, stdout, stderr io.Writer) error {
+	cfg, err := LoadConfig(env)
+	if err != nil {
+		return err
+	}
+	logger := newLogger(cfg, stderr)
+	var store saga.Store
+	if cfg.SQLitePath != "" {
+		// The file's lock makes this fail while a service runs on it: use
+		// the service's cleanup then.
+		store, err = sqlite.Open(ctx, sqlite.Config{Path: cfg.SQLitePath, InstanceID: "tracseq-tx cleanup", Logger: logger})
+	} else {
+		store, err = postgres.Open(ctx, postgres.Config{URL: cfg.DatabaseURL, MaxConns: 2, ConnectTimeout: cfg.DBConnectTimeout, Logger: logger})
+	}
+	if err != nil {
+		return fmt.Errorf("open database %s: %w", redactURL(cfg.DatabaseURL), err)
+	}
+	defer store.Close()
+	start := time.Now()
+	n, err := store.DeleteExpired(ctx, cfg.retention(), engine.CleanupBatch)
+	took := time.Since(start)
+	if err != nil {
+		return fmt.Errorf("cleanup (%d sagas deleted before the error): %w", n, err)
+	}
+	if asJSON {
+		return writeJSON(stdout, map[string]any{"deleted": n, "seconds": took.Seconds()})
+	}
+	fmt.Fprintf(stdout, "deleted %d finished sagas in %v (%.0f sagas/s)\n", n, took.Round(time.Millisecond), float64(n)/max(took.Seconds(), 1e-9))
 	return nil
 }
 
@@ -553,7 +666,10 @@ func (m *Main) runHealth(ctx context.Context, args []string, env func(string) st
 		fs.Usage()
 		return usagef("health takes no arguments, got %q", rest)
 	}
-	c := cf.client(env)
+	c, err := cf.client(env)
+	if err != nil {
+		return err
+	}
 	callCtx, cancel := cf.withTimeout(ctx)
 	defer cancel()
 	if *ready {
@@ -566,7 +682,11 @@ func (m *Main) runHealth(ctx context.Context, args []string, env func(string) st
 				return err
 			}
 		} else {
-			fmt.Fprintf(stdout, "%s (persistence %s)", r.Status, r.Persistence)
+			fmt.Fprintf(stdout, "%s (persistence %s", r.Status, r.Persistence)
+			if r.Path != "" {
+				fmt.Fprintf(stdout, ", %s", r.Path)
+			}
+			fmt.Fprint(stdout, ")")
 			if r.Database != nil {
 				fmt.Fprintf(stdout, ", database round trip %.1f ms, pool %d/%d in use, schema version %d",
 					r.Database.RoundTripMs, r.Database.Pool.InUse, r.Database.Pool.Max, r.Database.MigrationVersion)

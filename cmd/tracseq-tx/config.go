@@ -8,20 +8,25 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 	"unicode"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	saga "github.com/tracseq/transaction-service"
+	"github.com/tracseq/transaction-service/sqlite"
 )
 
 // Defaults of the environment variables. DESIGN.md and the specification
 // fix most of them; README.md lists them all.
 const (
-	// DatabaseURLDefault matches docker-compose.yml: `docker compose up -d
-	// postgres` and the service is durable without further configuration.
-	DatabaseURLDefault         = "postgres://tracseq:tracseq_password@localhost:5432/tracseq_transactions?sslmode=disable"
+	// DatabaseURLDefault is the store when DATABASE_URL is unset: a SQLite
+	// file in the working directory (or TRACSEQ_DATA_DIR), so that the
+	// first command of the README is durable with nothing installed.
+	DatabaseURLDefault         = "sqlite://" + sqlite.FileDefault
 	DBMaxConnectionsDefault    = 20
 	DBMinConnectionsDefault    = 5
 	DBConnectionTimeoutDefault = 30 * time.Second
@@ -34,6 +39,25 @@ const (
 	MaxConcurrentSagasDefault  = 1000
 	SlowQueryDefault           = 200 * time.Millisecond
 	MaxConnsPerHostDefault     = 256
+	DBReadMaxLagDefault        = time.Second
+	// ClaimPollDefault is the claim loop's safety-net poll while the
+	// instance LISTENs for runnable work (PostgreSQL); without it (memory)
+	// the engine's 1 s applies.
+	ClaimPollDefault = 5 * time.Second
+	// ClaimPollUnlistenedDefault is the poll with DB_LISTEN=false.
+	ClaimPollUnlistenedDefault = time.Second
+	OutageModeDefault          = OutageFallback
+	GaugeTTLDefault            = 5 * time.Second
+)
+
+// DB_OUTAGE_MODE values: what the service does with new sagas while the
+// database stops answering after start-up.
+const (
+	// OutageFallback accepts them in memory ("durable": false), runs them,
+	// and moves them to the database when it answers again.
+	OutageFallback = "fallback"
+	// OutageReject refuses them with 503 and Retry-After.
+	OutageReject = "reject"
 )
 
 // Upper bounds that catch typos (an extra zero or two) rather than limit
@@ -47,17 +71,31 @@ const (
 	maxSlowQueryMs       = 3_600_000
 	maxConnsPerHost      = 100_000
 	maxInstanceIDLength  = 200
+	maxReadLagMs         = 3_600_000
+	maxClaimPollSeconds  = 3600
+	maxGaugeTTLMs        = 3_600_000
 )
 
 // Config is the service's configuration, read from the environment by
 // LoadConfig. Every field has a default.
 type Config struct {
-	DatabaseURL        string        // DATABASE_URL
+	DatabaseURL        string        // DATABASE_URL (PostgreSQL), or the sqlite:// URL of SQLitePath
+	SQLitePath         string        // the SQLite file when DATABASE_URL is sqlite:// or unset; empty for PostgreSQL
+	DataDir            string        // TRACSEQ_DATA_DIR: where the default SQLite file is; default the working directory
+	DatabaseDirectURL  string        // DATABASE_DIRECT_URL; empty: DATABASE_URL
+	DatabaseReadURLs   []string      // DATABASE_READ_URL (comma-separated); empty: reads go to DATABASE_URL
+	DBReadMaxLag       time.Duration // DB_READ_MAX_LAG_MS
+	DBPooler           string        // DB_POOLER: "" or pgbouncer
 	DBMaxConns         int32         // DB_MAX_CONNECTIONS
 	DBMinConns         int32         // DB_MIN_CONNECTIONS
 	DBConnectTimeout   time.Duration // DB_CONNECTION_TIMEOUT_SECONDS
 	Persistence        bool          // ENABLE_PERSISTENCE
-	CleanupAfter       time.Duration // CLEANUP_AFTER_HOURS
+	CleanupAfter       time.Duration // CLEANUP_AFTER_HOURS (Completed, and the default of the three below)
+	CleanupCompensated time.Duration // CLEANUP_COMPENSATED_AFTER_HOURS
+	CleanupCancelled   time.Duration // CLEANUP_CANCELLED_AFTER_HOURS
+	CleanupTimedOut    time.Duration // CLEANUP_TIMED_OUT_AFTER_HOURS
+	ClaimPoll          time.Duration // CLAIM_POLL_SECONDS; 0: by mode (claimPoll)
+	Listen             bool          // DB_LISTEN: LISTEN for runnable work (PostgreSQL)
 	HTTPAddr           string        // HTTP_ADDR
 	LogLevel           slog.Level    // LOG_LEVEL
 	LogFormat          string        // LOG_FORMAT: text or json
@@ -69,6 +107,12 @@ type Config struct {
 	MaxConnsPerHost    int           // PARTICIPANT_MAX_CONNS_PER_HOST
 	SlowQuery          time.Duration // DB_SLOW_QUERY_MS
 	PprofAddr          string        // PPROF_ADDR; empty: no profiling listener
+	// DefinitionKeys (DEFINITION_ENCRYPTION_KEY, newest first) encrypt the
+	// secret header values of definitions at rest; empty: not encrypted.
+	DefinitionKeys [][]byte
+	OutageMode     string        // DB_OUTAGE_MODE: OutageFallback or OutageReject
+	GaugeTTL       time.Duration // METRICS_GAUGE_TTL_MS
+	Tracing        TracingConfig // OTEL_* (see tracing.go)
 }
 
 // LoadConfig reads the configuration from env (os.Getenv in production).
@@ -77,13 +121,22 @@ type Config struct {
 // must not start with any of them.
 func LoadConfig(env func(string) string) (Config, error) {
 	p := envParser{env: env}
+	dataDir, _ := p.value("TRACSEQ_DATA_DIR")
+	dbURL, sqlitePath := p.databaseURL("DATABASE_URL", dataDir)
 	cfg := Config{
-		DatabaseURL:        p.databaseURL("DATABASE_URL"),
+		DatabaseURL:        dbURL,
+		SQLitePath:         sqlitePath,
+		DataDir:            dataDir,
+		DatabaseDirectURL:  p.optionalDatabaseURL("DATABASE_DIRECT_URL"),
+		DatabaseReadURLs:   p.databaseURLs("DATABASE_READ_URL"),
+		DBReadMaxLag:       time.Duration(p.integer("DB_READ_MAX_LAG_MS", int(DBReadMaxLagDefault/time.Millisecond), 1, maxReadLagMs)) * time.Millisecond,
+		DBPooler:           p.pooler("DB_POOLER"),
 		DBMaxConns:         int32(p.integer("DB_MAX_CONNECTIONS", DBMaxConnectionsDefault, 1, maxDBConnections)),
 		DBMinConns:         int32(p.integer("DB_MIN_CONNECTIONS", DBMinConnectionsDefault, 0, maxDBConnections)),
 		DBConnectTimeout:   time.Duration(p.integer("DB_CONNECTION_TIMEOUT_SECONDS", int(DBConnectionTimeoutDefault/time.Second), 1, maxConnectTimeoutSec)) * time.Second,
 		Persistence:        p.boolean("ENABLE_PERSISTENCE", PersistenceDefault),
 		CleanupAfter:       time.Duration(p.integer("CLEANUP_AFTER_HOURS", int(CleanupAfterDefault/time.Hour), 1, maxCleanupHours)) * time.Hour,
+		Listen:             p.boolean("DB_LISTEN", true),
 		HTTPAddr:           p.address("HTTP_ADDR", HTTPAddrDefault),
 		LogLevel:           p.logLevel("LOG_LEVEL"),
 		LogFormat:          p.logFormat("LOG_FORMAT"),
@@ -95,6 +148,19 @@ func LoadConfig(env func(string) string) (Config, error) {
 		MaxConnsPerHost:    p.integer("PARTICIPANT_MAX_CONNS_PER_HOST", MaxConnsPerHostDefault, 1, maxConnsPerHost),
 		SlowQuery:          time.Duration(p.integer("DB_SLOW_QUERY_MS", int(SlowQueryDefault/time.Millisecond), 1, maxSlowQueryMs)) * time.Millisecond,
 		PprofAddr:          p.address("PPROF_ADDR", ""),
+		DefinitionKeys:     p.keys("DEFINITION_ENCRYPTION_KEY"),
+		OutageMode:         p.outageMode("DB_OUTAGE_MODE"),
+		GaugeTTL:           time.Duration(p.integer("METRICS_GAUGE_TTL_MS", int(GaugeTTLDefault/time.Millisecond), 1, maxGaugeTTLMs)) * time.Millisecond,
+		Tracing:            p.tracing(),
+	}
+	// Unset, the poll depends on whether the instance listens (see
+	// Config.claimPoll).
+	cfg.ClaimPoll = time.Duration(p.integer("CLAIM_POLL_SECONDS", 0, 1, maxClaimPollSeconds)) * time.Second
+	cfg.CleanupCompensated = p.hours("CLEANUP_COMPENSATED_AFTER_HOURS", cfg.CleanupAfter)
+	cfg.CleanupCancelled = p.hours("CLEANUP_CANCELLED_AFTER_HOURS", cfg.CleanupAfter)
+	cfg.CleanupTimedOut = p.hours("CLEANUP_TIMED_OUT_AFTER_HOURS", cfg.CleanupAfter)
+	if cfg.DBPooler != "" && cfg.DatabaseDirectURL == "" && p.ok("DATABASE_DIRECT_URL") {
+		p.fail("DATABASE_DIRECT_URL", "DB_POOLER="+cfg.DBPooler+" needs DATABASE_DIRECT_URL: a connection straight to the primary for LISTEN and the migration lock, which a transaction pooler cannot carry")
 	}
 	if cfg.DBMinConns > cfg.DBMaxConns && p.ok("DB_MIN_CONNECTIONS") && p.ok("DB_MAX_CONNECTIONS") {
 		p.fail("DB_MIN_CONNECTIONS", fmt.Sprintf("DB_MIN_CONNECTIONS=%d must not exceed DB_MAX_CONNECTIONS=%d", cfg.DBMinConns, cfg.DBMaxConns))
@@ -187,17 +253,100 @@ func (p *envParser) address(name, def string) string {
 	return v
 }
 
-func (p *envParser) databaseURL(name string) string {
+// databaseURL reads the store's URL: unset, the SQLite file FileDefault
+// in dataDir (the working directory when empty); sqlite://… a SQLite file;
+// postgres://, postgresql:// or a keyword/value string PostgreSQL. It
+// returns the URL and, for SQLite, the file's path.
+func (p *envParser) databaseURL(name, dataDir string) (dbURL, sqlitePath string) {
 	v, set := p.value(name)
 	if !set {
-		return DatabaseURLDefault
+		path := sqlite.FileDefault
+		if dataDir != "" {
+			path = filepath.Join(dataDir, path)
+		}
+		return sqlite.URL(path), path
+	}
+	if sqlite.IsURL(v) {
+		path, err := sqlite.ParseURL(v)
+		if err != nil {
+			p.fail(name, fmt.Sprintf("%s: %v", name, err))
+			return "", ""
+		}
+		return v, path
+	}
+	if scheme, _, ok := strings.Cut(v, "://"); ok && !strings.EqualFold(scheme, "postgres") && !strings.EqualFold(scheme, "postgresql") {
+		p.fail(name, fmt.Sprintf("%s: unknown scheme %q (want postgres://, postgresql:// or sqlite://)", name, scheme))
+		return "", ""
 	}
 	if _, err := pgxpool.ParseConfig(v); err != nil {
 		// pgx quotes the value with its password masked; never echo it raw.
 		p.fail(name, fmt.Sprintf("%s: not a PostgreSQL connection string: %v", name, err))
-		return DatabaseURLDefault
+		return "", ""
+	}
+	return v, ""
+}
+
+// claimPoll is the claim loop's safety-net poll: CLAIM_POLL_SECONDS when
+// set, else ClaimPollDefault while the instance LISTENs for runnable work,
+// and the poll it had before (1 s) when it does not (DB_LISTEN=false, or a
+// store without LISTEN): then the poll is how released work and retries
+// come due are found.
+func (cfg Config) claimPoll(listening bool) time.Duration {
+	switch {
+	case cfg.ClaimPoll > 0:
+		return cfg.ClaimPoll
+	case listening:
+		return ClaimPollDefault
+	}
+	return ClaimPollUnlistenedDefault
+}
+
+// optionalDatabaseURL reads a PostgreSQL URL without a default.
+func (p *envParser) optionalDatabaseURL(name string) string {
+	v, set := p.value(name)
+	if !set {
+		return ""
+	}
+	if _, err := pgxpool.ParseConfig(v); err != nil {
+		// pgx quotes the value with its password masked; never echo it raw.
+		p.fail(name, fmt.Sprintf("%s: not a PostgreSQL connection string: %v", name, err))
+		return ""
 	}
 	return v
+}
+
+// databaseURLs reads a comma-separated list of PostgreSQL URLs (keyword/value
+// strings contain no comma-free form worth supporting here: give URLs).
+func (p *envParser) databaseURLs(name string) []string {
+	v, _ := p.value(name)
+	urls := list(v)
+	for i, u := range urls {
+		if _, err := pgxpool.ParseConfig(u); err != nil {
+			p.fail(name, fmt.Sprintf("%s: item %d is not a PostgreSQL connection URL: %v", name, i+1, err))
+			return nil
+		}
+	}
+	return urls
+}
+
+func (p *envParser) pooler(name string) string {
+	v, set := p.value(name)
+	if !set {
+		return ""
+	}
+	switch f := strings.ToLower(v); f {
+	case "none":
+		return ""
+	case "pgbouncer":
+		return f
+	}
+	p.failValue(name, v, "must be none or pgbouncer")
+	return ""
+}
+
+// hours reads a number of hours; unset takes def.
+func (p *envParser) hours(name string, def time.Duration) time.Duration {
+	return time.Duration(p.integer(name, int(def/time.Hour), 1, maxCleanupHours)) * time.Hour
 }
 
 func (p *envParser) logLevel(name string) slog.Level {
@@ -230,6 +379,19 @@ func (p *envParser) logFormat(name string) string {
 	}
 	p.failValue(name, v, "must be text or json")
 	return LogFormatDefault
+}
+
+func (p *envParser) outageMode(name string) string {
+	v, set := p.value(name)
+	if !set {
+		return OutageModeDefault
+	}
+	switch m := strings.ToLower(v); m {
+	case OutageFallback, OutageReject:
+		return m
+	}
+	p.failValue(name, v, "must be fallback or reject")
+	return OutageModeDefault
 }
 
 // list splits a comma-separated value, dropping empty items.
@@ -284,12 +446,39 @@ func (p *envParser) hosts(name string) []string {
 	return hosts
 }
 
-// redactURL returns a connection URL with its password hidden, for logs.
-// A keyword/value connection string is not shown at all.
+func (p *envParser) keys(name string) [][]byte {
+	v, set := p.value(name)
+	if !set {
+		return nil
+	}
+	keys, err := saga.ParseSealerKeys(v)
+	if err != nil {
+		// Secrets are never echoed.
+		p.fail(name, fmt.Sprintf("%s (value not shown): %v", name, err))
+		return nil
+	}
+	return keys
+}
+
+// sealer returns the Sealer of DefinitionKeys, nil when there are none.
+func (cfg Config) sealer() (*saga.Sealer, error) {
+	if len(cfg.DefinitionKeys) == 0 {
+		return nil, nil
+	}
+	s, err := saga.NewSealer(cfg.DefinitionKeys...)
+	if err != nil {
+		return nil, fmt.Errorf("DEFINITION_ENCRYPTION_KEY: %w", err)
+	}
+	return s, nil
+}
+
+// redactURL returns a connection URL fit for logs: user information and
+// query values (a password= parameter) hidden. A keyword/value connection
+// string is not shown at all.
 func redactURL(v string) string {
 	u, err := url.Parse(v)
 	if err != nil || u.Scheme == "" {
 		return "(connection string not shown)"
 	}
-	return u.Redacted()
+	return saga.RedactURL(v)
 }

@@ -24,11 +24,17 @@ func TestLoadConfigDefaults(t *testing.T) {
 	host, _ := os.Hostname()
 	want := Config{
 		DatabaseURL:        DatabaseURLDefault,
+		SQLitePath:         "tracseq.db",
 		DBMaxConns:         20,
 		DBMinConns:         5,
 		DBConnectTimeout:   30 * time.Second,
 		Persistence:        true,
 		CleanupAfter:       24 * time.Hour,
+		CleanupCompensated: 24 * time.Hour,
+		CleanupCancelled:   24 * time.Hour,
+		CleanupTimedOut:    24 * time.Hour,
+		DBReadMaxLag:       time.Second,
+		Listen:             true,
 		HTTPAddr:           ":8080",
 		LogLevel:           slog.LevelInfo,
 		LogFormat:          "text",
@@ -37,6 +43,9 @@ func TestLoadConfigDefaults(t *testing.T) {
 		MaxConcurrentSagas: 1000,
 		MaxConnsPerHost:    256,
 		SlowQuery:          200 * time.Millisecond,
+		OutageMode:         "fallback",
+		GaugeTTL:           5 * time.Second,
+		Tracing:            TracingConfig{ServiceName: ServiceNameDefault},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("defaults:\n got %+v\nwant %+v", cfg, want)
@@ -46,23 +55,34 @@ func TestLoadConfigDefaults(t *testing.T) {
 func TestLoadConfigValues(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{
-		"DATABASE_URL":                   "postgres://u:p@db:5433/x?sslmode=disable",
-		"DB_MAX_CONNECTIONS":             "40",
-		"DB_MIN_CONNECTIONS":             "0",
-		"DB_CONNECTION_TIMEOUT_SECONDS":  "5",
-		"ENABLE_PERSISTENCE":             "false",
-		"CLEANUP_AFTER_HOURS":            "48",
-		"HTTP_ADDR":                      "127.0.0.1:0",
-		"LOG_LEVEL":                      "DEBUG",
-		"LOG_FORMAT":                     "JSON",
-		"API_TOKENS":                     " a1 , ,b2,",
-		"INSTANCE_ID":                    "node-7",
-		"LEASE_SECONDS":                  "30",
-		"MAX_CONCURRENT_SAGAS":           "64",
-		"PARTICIPANT_ALLOWED_HOSTS":      "inventory.local, payments.local:8443",
-		"PARTICIPANT_MAX_CONNS_PER_HOST": "1024",
-		"DB_SLOW_QUERY_MS":               "50",
-		"PPROF_ADDR":                     "localhost:6060",
+		"DATABASE_URL":                    "postgres://u:p@db:5433/x?sslmode=disable",
+		"DB_MAX_CONNECTIONS":              "40",
+		"DB_MIN_CONNECTIONS":              "0",
+		"DB_CONNECTION_TIMEOUT_SECONDS":   "5",
+		"ENABLE_PERSISTENCE":              "false",
+		"CLEANUP_AFTER_HOURS":             "48",
+		"HTTP_ADDR":                       "127.0.0.1:0",
+		"LOG_LEVEL":                       "DEBUG",
+		"LOG_FORMAT":                      "JSON",
+		"API_TOKENS":                      " a1 , ,b2,",
+		"INSTANCE_ID":                     "node-7",
+		"LEASE_SECONDS":                   "30",
+		"MAX_CONCURRENT_SAGAS":            "64",
+		"PARTICIPANT_ALLOWED_HOSTS":       "inventory.local, payments.local:8443",
+		"PARTICIPANT_MAX_CONNS_PER_HOST":  "1024",
+		"DB_SLOW_QUERY_MS":                "50",
+		"PPROF_ADDR":                      "localhost:6060",
+		"DATABASE_DIRECT_URL":             "postgres://u:p@db:5432/x?sslmode=disable",
+		"DATABASE_READ_URL":               "postgres://u:p@r1:5432/x, postgres://u:p@r2:5432/x",
+		"DB_READ_MAX_LAG_MS":              "250",
+		"DB_POOLER":                       "PgBouncer",
+		"CLEANUP_COMPENSATED_AFTER_HOURS": "720",
+		"CLEANUP_TIMED_OUT_AFTER_HOURS":   "168",
+		"CLAIM_POLL_SECONDS":              "30",
+		"METRICS_GAUGE_TTL_MS":            "250",
+		"OTEL_EXPORTER_OTLP_ENDPOINT":     "http://collector:4318",
+		"OTEL_SERVICE_NAME":               "tx-eu",
+		"DB_OUTAGE_MODE":                  "Reject",
 	}
 	cfg, err := LoadConfig(envOf(env))
 	if err != nil {
@@ -75,6 +95,15 @@ func TestLoadConfigValues(t *testing.T) {
 		DBConnectTimeout:   5 * time.Second,
 		Persistence:        false,
 		CleanupAfter:       48 * time.Hour,
+		CleanupCompensated: 720 * time.Hour,
+		CleanupCancelled:   48 * time.Hour,
+		CleanupTimedOut:    168 * time.Hour,
+		DatabaseDirectURL:  "postgres://u:p@db:5432/x?sslmode=disable",
+		DatabaseReadURLs:   []string{"postgres://u:p@r1:5432/x", "postgres://u:p@r2:5432/x"},
+		DBReadMaxLag:       250 * time.Millisecond,
+		DBPooler:           "pgbouncer",
+		ClaimPoll:          30 * time.Second,
+		Listen:             true,
 		HTTPAddr:           "127.0.0.1:0",
 		LogLevel:           slog.LevelDebug,
 		LogFormat:          "json",
@@ -86,9 +115,39 @@ func TestLoadConfigValues(t *testing.T) {
 		MaxConnsPerHost:    1024,
 		SlowQuery:          50 * time.Millisecond,
 		PprofAddr:          "localhost:6060",
+		OutageMode:         "reject",
+		GaugeTTL:           250 * time.Millisecond,
+		Tracing:            TracingConfig{Exporter: TracesOTLP, Endpoint: "http://collector:4318/v1/traces", ServiceName: "tx-eu"},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("values:\n got %+v\nwant %+v", cfg, want)
+	}
+}
+
+func TestLoadConfigStore(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		env             map[string]string
+		wantURL, wantDB string // DatabaseURL, SQLitePath
+	}{
+		{nil, "sqlite://tracseq.db", "tracseq.db"},
+		{map[string]string{"TRACSEQ_DATA_DIR": "/var/lib/tracseq"}, "sqlite:///var/lib/tracseq/tracseq.db", "/var/lib/tracseq/tracseq.db"},
+		{map[string]string{"TRACSEQ_DATA_DIR": "data"}, "sqlite://data/tracseq.db", "data/tracseq.db"},
+		{map[string]string{"DATABASE_URL": "sqlite:///srv/saga.db", "TRACSEQ_DATA_DIR": "/ignored"}, "sqlite:///srv/saga.db", "/srv/saga.db"},
+		{map[string]string{"DATABASE_URL": "sqlite://rel/saga.db"}, "sqlite://rel/saga.db", "rel/saga.db"},
+		{map[string]string{"DATABASE_URL": "postgres://u@db/x"}, "postgres://u@db/x", ""},
+		{map[string]string{"DATABASE_URL": "postgresql://u@db/x"}, "postgresql://u@db/x", ""},
+		{map[string]string{"DATABASE_URL": "host=db dbname=x"}, "host=db dbname=x", ""},
+	}
+	for _, tc := range tests {
+		cfg, err := LoadConfig(envOf(tc.env))
+		if err != nil {
+			t.Errorf("%v: %v", tc.env, err)
+			continue
+		}
+		if cfg.DatabaseURL != tc.wantURL || cfg.SQLitePath != tc.wantDB {
+			t.Errorf("%v: DatabaseURL %q SQLitePath %q, want %q %q", tc.env, cfg.DatabaseURL, cfg.SQLitePath, tc.wantURL, tc.wantDB)
+		}
 	}
 }
 
@@ -124,6 +183,8 @@ func TestLoadConfigBadValues(t *testing.T) {
 			[]string{`HTTP_ADDR=":99999": port must be a number`}, ""},
 		{"log level", map[string]string{"LOG_LEVEL": "verbose"},
 			[]string{`LOG_LEVEL="verbose": must be one of debug, info, warn, error`}, ""},
+		{"gauge ttl", map[string]string{"METRICS_GAUGE_TTL_MS": "0"},
+			[]string{`METRICS_GAUGE_TTL_MS="0": must be a positive integer`}, ""},
 		{"log format", map[string]string{"LOG_FORMAT": "xml"},
 			[]string{`LOG_FORMAT="xml": must be text or json`}, ""},
 		{"token with space", map[string]string{"API_TOKENS": "good,bad token"},
@@ -144,8 +205,26 @@ func TestLoadConfigBadValues(t *testing.T) {
 			[]string{`PPROF_ADDR="nowhere": must be host:port`}, ""},
 		{"pprof on api addr", map[string]string{"PPROF_ADDR": ":8080"},
 			[]string{`PPROF_ADDR=":8080" must differ from HTTP_ADDR`}, ""},
+		{"outage mode", map[string]string{"DB_OUTAGE_MODE": "memory"},
+			[]string{`DB_OUTAGE_MODE="memory": must be fallback or reject`}, ""},
 		{"database url", map[string]string{"DATABASE_URL": "postgres://u:secret@db:notaport/x"},
 			[]string{"DATABASE_URL: not a PostgreSQL connection string", "invalid port"}, "secret"},
+		{"pooler", map[string]string{"DB_POOLER": "pgpool"},
+			[]string{`DB_POOLER="pgpool": must be none or pgbouncer`}, ""},
+		{"pooler without direct url", map[string]string{"DB_POOLER": "pgbouncer"},
+			[]string{"DB_POOLER=pgbouncer needs DATABASE_DIRECT_URL"}, ""},
+		{"read url", map[string]string{"DATABASE_READ_URL": "postgres://r1/x,postgres://u:secret@r2:port/x"},
+			[]string{"DATABASE_READ_URL: item 2 is not a PostgreSQL connection URL"}, "secret"},
+		{"read lag", map[string]string{"DB_READ_MAX_LAG_MS": "0"},
+			[]string{`DB_READ_MAX_LAG_MS="0": must be a positive integer`}, ""},
+		{"retention", map[string]string{"CLEANUP_COMPENSATED_AFTER_HOURS": "-1"},
+			[]string{`CLEANUP_COMPENSATED_AFTER_HOURS="-1": must be a positive integer`}, ""},
+		{"claim poll", map[string]string{"CLAIM_POLL_SECONDS": "0"},
+			[]string{`CLAIM_POLL_SECONDS="0": must be a positive integer`}, ""},
+		{"database scheme", map[string]string{"DATABASE_URL": "mysql://u:secret@db/x"},
+			[]string{"DATABASE_URL: unknown scheme \"mysql\"", "sqlite://"}, "secret"},
+		{"sqlite url", map[string]string{"DATABASE_URL": "sqlite://tracseq.db?_pragma=synchronous(OFF)"},
+			[]string{"DATABASE_URL: a sqlite:// URL takes no parameters"}, "synchronous(OFF)"},
 		{"several at once", map[string]string{"DB_MAX_CONNECTIONS": "x", "LOG_FORMAT": "yaml"},
 			[]string{`DB_MAX_CONNECTIONS="x"`, `LOG_FORMAT="yaml"`}, ""},
 	}
@@ -177,6 +256,24 @@ func TestLoadConfigBooleans(t *testing.T) {
 		}
 		if cfg.Persistence != want {
 			t.Errorf("ENABLE_PERSISTENCE=%q: got %v, want %v", v, cfg.Persistence, want)
+		}
+	}
+}
+
+func TestClaimPollByMode(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		set       time.Duration
+		listening bool
+		want      time.Duration
+	}{
+		{0, true, ClaimPollDefault},
+		{0, false, ClaimPollUnlistenedDefault},
+		{30 * time.Second, true, 30 * time.Second},
+		{30 * time.Second, false, 30 * time.Second},
+	} {
+		if got := (Config{ClaimPoll: tc.set}).claimPoll(tc.listening); got != tc.want {
+			t.Errorf("claimPoll(set %v, listening %v) = %v, want %v", tc.set, tc.listening, got, tc.want)
 		}
 	}
 }

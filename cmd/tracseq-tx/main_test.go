@@ -235,7 +235,7 @@ func TestServeDurable(t *testing.T) {
 	if err != nil || status != http.StatusOK {
 		t.Fatalf("Ready: %v (HTTP %d)", err, status)
 	}
-	if ready.Persistence != "durable" || ready.Database == nil || ready.Database.MigrationVersion < 1 {
+	if ready.Persistence != "postgres" || ready.Database == nil || ready.Database.MigrationVersion < 1 {
 		t.Fatalf("ready = %+v, want durable with a migrated database", ready)
 	}
 
@@ -411,7 +411,7 @@ func testCLI(t *testing.T, b *bundle, p *participant, id string) {
 		t.Errorf("cleanup --json = %s (%v), want 0 deleted (the sagas are recent)", out, err)
 	}
 
-	if out, err := b.cli(t, "health", "--ready"); err != nil || !strings.Contains(out, "persistence durable") {
+	if out, err := b.cli(t, "health", "--ready"); err != nil || !strings.Contains(out, "persistence postgres)") {
 		t.Errorf("health --ready = %q, %v", out, err)
 	}
 }

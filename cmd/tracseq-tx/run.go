@@ -72,13 +72,15 @@ func commands() []command {
 		{"health", "[--ready] [--url URL]", "ask a running service whether it is alive (or ready); exit status 1 if not", (*Main).runHealth},
 		{"list", "[--status S] [--name N] [--transaction-id ID] [--created-after T] [--limit N] [--cursor C] [--all]", "list sagas, newest first", (*Main).runList},
 		{"show", "ID", "show a saga with its steps and events", (*Main).runShow},
-		{"submit", "FILE|- [--wait 30s]", "submit a saga definition (JSON) and optionally wait for its end", (*Main).runSubmit},
+		{"submit", "FILE|- [--wait 30s] [--idempotency-key K]", "submit a saga definition (JSON) with an idempotency key (printed) and optionally wait for its end", (*Main).runSubmit},
 		{"pause", "ID", "pause a saga between steps", controlCommand("pause")},
 		{"resume", "ID", "resume a paused saga", controlCommand("resume")},
 		{"cancel", "ID", "cancel a saga (its completed steps are compensated)", controlCommand("cancel")},
 		{"retry", "ID", "retry the compensation of a Failed saga", controlCommand("retry")},
+		{"hold", "ID", "put a saga under legal hold: cleanup never deletes it", holdCommand(true)},
+		{"unhold", "ID", "clear a saga's legal hold", holdCommand(false)},
 		{"stats", "[--window 1h]", "show counts by status, rates and durations", (*Main).runStats},
-		{"cleanup", "", "delete finished sagas older than the service's CLEANUP_AFTER_HOURS now", (*Main).runCleanup},
+		{"cleanup", "[--direct]", "delete the finished sagas whose retention (CLEANUP_*_AFTER_HOURS) has passed, now", (*Main).runCleanup},
 		{"help", "", "show this list", (*Main).runHelp},
 	}
 }
