@@ -97,7 +97,7 @@ func TestWriteFailingForGoodLetsTheSagaGo(t *testing.T) {
 		c.LeaseDuration = 2 * time.Second
 		c.ClaimInterval = 20 * time.Millisecond
 	})
-	s := b.submit(t, b.definition("poisoned", "a", "b"))
+	s := b.submit(t, shortCalls(b.definition("poisoned", "a", "b")))
 	end := wait(t, b.coord, s.ID)
 	store.mu.Lock()
 	refused := store.refused
@@ -166,7 +166,7 @@ func TestNoCallAfterTheLeaseRanOut(t *testing.T) {
 		c.ClaimInterval = 20 * time.Millisecond
 	}
 	b.coord = startCoordinator(t, store, "engine-a", quickLease)
-	s := b.submit(t, b.definition("paused-writer", "a", "b"))
+	s := b.submit(t, shortCalls(b.definition("paused-writer", "a", "b")))
 	other := startCoordinator(t, store, "engine-b", quickLease)
 	end := wait(t, other, s.ID)
 	if end.Status != saga.SagaStatusCompleted {
@@ -229,7 +229,7 @@ func TestSendsBesideStartsGoOut(t *testing.T) {
 	inv.both.Add(2)
 	b := &bundle{store: store, stub: newStub(t)}
 	b.coord = startCoordinator(t, store, "engine-a", func(c *engine.Config) { c.Invoker = inv })
-	def := b.definition("graph", "a", "b")
+	def := shortCalls(b.definition("graph", "a", "b"))
 	def.MaxParallel = 2
 	for i := range def.Steps {
 		def.Steps[i].DependsOn = []string{}
@@ -287,4 +287,14 @@ func TestWriteKeepsTheLeaseOfALongCall(t *testing.T) {
 			t.Errorf("saga ended %s, want Completed", end.Status)
 		}
 	})
+}
+
+// shortCalls gives def's calls a timeout within the lease of these
+// tests, so that the writes that start them lease the saga for the lease
+// duration, not for the whole call.
+func shortCalls(def saga.Definition) saga.Definition {
+	for i := range def.Steps {
+		def.Steps[i].Action.TimeoutMs = 50
+	}
+	return def
 }
