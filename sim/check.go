@@ -227,27 +227,11 @@ func (w *world) checkReplay(sg *saga.Saga, events []saga.Event) {
 			}
 			return i >= 0
 		}
+		if st, ok := sagaStatusOf[e.Type]; ok {
+			status = st
+		}
 		switch e.Type {
-		case saga.EventSagaCreated:
-			status = saga.SagaStatusCreated
-		case saga.EventSagaStarted, saga.EventSagaResumed:
-			status = saga.SagaStatusExecuting
-		case saga.EventSagaCompensating:
-			status = saga.SagaStatusCompensating
-		case saga.EventSagaPaused:
-			status = saga.SagaStatusPaused
-		case saga.EventSagaCompleted:
-			status = saga.SagaStatusCompleted
-		case saga.EventSagaCompensated:
-			status = saga.SagaStatusCompensated
-		case saga.EventSagaCancelled:
-			status = saga.SagaStatusCancelled
-		case saga.EventSagaTimedOut:
-			status = saga.SagaStatusTimedOut
-		case saga.EventSagaFailed:
-			status = saga.SagaStatusFailed
 		case saga.EventSagaRetried:
-			status = saga.SagaStatusCompensating
 			for j, c := range comps {
 				if c != nil && c.status != string(saga.CompensationStatusCompleted) {
 					comps[j] = &rrow{status: string(saga.CompensationStatusPending)}
@@ -299,7 +283,9 @@ func (w *world) checkReplay(sg *saga.Saga, events []saga.Event) {
 		case saga.EventLeaseTaken, saga.EventSagaRecovered, saga.EventControlRequested, engine.EventControlIgnored,
 			saga.EventCompensationNotNeeded:
 		default:
-			w.violate(id, "event %d has a type the replay does not know: %s", e.Seq, e.Type)
+			if _, ok := sagaStatusOf[e.Type]; !ok {
+				w.violate(id, "event %d has a type the replay does not know: %s", e.Seq, e.Type)
+			}
 		}
 	}
 	if status != sg.Status {
@@ -349,6 +335,21 @@ func eventData(raw json.RawMessage) startData {
 		}
 	}
 	return d
+}
+
+// sagaStatusOf is the status each saga event moves a saga to.
+var sagaStatusOf = map[saga.EventType]saga.SagaStatus{
+	saga.EventSagaCreated:      saga.SagaStatusCreated,
+	saga.EventSagaStarted:      saga.SagaStatusExecuting,
+	saga.EventSagaResumed:      saga.SagaStatusExecuting,
+	saga.EventSagaCompensating: saga.SagaStatusCompensating,
+	saga.EventSagaRetried:      saga.SagaStatusCompensating,
+	saga.EventSagaPaused:       saga.SagaStatusPaused,
+	saga.EventSagaCompleted:    saga.SagaStatusCompleted,
+	saga.EventSagaCompensated:  saga.SagaStatusCompensated,
+	saga.EventSagaCancelled:    saga.SagaStatusCancelled,
+	saga.EventSagaTimedOut:     saga.SagaStatusTimedOut,
+	saga.EventSagaFailed:       saga.SagaStatusFailed,
 }
 
 var stepStatusOf = map[saga.EventType]saga.StepStatus{
