@@ -7,4 +7,7 @@ type SagaRecord struct {
 	Saga        *Saga // with Steps
 	Events      []Event
 	Checkpoints []Checkpoint
+	// Pending attributes Saga.Control: the seq of its OperatorRequested
+	// event and who asked.
+	Pending PendingControl
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	saga "github.com/tracseq/transaction-service"
 )
 
 // Defaults of Config.
@@ -39,6 +41,10 @@ type Config struct {
 	// MaxBatch is the most writes group-committed in one transaction,
 	// default 128.
 	MaxBatch int
+
+	// Chain hashes the audit events (AUDIT_HMAC_KEY; default: plain
+	// SHA-256).
+	Chain *saga.Chain
 }
 
 // poolConfig validates c, applies the defaults and returns the pool

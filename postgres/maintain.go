@@ -69,9 +69,11 @@ func seconds(secs float64) time.Duration {
 }
 
 // DeleteFinished deletes sagas that ended (Completed, Compensated,
-// Cancelled, TimedOut) longer than age ago, batch sagas per transaction
-// (1,000 when batch <= 0), their other rows following by cascade, and
-// returns how many it deleted. See saga.Store.
+// Cancelled, TimedOut) longer than age ago and are not under legal hold,
+// batch sagas per transaction (1,000 when batch <= 0), their other rows
+// following by cascade, writes a tombstone of each to saga_deletions (the
+// rule, and the requester ctx carries), and returns how many it deleted.
+// See saga.Store.
 func (s *Store) DeleteFinished(ctx context.Context, age time.Duration, batch int) (deleted int, err error) {
 	defer s.observe(opDeleteFinished, time.Now(), &err)
 	if age < 0 {
@@ -80,10 +82,12 @@ func (s *Store) DeleteFinished(ctx context.Context, age time.Duration, batch int
 	if batch <= 0 {
 		batch = deleteBatchDefault
 	}
+	req, _ := saga.RequesterFrom(ctx)
 	for {
 		var n int64
 		err = retry(ctx, func(ctx context.Context) error {
-			tag, err := s.pool.Exec(ctx, sqlDeleteFinished, micros(age), batch)
+			tag, err := s.pool.Exec(ctx, sqlDeleteFinished, micros(age), batch,
+				saga.RetentionRule(age), nullString(req.Actor), nullString(req.Reason), nullString(req.Address), s.clock.now())
 			n = tag.RowsAffected()
 			return err
 		})

@@ -13,8 +13,9 @@ type scanner interface {
 	Scan(dest ...any) error
 }
 
-// scanSaga reads the columns of sagaColumns into a saga (without steps).
-func scanSaga(row scanner) (*saga.Saga, error) {
+// scanSaga reads the columns of sagaColumns into a saga (without steps),
+// and the columns that follow into more.
+func scanSaga(row scanner, more ...any) (*saga.Saga, error) {
 	var (
 		s                                        saga.Saga
 		status                                   string
@@ -23,10 +24,10 @@ func scanSaga(row scanner) (*saga.Saga, error) {
 		completedSteps, totalSteps               int32
 		createdAt, updatedAt                     time.Time
 	)
-	err := row.Scan(&s.ID, &s.Name, &status, &s.TransactionID, &s.UserID, &s.Context,
+	err := row.Scan(append([]any{&s.ID, &s.Name, &status, &s.TransactionID, &s.UserID, &s.Context,
 		&definition, &key, &completedSteps, &totalSteps, &errText, &compensateTo,
 		&control, &s.Deadline, &own, &s.LeaseExpiresAt, &s.LeaseEpoch, &s.NextRunAt,
-		&s.EventSeq, &createdAt, &updatedAt, &s.StartedAt, &s.CompletedAt)
+		&s.EventSeq, &createdAt, &updatedAt, &s.StartedAt, &s.CompletedAt, &s.LegalHold}, more...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -50,6 +51,22 @@ func scanSaga(row scanner) (*saga.Saga, error) {
 	s.CompletedAt = utc(s.CompletedAt)
 	s.Durable = true
 	return &s, nil
+}
+
+// scanSagaHead reads the columns of sagaColumns and headColumns: a saga
+// (without steps) and the head of its chain.
+func scanSagaHead(row scanner) (*saga.Saga, head, error) {
+	var (
+		lastHash []byte
+		ctlSeq   *int64
+		ctlBy    *string
+	)
+	s, err := scanSaga(row, &lastHash, &ctlSeq, &ctlBy)
+	if err != nil {
+		return nil, head{}, err
+	}
+	return s, head{seq: s.EventSeq, hash: lastHash, at: s.UpdatedAt, pending: saga.PendingControl{
+		Action: s.Control, Seq: deref(ctlSeq), Actor: deref(ctlBy)}}, nil
 }
 
 // scanStep reads the columns of stepColumns: a step with its compensation,

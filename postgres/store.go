@@ -41,6 +41,9 @@ type Store struct {
 	observeF func(op string, d time.Duration, err error)
 	slow     time.Duration
 	hooks    hooks
+	chain    *saga.Chain
+	heads    heads   // chain heads of the sagas this store writes
+	clock    dbClock // the database clock, estimated
 
 	committer *committer
 	closeOnce sync.Once
@@ -75,7 +78,9 @@ func open(ctx context.Context, cfg Config, h hooks) (*Store, error) {
 	}
 	pingCtx, cancel := context.WithTimeout(ctx, pc.ConnConfig.ConnectTimeout)
 	defer cancel()
-	if err := pool.Ping(pingCtx); err != nil {
+	var dbNow time.Time
+	sent := time.Now()
+	if err := pool.QueryRow(pingCtx, sqlNow).Scan(&dbNow); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("connect to PostgreSQL at %s:%d/%s: %w: %w",
 			pc.ConnConfig.Host, pc.ConnConfig.Port, pc.ConnConfig.Database, saga.ErrUnavailable, err)
@@ -86,7 +91,9 @@ func open(ctx context.Context, cfg Config, h hooks) (*Store, error) {
 		observeF: cfg.Observe,
 		slow:     cmp.Or(cfg.SlowQuery, SlowQueryDefault),
 		hooks:    h,
+		chain:    cfg.Chain,
 	}
+	s.clock.observe(dbNow, sent, time.Now())
 	writers := min(writersDefault, int(pc.MaxConns))
 	s.committer = newCommitter(s, writers, cmp.Or(cfg.MaxBatch, MaxBatchDefault))
 	return s, nil

@@ -366,6 +366,21 @@ func jsonEqual(a, b []byte) bool {
 	return reflect.DeepEqual(va, vb)
 }
 
+// jsonContains reports whether the JSON object got has every member of
+// the JSON object want, with the same value.
+func jsonContains(got, want []byte) bool {
+	var g, w map[string]any
+	if json.Unmarshal(got, &g) != nil || json.Unmarshal(want, &w) != nil {
+		return false
+	}
+	for k, v := range w {
+		if gv, ok := g[k]; !ok || !reflect.DeepEqual(gv, v) {
+			return false
+		}
+	}
+	return true
+}
+
 // near reports whether got is within slack of want.
 func near(got, want time.Time) bool {
 	d := got.Sub(want)
