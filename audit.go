@@ -9,6 +9,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
 	"time"
 )
 
@@ -106,7 +110,9 @@ const hashDomain = "tracseq.audit.v1\n"
 // recomputes them from the events as stored. A nil *Chain is the plain
 // SHA-256 chain.
 type Chain struct {
-	key []byte
+	key   []byte
+	macs  sync.Pool // of HMAC states keyed with key, reused
+	plain sync.Pool // of SHA-256 states
 }
 
 // NewChain returns the chain keyed with key (nil or empty: plain SHA-256).
@@ -117,11 +123,33 @@ func NewChain(key []byte) *Chain {
 // Keyed reports whether the chain uses an HMAC key.
 func (c *Chain) Keyed() bool { return c != nil && len(c.key) > 0 }
 
-func (c *Chain) newHash() hash.Hash {
+// getHash returns a fresh hash state of the chain; putHash gives it back.
+func (c *Chain) getHash() hash.Hash {
+	if c == nil {
+		return sha256.New()
+	}
+	pool := &c.plain
+	if c.Keyed() {
+		pool = &c.macs
+	}
+	if h, ok := pool.Get().(hash.Hash); ok {
+		h.Reset()
+		return h
+	}
 	if c.Keyed() {
 		return hmac.New(sha256.New, c.key)
 	}
 	return sha256.New()
+}
+
+func (c *Chain) putHash(h hash.Hash) {
+	switch {
+	case c == nil:
+	case c.Keyed():
+		c.macs.Put(h)
+	default:
+		c.plain.Put(h)
+	}
 }
 
 // Hash returns the hash of e chained to prev, the hash of the event before
@@ -139,9 +167,10 @@ func (c *Chain) Hash(prev []byte, e *Event) ([]byte, error) {
 
 // hashCanonical is Hash with the data in canonical form already.
 func (c *Chain) hashCanonical(prev []byte, e *Event, data []byte) []byte {
-	h := c.newHash()
+	h := c.getHash()
+	defer c.putHash(h)
 	var buf [16]byte
-	h.Write([]byte(hashDomain))
+	io.WriteString(h, hashDomain)
 	var zero [HashSize]byte
 	if len(prev) == 0 {
 		prev = zero[:]
@@ -151,7 +180,7 @@ func (c *Chain) hashCanonical(prev []byte, e *Event, data []byte) []byte {
 	h.Write(e.SagaID[:])
 	binary.BigEndian.PutUint64(buf[:8], uint64(e.Seq))
 	h.Write(buf[:8])
-	writeField(h, []byte(e.Type))
+	writeString(h, string(e.Type))
 	if e.StepIndex == nil {
 		h.Write([]byte{0})
 	} else {
@@ -160,8 +189,8 @@ func (c *Chain) hashCanonical(prev []byte, e *Event, data []byte) []byte {
 		h.Write(buf[:8])
 	}
 	writeField(h, data)
-	writeField(h, []byte(e.InstanceID))
-	writeField(h, []byte(e.Actor))
+	writeString(h, e.InstanceID)
+	writeString(h, e.Actor)
 	binary.BigEndian.PutUint64(buf[:8], uint64(e.CreatedAt.UnixMilli()))
 	h.Write(buf[:8])
 	return h.Sum(nil)
@@ -175,24 +204,56 @@ func writeField(h hash.Hash, b []byte) {
 	h.Write(b)
 }
 
+// writeString writes s with its length in front.
+func writeString(h hash.Hash, s string) {
+	var n [4]byte
+	binary.BigEndian.PutUint32(n[:], uint32(len(s)))
+	h.Write(n[:])
+	io.WriteString(h, s)
+}
+
 // Seal prepares events appended to a saga's trail after head, as every
 // store writes them: each gets an id when it has none, the saga's id, the
 // next sequence number, the time at (UTC, microseconds), its data in
 // canonical form and its hash, chained to the one before. It changes the
 // events in place and returns the new head. An error names an event whose
-// data is not valid JSON; the events are unchanged then.
+// data is not valid JSON; the events are unchanged then. The stores seal
+// the events of their writes with SealCreate, SealTransition, SealControl
+// and SealLegalHold, which prepare them first.
 func (c *Chain) Seal(head ChainHead, events []Event, at time.Time) (ChainHead, error) {
-	datas := make([][]byte, len(events))
+	drafts := make([]draft, len(events))
 	for i := range events {
-		d, err := CanonicalJSON(events[i].Data)
+		drafts[i].e = events[i]
+	}
+	sealed, next, err := c.seal(head, drafts, at)
+	if err != nil {
+		return head, err
+	}
+	copy(events, sealed)
+	return next, nil
+}
+
+// draft is an event a store is about to write, with the members its data
+// gains where it lacks them.
+type draft struct {
+	e     Event
+	extra []member
+}
+
+// seal seals drafts after head at time at; see Seal.
+func (c *Chain) seal(head ChainHead, drafts []draft, at time.Time) ([]Event, ChainHead, error) {
+	out := make([]Event, len(drafts))
+	for i := range drafts {
+		d, err := canonicalize(drafts[i].e.Data, drafts[i].extra)
 		if err != nil {
-			return head, fmt.Errorf("event %d (%s) data: %w", i, events[i].Type, err)
+			return nil, head, fmt.Errorf("event %d (%s) data: %w", i, drafts[i].e.Type, err)
 		}
-		datas[i] = d
+		out[i] = drafts[i].e
+		out[i].Data = d
 	}
 	at = at.Round(0).UTC().Truncate(time.Microsecond)
-	for i := range events {
-		e := &events[i]
+	for i := range out {
+		e := &out[i]
 		if e.ID.IsZero() {
 			e.ID = NewID()
 		}
@@ -200,11 +261,10 @@ func (c *Chain) Seal(head ChainHead, events []Event, at time.Time) (ChainHead, e
 		head.Seq++
 		e.Seq = head.Seq
 		e.CreatedAt = at
-		e.Data = datas[i]
-		e.Hash = c.hashCanonical(head.Hash, e, datas[i])
+		e.Hash = c.hashCanonical(head.Hash, e, e.Data)
 		head.Hash = e.Hash
 	}
-	return head, nil
+	return out, head, nil
 }
 
 // ChainBreak is the first place where a saga's stored trail does not
@@ -311,146 +371,147 @@ func (c *Chain) Verify(head ChainHead, events []Event) *ChainBreak {
 	return v.Finish()
 }
 
-// CreateEvents returns the events a store writes when it creates s: the
-// given events with SagaCreated attributed to the requester ctx carries
-// (actor, and the reason and client address in its data) and completed
-// with what a replay of the saga needs (see Replay): transaction_id,
-// user_id, idempotency_key, context (when it differs from the
-// definition's) and the definition. definition is s.Definition as JSON, if
-// the caller has it already (nil: encoded here). The given events are not
-// changed.
-func CreateEvents(ctx context.Context, s *Saga, events []Event, definition []byte) ([]Event, error) {
-	out := make([]Event, len(events))
-	copy(out, events)
+// jsonText returns s as a JSON string.
+func jsonText(s string) []byte {
+	return appendCanonicalString(nil, strings.ToValidUTF8(s, "\uFFFD"))
+}
+
+// jsonBool returns b as JSON.
+func jsonBool(b bool) []byte {
+	if b {
+		return []byte("true")
+	}
+	return []byte("false")
+}
+
+// requestMembers returns the reason and client address of req as event
+// data members.
+func requestMembers(req Requester) []member {
+	var out []member
+	if req.Reason != "" {
+		out = append(out, member{"reason", jsonText(req.Reason)})
+	}
+	if req.Address != "" {
+		out = append(out, member{"client_addr", jsonText(req.Address)})
+	}
+	return out
+}
+
+// SealCreate returns the events a store writes when it creates s, whose
+// chain starts at head (its id and no event), sealed at time at: the given
+// events, with SagaCreated attributed to the requester ctx carries (its
+// actor, and the reason and client address in its data) and completed with
+// what a replay of the saga needs (see Replay): transaction_id, user_id,
+// idempotency_key, context (when it differs from the definition's) and the
+// definition. definition is s.Definition as JSON, if the caller has it
+// already (nil: it is encoded here). The given events are not changed.
+func (c *Chain) SealCreate(ctx context.Context, head ChainHead, s *Saga, events []Event, definition []byte, at time.Time) ([]Event, ChainHead, error) {
+	drafts := make([]draft, len(events))
 	req, hasReq := RequesterFrom(ctx)
-	for i := range out {
-		e := &out[i]
+	for i, e := range events {
+		drafts[i].e = e
 		if e.Type != EventSagaCreated {
 			continue
 		}
 		if definition == nil {
 			var err error
 			if definition, err = json.Marshal(s.Definition); err != nil {
-				return nil, fmt.Errorf("encode definition: %w", err)
+				return nil, head, fmt.Errorf("encode definition: %w", err)
 			}
 		}
-		add := map[string]any{
-			"transaction_id": s.TransactionID.String(),
-			"definition":     json.RawMessage(definition),
+		extra := []member{
+			{"transaction_id", jsonText(s.TransactionID.String())},
+			{"definition", definition},
 		}
 		if s.UserID != nil {
-			add["user_id"] = s.UserID.String()
+			extra = append(extra, member{"user_id", jsonText(s.UserID.String())})
 		}
 		if s.IdempotencyKey != "" {
-			add["idempotency_key"] = s.IdempotencyKey
+			extra = append(extra, member{"idempotency_key", jsonText(s.IdempotencyKey)})
 		}
 		if len(s.Context) > 0 && !sameJSON(s.Context, s.Definition.Context) {
-			add["context"] = json.RawMessage(s.Context)
+			extra = append(extra, member{"context", s.Context})
 		}
 		if hasReq {
-			if e.Actor == "" {
-				e.Actor = req.Actor
+			if drafts[i].e.Actor == "" {
+				drafts[i].e.Actor = req.Actor
 			}
-			addRequest(add, req)
+			extra = append(extra, requestMembers(req)...)
 		}
-		data, err := mergeData(e.Data, add)
-		if err != nil {
-			return nil, fmt.Errorf("event %d (%s): %w", i, e.Type, err)
-		}
-		e.Data = data
+		drafts[i].extra = extra
 	}
-	return out, nil
+	return c.seal(head, drafts, at)
 }
 
-// addRequest adds the reason and client address of req to event data.
-func addRequest(data map[string]any, req Requester) {
-	if req.Reason != "" {
-		data["reason"] = req.Reason
-	}
-	if req.Address != "" {
-		data["client_addr"] = req.Address
-	}
-}
-
-// TransitionEvents returns the events a store writes for t on a saga whose
-// pending request is p: t's events completed with the values t writes to
-// the rows they are about, where the event lacks them (see Replay: the
-// output on StepCompleted and CompensationCompleted, the error and
-// uncertainty on failures and retries, the saga's error on
-// SagaCompensating and the end events, compensate_to on SagaRetried), and,
-// when t carries out p (t.ClearControl is p's action), an
+// SealTransition returns the events a store writes for t on a saga whose
+// chain ends at head and whose pending request is p, sealed at time at:
+// t's events completed with the values t writes to the rows they are
+// about, where the event lacks them (see Replay: the output on
+// StepCompleted and CompensationCompleted, the error and uncertainty on
+// failures and retries, the saga's error on SagaCompensating and the end
+// events, compensate_to on SagaCompensating and SagaRetried), and, when t
+// carries out p (t.ClearControl is p's action), an
 // OperatorRequestCarriedOut event closing p. t is not changed.
-func TransitionEvents(t Transition, p PendingControl) ([]Event, error) {
-	out := make([]Event, len(t.Events), len(t.Events)+1)
-	copy(out, t.Events)
+func (c *Chain) SealTransition(head ChainHead, t Transition, p PendingControl, at time.Time) ([]Event, ChainHead, error) {
+	drafts := make([]draft, len(t.Events), len(t.Events)+1)
 	ignored := false
-	for i := range out {
-		e := &out[i]
-		add := transitionData(t, e)
-		if e.Type == EventControlIgnored {
-			ignored = true
-		}
-		if len(add) == 0 {
-			continue
-		}
-		data, err := mergeData(e.Data, add)
-		if err != nil {
-			return nil, fmt.Errorf("event %d (%s): %w", i, e.Type, err)
-		}
-		e.Data = data
+	for i, e := range t.Events {
+		drafts[i] = draft{e: e, extra: transitionMembers(t, &e)}
+		ignored = ignored || e.Type == EventControlIgnored
 	}
 	if t.ClearControl != ControlNone && t.ClearControl == p.Action {
 		outcome := OutcomeCarriedOut
 		if ignored {
 			outcome = OutcomeIgnored
 		}
-		data, _ := json.Marshal(map[string]any{"action": p.Action, "request_seq": p.Seq, "outcome": outcome})
-		out = append(out, Event{Type: EventOperatorRequestCarriedOut, Data: data, InstanceID: t.Lease.Owner, Actor: p.Actor})
+		drafts = append(drafts, draft{
+			e: Event{Type: EventOperatorRequestCarriedOut, InstanceID: t.Lease.Owner, Actor: p.Actor},
+			extra: []member{
+				{"action", jsonText(string(p.Action))},
+				{"request_seq", strconv.AppendInt(nil, p.Seq, 10)},
+				{"outcome", jsonText(outcome)},
+			},
+		})
 	}
-	return out, nil
+	return c.seal(head, drafts, at)
 }
 
-// transitionData returns the members the replay needs that t gives to the
-// rows of e's subject.
-func transitionData(t Transition, e *Event) map[string]any {
-	add := map[string]any{}
+// transitionMembers returns the members the replay needs that t gives to
+// the rows of e's subject.
+func transitionMembers(t Transition, e *Event) []member {
 	switch e.Type {
 	case EventStepCompleted, EventStepFailed, EventStepRetrying:
 		u, ok := stepUpdate(t, e.StepIndex)
-		if !ok {
+		switch {
+		case !ok:
+			return nil
+		case e.Type == EventStepCompleted && u.Output != nil:
+			return []member{{"output", u.Output}}
+		case e.Type == EventStepCompleted:
 			return nil
 		}
-		if e.Type == EventStepCompleted {
-			if u.Output != nil {
-				add["output"] = json.RawMessage(u.Output)
-			}
-			break
-		}
-		add["error"] = u.Error
-		add["uncertain"] = u.Uncertain
+		return []member{{"error", jsonText(u.Error)}, {"uncertain", jsonBool(u.Uncertain)}}
 	case EventCompensationCompleted, EventCompensationFailed, EventCompensationRetrying:
 		u, ok := compensationUpdate(t, e.StepIndex)
-		if !ok {
+		switch {
+		case !ok:
+			return nil
+		case e.Type == EventCompensationCompleted && u.Output != nil:
+			return []member{{"output", u.Output}}
+		case e.Type == EventCompensationCompleted:
 			return nil
 		}
-		if e.Type == EventCompensationCompleted {
-			if u.Output != nil {
-				add["output"] = json.RawMessage(u.Output)
-			}
-			break
-		}
-		add["error"] = u.Error
+		return []member{{"error", jsonText(u.Error)}}
 	case EventSagaCompensating:
-		add["error"] = t.Error
-		add["compensate_to"] = t.CompensateTo
+		return []member{{"error", jsonText(t.Error)}, {"compensate_to", jsonText(string(t.CompensateTo))}}
 	case EventSagaCompensated, EventSagaCancelled, EventSagaTimedOut, EventSagaFailed:
 		if t.Error != "" {
-			add["error"] = t.Error
+			return []member{{"error", jsonText(t.Error)}}
 		}
 	case EventSagaRetried:
-		add["compensate_to"] = t.CompensateTo
+		return []member{{"compensate_to", jsonText(string(t.CompensateTo))}}
 	}
-	return add
+	return nil
 }
 
 // stepUpdate returns t's last update of the step at index.
@@ -480,60 +541,41 @@ func compensationUpdate(t Transition, index *int) (CompensationUpdate, bool) {
 	return CompensationUpdate{}, false
 }
 
-// ControlEvents returns the events a store writes when it records
-// operator action a on a saga whose pending request is p: an
-// OperatorRequestSuperseded event when p is replaced, then the
-// OperatorRequested event, attributed to the requester ctx carries.
-func ControlEvents(ctx context.Context, a ControlAction, p PendingControl) []Event {
+// SealControl returns the events a store writes when it records operator
+// action a on a saga whose chain ends at head and whose pending request is
+// p, sealed at time at: an OperatorRequestSuperseded event when p is
+// replaced, then the OperatorRequested event, attributed to the requester
+// ctx carries.
+func (c *Chain) SealControl(ctx context.Context, head ChainHead, a ControlAction, p PendingControl, at time.Time) ([]Event, ChainHead, error) {
 	req, _ := RequesterFrom(ctx)
-	var out []Event
+	var drafts []draft
 	if p.Action != ControlNone {
-		data, _ := json.Marshal(map[string]any{
-			"action": p.Action, "request_seq": p.Seq, "requested_by": p.Actor, "superseded_by": a,
+		drafts = append(drafts, draft{
+			e: Event{Type: EventOperatorRequestSuperseded, InstanceID: req.Instance, Actor: req.Actor},
+			extra: []member{
+				{"action", jsonText(string(p.Action))},
+				{"request_seq", strconv.AppendInt(nil, p.Seq, 10)},
+				{"requested_by", jsonText(p.Actor)},
+				{"superseded_by", jsonText(string(a))},
+			},
 		})
-		out = append(out, Event{Type: EventOperatorRequestSuperseded, Data: data, InstanceID: req.Instance, Actor: req.Actor})
 	}
-	fields := map[string]any{"action": a}
-	addRequest(fields, req)
-	data, _ := json.Marshal(fields)
-	return append(out, Event{Type: EventOperatorRequested, Data: data, InstanceID: req.Instance, Actor: req.Actor})
+	drafts = append(drafts, draft{
+		e:     Event{Type: EventOperatorRequested, InstanceID: req.Instance, Actor: req.Actor},
+		extra: append([]member{{"action", jsonText(string(a))}}, requestMembers(req)...),
+	})
+	return c.seal(head, drafts, at)
 }
 
-// LegalHoldEvents returns the event a store writes when it sets (hold) or
-// lifts a saga's legal hold, attributed to the requester ctx carries.
-func LegalHoldEvents(ctx context.Context, hold bool) []Event {
+// SealLegalHold returns the event a store writes when it sets (hold) or
+// lifts the legal hold of a saga whose chain ends at head, sealed at time
+// at and attributed to the requester ctx carries.
+func (c *Chain) SealLegalHold(ctx context.Context, head ChainHead, hold bool, at time.Time) ([]Event, ChainHead, error) {
 	req, _ := RequesterFrom(ctx)
-	fields := map[string]any{"legal_hold": hold}
-	addRequest(fields, req)
-	data, _ := json.Marshal(fields)
-	return []Event{{Type: EventLegalHoldChanged, Data: data, InstanceID: req.Instance, Actor: req.Actor}}
-}
-
-// mergeData returns the JSON object data with the members of add that it
-// lacks.
-func mergeData(data json.RawMessage, add map[string]any) (json.RawMessage, error) {
-	members := map[string]json.RawMessage{}
-	if len(bytes.TrimSpace(data)) > 0 && string(bytes.TrimSpace(data)) != "null" {
-		if err := json.Unmarshal(data, &members); err != nil {
-			return nil, fmt.Errorf("data is not a JSON object: %w", err)
-		}
-	}
-	changed := false
-	for k, v := range add {
-		if _, ok := members[k]; ok {
-			continue
-		}
-		b, err := json.Marshal(v)
-		if err != nil {
-			return nil, fmt.Errorf("encode %s: %w", k, err)
-		}
-		members[k] = b
-		changed = true
-	}
-	if !changed {
-		return data, nil
-	}
-	return json.Marshal(members)
+	return c.seal(head, []draft{{
+		e:     Event{Type: EventLegalHoldChanged, InstanceID: req.Instance, Actor: req.Actor},
+		extra: append([]member{{"legal_hold", jsonBool(hold)}}, requestMembers(req)...),
+	}}, at)
 }
 
 // sameJSON reports whether a and b are the same JSON value (empty counts as
@@ -626,7 +668,7 @@ type AuditStore interface {
 // hold is set.
 type LegalHolds interface {
 	// SetLegalHold sets or lifts the hold, with a LegalHoldChanged event
-	// (LegalHoldEvents) attributed to the requester ctx carries. An error
+	// (Chain.SealLegalHold) attributed to the requester ctx carries. An error
 	// wraps ErrNotFound for an unknown saga.
 	SetLegalHold(ctx context.Context, id ID, hold bool) error
 }

@@ -2,7 +2,6 @@ package saga
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -18,11 +17,11 @@ import (
 // respells numbers). The rules:
 //
 //   - no white space outside strings;
-//   - object members sorted by the bytes of their (unescaped) keys; of
-//     duplicate keys the last one is kept, as jsonb does;
 //   - strings escaped minimally: \" \\ \b \f \n \r \t, other control
 //     characters as \u00XX, everything else as UTF-8 (invalid UTF-8 and lone
 //     surrogates become U+FFFD);
+//   - object members sorted by the bytes of their keys written so; of
+//     duplicate keys the last one is kept, as jsonb does;
 //   - numbers by their exact decimal value: no sign on zero, no leading or
 //     trailing zeros, plain notation while the decimal point is within 21
 //     digits of the first digit and 6 zeros of it, otherwise d.ddde±N
@@ -31,13 +30,33 @@ import (
 // Empty input (and JSON null at the top) has the canonical form nil. An
 // error names the offset where raw is not valid JSON.
 func CanonicalJSON(raw []byte) ([]byte, error) {
+	return canonicalize(raw, nil)
+}
+
+// member is a member added to an object by canonicalize: its key and its
+// value as JSON text (not necessarily canonical).
+type member struct {
+	key   string
+	value []byte
+}
+
+// canonicalize returns the canonical form of raw with the members of extra
+// that raw's top-level object lacks added to it (raw empty or null counts
+// as an empty object then).
+func canonicalize(raw []byte, extra []member) ([]byte, error) {
 	trimmed := bytes.TrimSpace(raw)
 	if len(trimmed) == 0 || string(trimmed) == "null" {
-		return nil, nil
+		if len(extra) == 0 {
+			return nil, nil
+		}
+		raw = []byte("{}")
 	}
-	c := canonicalizer{in: raw}
-	c.out = make([]byte, 0, len(raw))
+	c := canonicalizer{in: raw, extra: extra}
+	c.out = make([]byte, 0, len(raw)+extraSize(extra)+8)
 	c.skipSpace()
+	if len(extra) > 0 && (c.pos >= len(c.in) || c.in[c.pos] != '{') {
+		return nil, fmt.Errorf("data is not a JSON object, so members cannot be added to it")
+	}
 	if err := c.value(0); err != nil {
 		return nil, err
 	}
@@ -48,6 +67,14 @@ func CanonicalJSON(raw []byte) ([]byte, error) {
 	return c.out, nil
 }
 
+func extraSize(extra []member) int {
+	n := 0
+	for _, m := range extra {
+		n += len(m.key) + len(m.value) + 4
+	}
+	return n
+}
+
 // maxCanonicalDepth bounds the nesting of a value (a stack guard).
 const maxCanonicalDepth = 1000
 
@@ -56,9 +83,11 @@ const maxCanonicalDepth = 1000
 const maxExponent = 1 << 20
 
 type canonicalizer struct {
-	in  []byte
-	pos int
-	out []byte
+	in      []byte
+	pos     int
+	out     []byte
+	extra   []member // added to the top-level object
+	scratch []byte   // reorder's copy of the members
 }
 
 func (c *canonicalizer) errorf(format string, args ...any) error {
@@ -89,12 +118,7 @@ func (c *canonicalizer) value(depth int) error {
 	case b == '[':
 		return c.array(depth)
 	case b == '"':
-		s, err := c.str()
-		if err != nil {
-			return err
-		}
-		c.out = appendCanonicalString(c.out, s)
-		return nil
+		return c.str()
 	case b == 't':
 		return c.literal("true")
 	case b == 'f':
@@ -148,154 +172,176 @@ func (c *canonicalizer) array(depth int) error {
 	}
 }
 
-// member is one written member of an object: its key (unescaped) and the
-// span of its canonical text in out.
-type member struct {
-	key        string
-	start, end int
+// span is one member of an object written to out: its key (with quotes)
+// is out[start:colon], the whole member out[start:end].
+type span struct {
+	start, colon, end int
 }
+
+func (c *canonicalizer) key(s span) []byte { return c.out[s.start:s.colon] }
 
 func (c *canonicalizer) object(depth int) error {
 	c.pos++ // {
 	c.out = append(c.out, '{')
 	begin := len(c.out)
+	var stack [16]span
+	members := stack[:0]
 	c.skipSpace()
 	if c.pos < len(c.in) && c.in[c.pos] == '}' {
 		c.pos++
-		c.out = append(c.out, '}')
-		return nil
-	}
-	var members []member
-	for {
-		c.skipSpace()
-		if c.pos >= len(c.in) || c.in[c.pos] != '"' {
-			return c.errorf("want a string key in an object")
-		}
-		key, err := c.str()
-		if err != nil {
-			return err
-		}
-		c.skipSpace()
-		if c.pos >= len(c.in) || c.in[c.pos] != ':' {
-			return c.errorf("want : after an object key")
-		}
-		c.pos++
-		c.skipSpace()
-		start := len(c.out)
-		c.out = appendCanonicalString(c.out, key)
-		c.out = append(c.out, ':')
-		if err := c.value(depth + 1); err != nil {
-			return err
-		}
-		members = append(members, member{key: key, start: start, end: len(c.out)})
-		c.skipSpace()
-		if c.pos >= len(c.in) {
-			return c.errorf("unexpected end in an object")
-		}
-		if c.in[c.pos] == '}' {
+	} else {
+		for {
+			c.skipSpace()
+			if c.pos >= len(c.in) || c.in[c.pos] != '"' {
+				return c.errorf("want a string key in an object")
+			}
+			if len(members) > 0 {
+				c.out = append(c.out, ',')
+			}
+			start := len(c.out)
+			if err := c.str(); err != nil {
+				return err
+			}
+			colon := len(c.out)
+			c.skipSpace()
+			if c.pos >= len(c.in) || c.in[c.pos] != ':' {
+				return c.errorf("want : after an object key")
+			}
 			c.pos++
-			break
+			c.skipSpace()
+			c.out = append(c.out, ':')
+			if err := c.value(depth + 1); err != nil {
+				return err
+			}
+			members = append(members, span{start, colon, len(c.out)})
+			c.skipSpace()
+			if c.pos >= len(c.in) {
+				return c.errorf("unexpected end in an object")
+			}
+			if c.in[c.pos] == '}' {
+				c.pos++
+				break
+			}
+			if c.in[c.pos] != ',' {
+				return c.errorf("want , or } in an object")
+			}
+			c.pos++
 		}
-		if c.in[c.pos] != ',' {
-			return c.errorf("want , or } in an object")
+	}
+	if depth == 0 && len(c.extra) > 0 {
+		var err error
+		if members, err = c.addExtra(members); err != nil {
+			return err
 		}
-		c.pos++
 	}
 	ordered := true
 	for i := 1; i < len(members); i++ {
-		if members[i-1].key >= members[i].key {
+		if bytes.Compare(c.key(members[i-1]), c.key(members[i])) >= 0 {
 			ordered = false
 			break
 		}
 	}
-	if ordered {
-		c.out = joinMembers(c.out, begin, members, nil)
-		c.out = append(c.out, '}')
-		return nil
+	if !ordered {
+		c.reorder(begin, members)
 	}
-	// Sort, keeping the last of duplicate keys.
-	order := make([]int, len(members))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortStableFunc(order, func(a, b int) int {
-		switch {
-		case members[a].key < members[b].key:
-			return -1
-		case members[a].key > members[b].key:
-			return 1
-		}
-		return 0
-	})
-	kept := order[:0]
-	for k, i := range order {
-		if k+1 < len(order) && members[order[k+1]].key == members[i].key {
-			continue // a later duplicate follows
-		}
-		kept = append(kept, i)
-	}
-	c.out = joinMembers(c.out, begin, members, kept)
 	c.out = append(c.out, '}')
 	return nil
 }
 
-// joinMembers rewrites out[begin:] (the members written back to back) as
-// the members in the given order (nil: as written), comma-separated.
-func joinMembers(out []byte, begin int, members []member, order []int) []byte {
-	if order == nil {
-		if len(members) == 1 {
-			return out
-		}
-		order = make([]int, len(members))
-		for i := range order {
-			order[i] = i
-		}
+// addExtra writes the extra members whose keys the object lacks after its
+// members.
+func (c *canonicalizer) addExtra(members []span) ([]span, error) {
+	have := make(map[string]bool, len(members))
+	for _, m := range members {
+		have[string(c.key(m))] = true
 	}
-	written := bytes.Clone(out[begin:])
-	out = out[:begin]
-	for k, i := range order {
-		if k > 0 {
-			out = append(out, ',')
+	for _, x := range c.extra {
+		key := appendCanonicalString(nil, x.key)
+		if have[string(key)] {
+			continue
 		}
-		m := members[i]
-		out = append(out, written[m.start-begin:m.end-begin]...)
+		if len(members) > 0 {
+			c.out = append(c.out, ',')
+		}
+		start := len(c.out)
+		c.out = append(c.out, key...)
+		colon := len(c.out)
+		c.out = append(c.out, ':')
+		v, err := CanonicalJSON(x.value)
+		if err != nil {
+			return nil, fmt.Errorf("member %s: %w", x.key, err)
+		}
+		if v == nil {
+			v = []byte("null")
+		}
+		c.out = append(c.out, v...)
+		members = append(members, span{start, colon, len(c.out)})
+		have[string(key)] = true
 	}
-	return out
+	return members, nil
 }
 
-// str reads a JSON string at pos and returns its unescaped value.
-func (c *canonicalizer) str() (string, error) {
+// reorder rewrites the members written from begin sorted by key, keeping
+// the last of duplicate keys.
+func (c *canonicalizer) reorder(begin int, members []span) {
+	c.scratch = append(c.scratch[:0], c.out[begin:]...)
+	written := c.scratch
+	var stack [16]int
+	order := stack[:0]
+	for i := range members {
+		order = append(order, i)
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return bytes.Compare(c.key(members[a]), c.key(members[b])) })
+	c.out = c.out[:begin]
+	first := true
+	for k, i := range order {
+		m := members[i]
+		if k+1 < len(order) {
+			next := members[order[k+1]]
+			if bytes.Equal(written[m.start-begin:m.colon-begin], written[next.start-begin:next.colon-begin]) {
+				continue // a later duplicate follows
+			}
+		}
+		if !first {
+			c.out = append(c.out, ',')
+		}
+		first = false
+		c.out = append(c.out, written[m.start-begin:m.end-begin]...)
+	}
+}
+
+// str reads a JSON string at pos and writes it in canonical form.
+func (c *canonicalizer) str() error {
 	c.pos++ // opening quote
 	start := c.pos
-	// Fast path: no escapes, valid UTF-8, no control characters.
+	// Fast path: printable ASCII without escapes is written as it is.
 	for c.pos < len(c.in) {
 		b := c.in[c.pos]
 		if b == '"' {
-			s := c.in[start:c.pos]
+			c.out = append(c.out, '"')
+			c.out = append(c.out, c.in[start:c.pos]...)
+			c.out = append(c.out, '"')
 			c.pos++
-			if utf8.Valid(s) {
-				return string(s), nil
-			}
-			return string(bytes.ToValidUTF8(s, []byte("\uFFFD"))), nil
+			return nil
 		}
-		if b == '\\' || b < 0x20 {
+		if b == '\\' || b < 0x20 || b >= 0x80 {
 			break
 		}
 		c.pos++
 	}
-	var buf []byte
-	buf = append(buf, c.in[start:c.pos]...)
+	buf := append([]byte(nil), c.in[start:c.pos]...)
 	for {
 		if c.pos >= len(c.in) {
-			return "", c.errorf("unterminated string")
+			return c.errorf("unterminated string")
 		}
 		b := c.in[c.pos]
 		switch {
 		case b == '"':
 			c.pos++
-			return string(bytes.ToValidUTF8(buf, []byte("\uFFFD"))), nil
+			c.out = appendCanonicalString(c.out, string(bytes.ToValidUTF8(buf, []byte("\uFFFD"))))
+			return nil
 		case b < 0x20:
-			return "", c.errorf("control character in a string")
+			return c.errorf("control character in a string")
 		case b != '\\':
 			buf = append(buf, b)
 			c.pos++
@@ -303,7 +349,7 @@ func (c *canonicalizer) str() (string, error) {
 		}
 		// An escape.
 		if c.pos+1 >= len(c.in) {
-			return "", c.errorf("unterminated escape")
+			return c.errorf("unterminated escape")
 		}
 		e := c.in[c.pos+1]
 		c.pos += 2
@@ -323,7 +369,7 @@ func (c *canonicalizer) str() (string, error) {
 		case 'u':
 			r, ok := c.hex4()
 			if !ok {
-				return "", c.errorf("bad \\u escape")
+				return c.errorf("bad \\u escape")
 			}
 			if utf16.IsSurrogate(r) {
 				r2 := utf8.RuneError
@@ -342,7 +388,7 @@ func (c *canonicalizer) str() (string, error) {
 			}
 			buf = utf8.AppendRune(buf, r)
 		default:
-			return "", c.errorf("bad escape \\%c", e)
+			return c.errorf("bad escape \\%c", e)
 		}
 	}
 }
@@ -360,7 +406,8 @@ func (c *canonicalizer) hex4() (rune, bool) {
 	return rune(n), true
 }
 
-// appendCanonicalString appends s as a canonical JSON string.
+// appendCanonicalString appends s (valid UTF-8) as a canonical JSON
+// string.
 func appendCanonicalString(out []byte, s string) []byte {
 	const hex = "0123456789abcdef"
 	out = append(out, '"')
@@ -393,8 +440,6 @@ func appendCanonicalString(out []byte, s string) []byte {
 	return append(out, '"')
 }
 
-var errBadNumber = errors.New("bad number")
-
 // number reads a JSON number at pos and writes its canonical form.
 func (c *canonicalizer) number() error {
 	in := c.in
@@ -410,7 +455,7 @@ func (c *canonicalizer) number() error {
 	}
 	intDigits := in[intStart:i]
 	if len(intDigits) == 0 || len(intDigits) > 1 && intDigits[0] == '0' {
-		return c.errorf("%v", errBadNumber)
+		return c.errorf("bad number")
 	}
 	var fracDigits []byte
 	if i < len(in) && in[i] == '.' {
@@ -421,7 +466,7 @@ func (c *canonicalizer) number() error {
 		}
 		fracDigits = in[fracStart:i]
 		if len(fracDigits) == 0 {
-			return c.errorf("%v", errBadNumber)
+			return c.errorf("bad number")
 		}
 	}
 	exp := 0
@@ -440,7 +485,7 @@ func (c *canonicalizer) number() error {
 			i++
 		}
 		if i == expStart {
-			return c.errorf("%v", errBadNumber)
+			return c.errorf("bad number")
 		}
 		if exp > maxExponent {
 			return c.errorf("exponent too large")
@@ -448,6 +493,13 @@ func (c *canonicalizer) number() error {
 		if expNeg {
 			exp = -exp
 		}
+	}
+	// Fast path: an integer without leading zeros, exponent or fraction is
+	// canonical as it is (but for minus zero).
+	if fracDigits == nil && exp == 0 && len(intDigits) <= 21 && !(neg && intDigits[0] == '0') {
+		c.out = append(c.out, in[c.pos:i]...)
+		c.pos = i
+		return nil
 	}
 	c.pos = i
 	c.out = appendCanonicalNumber(c.out, neg, intDigits, fracDigits, exp)

@@ -16,7 +16,7 @@ import (
 // lease, the next-run time and updated_at are not part of the trail.
 //
 // The trail must keep this contract, which the engine's events and the
-// stores' completion of them (CreateEvents, TransitionEvents) meet; every
+// stores' completion of them (Chain.SealCreate, Chain.SealTransition) meet; every
 // event of one write has that write's time, which is also the time the
 // write gave the rows:
 //

@@ -107,13 +107,10 @@ func (s *Store) remove(e *entry) {
 	}
 }
 
-// seal returns copies of evs numbered, timed and hashed after the saga's
-// last event (saga.Chain.Seal), and the saga's new chain head. An error
-// says an event's data is not JSON; nothing is changed then.
-func (s *Store) seal(e *entry, evs []saga.Event, now time.Time) ([]saga.Event, saga.ChainHead, error) {
-	out := cloneEvents(evs)
-	head, err := s.chain.Seal(e.head(), out, now)
-	return out, head, err
+// own returns sealed events (saga.Chain.SealTransition and the like) as
+// the store keeps them: sharing no memory with the caller's.
+func own(evs []saga.Event, head saga.ChainHead, err error) ([]saga.Event, saga.ChainHead, error) {
+	return cloneEvents(evs), head, err
 }
 
 // appendEvents stores events sealed by seal and moves the saga's head.
@@ -201,11 +198,7 @@ func (s *Store) CreateSaga(ctx context.Context, c saga.NewSaga) (*saga.Saga, boo
 	sg.EventSeq = 0
 
 	e := &entry{saga: sg}
-	evs, err := saga.CreateEvents(ctx, sg, c.Events, nil)
-	if err != nil {
-		return nil, false, fmt.Errorf("create saga %s: %w", sg.ID, err)
-	}
-	evs, head, err := s.seal(e, evs, now)
+	evs, head, err := own(s.chain.SealCreate(ctx, e.head(), sg, c.Events, nil, now))
 	if err != nil {
 		return nil, false, fmt.Errorf("create saga %s: %w", sg.ID, err)
 	}
@@ -353,11 +346,7 @@ func (s *Store) Apply(ctx context.Context, t saga.Transition) (saga.Applied, err
 			return saga.Applied{}, fmt.Errorf("apply transition to saga %s: compensation step index %d out of range", sg.ID, u.StepIndex)
 		}
 	}
-	evs, err := saga.TransitionEvents(t, e.pending())
-	if err != nil {
-		return saga.Applied{}, fmt.Errorf("apply transition to saga %s: %w", sg.ID, err)
-	}
-	evs, head, err := s.seal(e, evs, now)
+	evs, head, err := own(s.chain.SealTransition(e.head(), t, e.pending(), now))
 	if err != nil {
 		return saga.Applied{}, fmt.Errorf("apply transition to saga %s: %w", sg.ID, err)
 	}
@@ -547,7 +536,7 @@ func (s *Store) RequestControl(ctx context.Context, id saga.ID, action saga.Cont
 		return nil, fmt.Errorf("request %q on saga %s in status %s: %w", action, id, sg.Status, saga.ErrInvalidTransition)
 	}
 	now := s.clock()
-	evs, head, err := s.seal(e, saga.ControlEvents(ctx, action, e.pending()), now)
+	evs, head, err := own(s.chain.SealControl(ctx, e.head(), action, e.pending(), now))
 	if err != nil {
 		return nil, fmt.Errorf("request %q on saga %s: %w", action, id, err)
 	}
@@ -895,7 +884,7 @@ func (s *Store) SetLegalHold(ctx context.Context, id saga.ID, hold bool) error {
 		return fmt.Errorf("set legal hold of saga %s: %w", id, saga.ErrNotFound)
 	}
 	now := s.clock()
-	evs, head, err := s.seal(e, saga.LegalHoldEvents(ctx, hold), now)
+	evs, head, err := own(s.chain.SealLegalHold(ctx, e.head(), hold, now))
 	if err != nil {
 		return fmt.Errorf("set legal hold of saga %s: %w", id, err)
 	}

@@ -209,7 +209,11 @@ func (s *Store) SetLegalHold(ctx context.Context, id saga.ID, hold bool) (err er
 	defer s.observe(opSetLegalHold, time.Now(), &err)
 	var next head
 	err = s.lockedWrite(ctx, id, func(tx pgx.Tx, _ saga.SagaStatus, h head, at time.Time) error {
-		chain, eventsJSON, err := s.sealJSON(id, h, saga.LegalHoldEvents(ctx, hold), at)
+		events, chain, err := s.chain.SealLegalHold(ctx, h.chainHead(id), hold, at)
+		if err != nil {
+			return err
+		}
+		eventsJSON, _, err := encodeEvents(events)
 		if err != nil {
 			return err
 		}

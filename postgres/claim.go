@@ -120,7 +120,7 @@ func (s *Store) RenewLeases(ctx context.Context, owner string, leases map[saga.I
 
 // RequestControl records an operator action on a saga whose status allows
 // it and makes the saga runnable at once, with the events of the request
-// (saga.ControlEvents), in one transaction that locks the saga's row to
+// (saga.Chain.SealControl), in one transaction that locks the saga's row to
 // chain them. See saga.Store.
 func (s *Store) RequestControl(ctx context.Context, id saga.ID, action saga.ControlAction) (sg *saga.Saga, err error) {
 	defer s.observe(opRequestControl, time.Now(), &err)
@@ -138,8 +138,11 @@ func (s *Store) RequestControl(ctx context.Context, id saga.ID, action saga.Cont
 			refusedIn = status
 			return nil
 		}
-		events := saga.ControlEvents(ctx, action, h.pending)
-		chain, eventsJSON, err := s.sealJSON(id, h, events, at)
+		events, chain, err := s.chain.SealControl(ctx, h.chainHead(id), action, h.pending, at)
+		if err != nil {
+			return err
+		}
+		eventsJSON, _, err := encodeEvents(events)
 		if err != nil {
 			return err
 		}
@@ -182,15 +185,4 @@ func (s *Store) lockedWrite(ctx context.Context, id saga.ID, fn func(tx pgx.Tx, 
 			return fn(tx, saga.SagaStatus(status), h, s.clock.writeTime(h))
 		})
 	})
-}
-
-// sealJSON seals events after h at time at and returns the new head and
-// the events as the statements read them.
-func (s *Store) sealJSON(id saga.ID, h head, events []saga.Event, at time.Time) (saga.ChainHead, []byte, error) {
-	next, err := s.chain.Seal(h.chainHead(id), events, at)
-	if err != nil {
-		return next, nil, err
-	}
-	eventsJSON, _, err := encodeEvents(events)
-	return next, eventsJSON, err
 }

@@ -176,11 +176,7 @@ func (s *Store) createArgs(ctx context.Context, id saga.ID, c saga.NewSaga, at t
 	if err != nil {
 		return nil, chain, fmt.Errorf("encode steps: %w", err)
 	}
-	events, err := saga.CreateEvents(ctx, in, c.Events, def)
-	if err != nil {
-		return nil, chain, err
-	}
-	chain, err = s.chain.Seal(saga.ChainHead{SagaID: id}, events, at)
+	events, chain, err := s.chain.SealCreate(ctx, saga.ChainHead{SagaID: id}, in, c.Events, def, at)
 	if err != nil {
 		return nil, chain, err
 	}
@@ -303,11 +299,7 @@ func (s *Store) Apply(ctx context.Context, t saga.Transition) (a saga.Applied, e
 	}
 	for attempt := 1; ; attempt++ {
 		at := s.clock.writeTime(h)
-		events, err := saga.TransitionEvents(t, h.pending)
-		if err != nil {
-			return saga.Applied{}, fmt.Errorf("%s: %w", doing, err)
-		}
-		next, err := s.chain.Seal(h.chainHead(t.SagaID), events, at)
+		events, next, err := s.chain.SealTransition(h.chainHead(t.SagaID), t, h.pending, at)
 		if err != nil {
 			return saga.Applied{}, fmt.Errorf("%s: %w", doing, err)
 		}

@@ -340,7 +340,7 @@ func checkEvents(t *testing.T, sagaID saga.ID, stored, written []saga.Event, fir
 			t.Errorf("event %d step index = %v, want %v", i, e.StepIndex, w.StepIndex)
 		}
 		// The store keeps every member written and may add those a replay
-		// of the saga needs (saga.CreateEvents, saga.TransitionEvents).
+		// of the saga needs (saga.Chain.SealCreate, SealTransition).
 		if len(w.Data) > 0 && !jsonContains(e.Data, w.Data) {
 			t.Errorf("event %d data = %s, want the members of %s", i, e.Data, w.Data)
 		}
