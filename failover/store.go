@@ -39,6 +39,9 @@ type Durable interface {
 	// ids, sequence numbers and times. It is idempotent by saga id: when the
 	// saga is already there nothing is written and existed is true.
 	Import(ctx context.Context, r saga.SagaRecord) (existed bool, err error)
+	// ImportDeletion writes the tombstone of a saga deleted in memory; a
+	// tombstone of the same saga already there is kept.
+	ImportDeletion(ctx context.Context, d saga.Deletion) error
 }
 
 // Config configures a Store. Zero fields take the defaults; Connect is
@@ -64,6 +67,9 @@ type Config struct {
 	// OnModeChange is told the persistence mode: false from New, true once
 	// the Store has switched to the database (a metric, say).
 	OnModeChange func(durable bool)
+	// Chain hashes the audit events of the sagas held in memory; it must
+	// be the database store's (default: plain SHA-256).
+	Chain *saga.Chain
 }
 
 // Store is a saga.Store that serves from memory until the database can be
@@ -101,7 +107,11 @@ type Store struct {
 	done    chan struct{} // closed when the loop has returned
 }
 
-var _ saga.Store = (*Store)(nil)
+var (
+	_ saga.Store      = (*Store)(nil)
+	_ saga.AuditStore = (*Store)(nil)
+	_ saga.LegalHolds = (*Store)(nil)
+)
 
 // New returns a Store in memory mode. It calls cfg.OnModeChange(false). It
 // returns an error when cfg.Connect is nil.
@@ -117,8 +127,8 @@ func New(cfg Config) (*Store, error) {
 		sliceLen:      cmp.Or(cfg.MoveSlice, MoveSliceDefault),
 		logger:        cfg.Logger,
 		onModeChange:  cfg.OnModeChange,
-		mem:           memory.New(memory.Config{}),
-		aside:         memory.New(memory.Config{}),
+		mem:           memory.New(memory.Config{Chain: cfg.Chain}),
+		aside:         memory.New(memory.Config{Chain: cfg.Chain}),
 		switched:      make(chan struct{}),
 		moved:         make(map[saga.ID]bool),
 		asideID:       make(map[saga.ID]bool),
@@ -481,4 +491,65 @@ func (s *Store) Close() {
 	}
 	s.mem.Close()
 	s.aside.Close()
+}
+
+// SetLegalHold sets or lifts a saga's legal hold where the saga is; see
+// saga.LegalHolds. A saga set aside refuses it with an error wrapping
+// saga.ErrUnavailable; so does a database store without legal holds.
+func (s *Store) SetLegalHold(ctx context.Context, id saga.ID, hold bool) error {
+	switch p, db := s.locate(id); p {
+	case inDatabase:
+		lh, ok := db.(saga.LegalHolds)
+		if !ok {
+			return fmt.Errorf("set legal hold: the database store has none: %w", saga.ErrUnavailable)
+		}
+		return lh.SetLegalHold(ctx, id, hold)
+	case setAside:
+		s.mu.RUnlock()
+		return readOnly("set legal hold", id)
+	}
+	defer s.mu.RUnlock()
+	return s.mem.SetLegalHold(ctx, id, hold)
+}
+
+// auditSource returns the store whose audit trail the audit reads use:
+// the database once switched, memory before (the sagas being moved at that
+// moment are in neither view).
+func (s *Store) auditSource() (saga.AuditStore, error) {
+	if !s.durable.Load() {
+		return s.mem, nil
+	}
+	as, ok := s.db.(saga.AuditStore)
+	if !ok {
+		return nil, fmt.Errorf("read the audit trail: the database store cannot: %w", saga.ErrUnavailable)
+	}
+	return as, nil
+}
+
+// Chains reads audit chains; see saga.AuditStore and auditSource.
+func (s *Store) Chains(ctx context.Context, q saga.ChainQuery, head func(saga.ChainHead) error, event func(saga.Event) error) (int, saga.ID, error) {
+	as, err := s.auditSource()
+	if err != nil {
+		return 0, saga.NilID, err
+	}
+	return as.Chains(ctx, q, head, event)
+}
+
+// ExportEvents exports events; see saga.AuditStore and auditSource.
+func (s *Store) ExportEvents(ctx context.Context, from, to time.Time, fn func(saga.Event, []byte) error) error {
+	as, err := s.auditSource()
+	if err != nil {
+		return err
+	}
+	return as.ExportEvents(ctx, from, to, fn)
+}
+
+// Deletions lists tombstones; see saga.AuditStore and auditSource. Those
+// written in memory move to the database with the sagas.
+func (s *Store) Deletions(ctx context.Context, from, to time.Time, fn func(saga.Deletion) error) error {
+	as, err := s.auditSource()
+	if err != nil {
+		return err
+	}
+	return as.Deletions(ctx, from, to, fn)
 }

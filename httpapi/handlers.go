@@ -54,6 +54,11 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) error {
 	if err := def.Validate(); err != nil {
 		return err
 	}
+	reason := r.URL.Query().Get("reason")
+	if err := checkReason("reason", reason); err != nil {
+		return err
+	}
+	r = withReason(r, reason)
 	sg, existed, err := s.coord.Submit(r.Context(), def)
 	if err != nil {
 		return fmt.Errorf("submit saga: %w", err)
@@ -297,6 +302,11 @@ func controlHandler(a saga.ControlAction) handlerFunc {
 		if err != nil {
 			return err
 		}
+		reason, err := s.decodeOperatorRequest(w, r)
+		if err != nil {
+			return err
+		}
+		r = withReason(r, reason)
 		sg, err := s.coord.Control(r.Context(), id, a)
 		switch {
 		case err == nil:
@@ -349,6 +359,11 @@ func (s *Server) statistics(w http.ResponseWriter, r *http.Request) error {
 
 // cleanup serves POST /api/v1/maintenance/cleanup.
 func (s *Server) cleanup(w http.ResponseWriter, r *http.Request) error {
+	reason, err := s.decodeOperatorRequest(w, r)
+	if err != nil {
+		return err
+	}
+	r = withReason(r, reason)
 	n, err := s.coord.Cleanup(r.Context())
 	if err != nil {
 		return fmt.Errorf("clean up sagas: %w", err)

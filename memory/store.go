@@ -893,3 +893,11 @@ func (s *Store) SetLegalHold(ctx context.Context, id saga.ID, hold bool) error {
 	e.saga.UpdatedAt = now
 	return nil
 }
+
+// ForgetDeletions drops every tombstone (after they were moved to the
+// database).
+func (s *Store) ForgetDeletions() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.deletions = nil
+}

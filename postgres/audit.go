@@ -59,6 +59,13 @@ FROM saga_deletions
 WHERE deleted_at >= $1 AND deleted_at < $2
 ORDER BY deleted_at, saga_id`
 
+	// sqlImportDeletion writes a tombstone unless the saga has one.
+	sqlImportDeletion = `
+INSERT INTO saga_deletions (saga_id, name, final_status, event_seq, last_hash, completed_at,
+	deleted_at, rule, actor, reason, client_addr)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+ON CONFLICT (saga_id) DO NOTHING`
+
 	// sqlSetLegalHold sets saga $1's legal hold to $2 at $3, with the
 	// events $6 (sealed) ending its chain at seq $4 with hash $5.
 	sqlSetLegalHold = `
@@ -229,4 +236,19 @@ func (s *Store) SetLegalHold(ctx context.Context, id saga.ID, hold bool) (err er
 	}
 	s.heads.advance(id, next)
 	return nil
+}
+
+// ImportDeletion writes the tombstone of a saga deleted elsewhere (in
+// memory during an outage); a tombstone of the saga already there is kept.
+func (s *Store) ImportDeletion(ctx context.Context, d saga.Deletion) (err error) {
+	defer s.observe(opImport, time.Now(), &err)
+	if !d.Status.Valid() {
+		return fmt.Errorf("import tombstone of saga %s: unknown status %q", d.SagaID, d.Status)
+	}
+	err = retry(ctx, func(ctx context.Context) error {
+		_, err := s.pool.Exec(ctx, sqlImportDeletion, d.SagaID, d.Name, string(d.Status), d.EventSeq,
+			nullBytes(d.LastHash), d.CompletedAt, d.DeletedAt, d.Rule, nullString(d.Actor), nullString(d.Reason), nullString(d.Address))
+		return err
+	})
+	return interpretError("import tombstone of saga "+d.SagaID.String(), err)
 }

@@ -309,14 +309,14 @@ func printEvents(w io.Writer, events []httpapi.EventJSON) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SEQ\tTIME\tTYPE\tSTEP\tINSTANCE\tDATA")
+	fmt.Fprintln(tw, "SEQ\tTIME\tTYPE\tSTEP\tINSTANCE\tACTOR\tDATA")
 	for _, e := range events {
 		step := "-"
 		if e.StepIndex != nil {
 			step = strconv.Itoa(*e.StepIndex)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.CreatedAt.UTC().Format("15:04:05.000"),
-			e.Type, step, dash(e.InstanceID), dash(compactJSON(e.Data, 100)))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.CreatedAt.UTC().Format("15:04:05.000"),
+			e.Type, step, dash(e.InstanceID), dash(e.Actor), dash(compactJSON(e.Data, 100)))
 	}
 	_ = tw.Flush()
 }
@@ -324,6 +324,7 @@ func printEvents(w io.Writer, events []httpapi.EventJSON) {
 func (m *Main) runSubmit(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
 	fs, cf := newClientFlagSet("submit", "FILE|- [flags]", stderr)
 	wait := fs.Duration("wait", 0, "wait up to this long for the saga to end (e.g. 30s)")
+	reason := fs.String("reason", "", "why the saga is submitted (recorded in its audit trail)")
 	rest, err := parseInterspersed(fs, args)
 	if err != nil {
 		return flagError(err)
@@ -345,7 +346,7 @@ func (m *Main) runSubmit(ctx context.Context, args []string, env func(string) st
 
 	c := cf.client(env)
 	callCtx, cancel := context.WithTimeout(ctx, cf.timeout+min(*wait, serverMaxWait))
-	s, replayed, err := c.Submit(callCtx, *def, min(*wait, serverMaxWait))
+	s, replayed, err := c.SubmitWithReason(callCtx, *def, min(*wait, serverMaxWait), *reason)
 	cancel()
 	if err != nil {
 		return apiError(err)
@@ -430,13 +431,14 @@ func (m *Main) readDefinition(path string) (*saga.Definition, error) {
 func controlCommand(action saga.ControlAction) func(*Main, context.Context, []string, func(string) string, io.Writer, io.Writer) error {
 	return func(_ *Main, ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
 		fs, cf := newClientFlagSet(string(action), "ID [flags]", stderr)
+		reason := fs.String("reason", "", "why (recorded with the request in the saga's audit trail)")
 		id, err := parseOneID(fs, args)
 		if err != nil || id == "" {
 			return err
 		}
 		callCtx, cancel := cf.withTimeout(ctx)
 		defer cancel()
-		s, err := cf.client(env).Control(callCtx, id, string(action))
+		s, err := cf.client(env).ControlWithReason(callCtx, id, string(action), *reason)
 		if err != nil {
 			return apiError(err)
 		}
@@ -487,6 +489,7 @@ func (m *Main) runStats(ctx context.Context, args []string, env func(string) str
 
 func (m *Main) runCleanup(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
 	fs, cf := newClientFlagSet("cleanup", "[flags]", stderr)
+	reason := fs.String("reason", "", "why (recorded on the tombstone of each saga deleted)")
 	rest, err := parseInterspersed(fs, args)
 	if err != nil {
 		return flagError(err)
@@ -497,7 +500,7 @@ func (m *Main) runCleanup(ctx context.Context, args []string, env func(string) s
 	}
 	callCtx, cancel := cf.withTimeout(ctx)
 	defer cancel()
-	n, err := cf.client(env).Cleanup(callCtx)
+	n, err := cf.client(env).CleanupWithReason(callCtx, *reason)
 	if err != nil {
 		return apiError(err)
 	}

@@ -125,7 +125,8 @@ func startService(ctx context.Context, cfg Config, stderr io.Writer) (_ *service
 		}
 	}()
 
-	svc.store, err = openStore(ctx, bgCtx, cfg, logger, mx)
+	chain := saga.NewChain(cfg.AuditKey)
+	svc.store, err = openStore(ctx, bgCtx, cfg, chain, logger, mx)
 	if err != nil {
 		return nil, err
 	}
@@ -147,9 +148,12 @@ func startService(ctx context.Context, cfg Config, stderr io.Writer) (_ *service
 		return nil, fmt.Errorf("start engine: %w", err)
 	}
 
+	auditStore, _ := svc.store.(saga.AuditStore)
 	api, err := httpapi.NewServer(httpapi.Config{
 		Coordinator:    svc.engine,
 		Tokens:         cfg.APITokens,
+		Audit:          auditStore,
+		Chain:          chain,
 		Logger:         logger.With("component", "http"),
 		Metrics:        mx.Handler(),
 		Version:        versionString(),
@@ -205,11 +209,11 @@ func (s *service) serve(srv *http.Server, ln net.Listener, name string) {
 // persistence is off; PostgreSQL (migrated) when it answers; otherwise a
 // failover store that serves from memory and switches to PostgreSQL once it
 // can be reached.
-func openStore(ctx, bgCtx context.Context, cfg Config, logger *slog.Logger, mx *metrics.Metrics) (saga.Store, error) {
+func openStore(ctx, bgCtx context.Context, cfg Config, chain *saga.Chain, logger *slog.Logger, mx *metrics.Metrics) (saga.Store, error) {
 	if !cfg.Persistence {
 		logger.Warn("persistence disabled: sagas live in memory only (ENABLE_PERSISTENCE=false)")
 		mx.SetPersistence(false)
-		return memory.New(memory.Config{}), nil
+		return memory.New(memory.Config{Chain: chain}), nil
 	}
 
 	// The pool gauges follow whichever PostgreSQL store is in use.
@@ -231,6 +235,7 @@ func openStore(ctx, bgCtx context.Context, cfg Config, logger *slog.Logger, mx *
 			SlowQuery:      cfg.SlowQuery,
 			Logger:         logger,
 			Observe:        mx.ObserveDB,
+			Chain:          chain,
 		})
 		if err != nil {
 			return nil, err
@@ -267,6 +272,7 @@ func openStore(ctx, bgCtx context.Context, cfg Config, logger *slog.Logger, mx *
 			return pg, nil
 		},
 		Logger: logger,
+		Chain:  chain,
 		OnModeChange: func(durable bool) {
 			mx.SetPersistence(durable)
 			if durable {
