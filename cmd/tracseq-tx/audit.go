@@ -532,4 +532,3 @@ func (m *Main) runAuditDeletions(ctx context.Context, args []string, env func(st
 	}
 	return nil
 }
-
