@@ -59,6 +59,9 @@ func (d Definition) Clone() Definition {
 	c.TransactionID = clonePtr(d.TransactionID)
 	c.UserID = clonePtr(d.UserID)
 	c.Context = cloneRaw(d.Context)
+	if d.SecretHeaders != nil {
+		c.SecretHeaders = append(make([]string, 0, len(d.SecretHeaders)), d.SecretHeaders...)
+	}
 	if d.Steps != nil {
 		c.Steps = make([]StepDefinition, len(d.Steps))
 		for i, st := range d.Steps {

@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Limits and defaults of a saga definition.
@@ -40,8 +44,18 @@ type Definition struct {
 	IdempotencyKey string          `json:"idempotency_key,omitempty"`
 	// MaxParallel bounds the calls of one saga in flight at once when its
 	// steps form a graph (0: MaxParallelDefault).
-	MaxParallel int              `json:"max_parallel,omitempty"`
-	Steps       []StepDefinition `json:"steps"`
+	MaxParallel int `json:"max_parallel,omitempty"`
+	// SecretHeaders names headers of the steps' requests whose values are
+	// secrets, beside those that always are (SensitiveHeaders): their values
+	// are never shown (answers, events, logs) and are encrypted at rest when
+	// the service has a definition key.
+	SecretHeaders []string         `json:"secret_headers,omitempty"`
+	Steps         []StepDefinition `json:"steps"`
+	// TraceParent is the W3C traceparent of the submit request (the API
+	// takes it from the request's traceparent header when the body has
+	// none). The saga's spans are its children, on whichever instance runs
+	// the saga, and every participant call carries the trace on.
+	TraceParent string `json:"trace_parent,omitempty"`
 }
 
 // StepDefinition is one step: the action on a participant and the
@@ -67,6 +81,32 @@ type Request struct {
 	Headers   map[string]string `json:"headers,omitempty"`
 	Body      json.RawMessage   `json:"body,omitempty"`
 	TimeoutMs int64             `json:"timeout_ms,omitempty"`
+	// Protocol is how the participant is spoken to: ProtocolNative (the
+	// default, also when empty) or ProtocolDTM (DTM's participant protocol:
+	// the body alone, gid/trans_type/branch_id/op in the query, and DTM's
+	// reading of the answer). See docs/dtm.md.
+	Protocol Protocol `json:"protocol,omitempty"`
+}
+
+// Protocol names a participant protocol.
+type Protocol string
+
+// The participant protocols.
+const (
+	// ProtocolNative sends the step's input, the saga context and the
+	// outputs so far as one JSON envelope; a 2xx answer is success, 408,
+	// 429 and 5xx are transient, any other status a refusal.
+	ProtocolNative Protocol = "native"
+	// ProtocolDTM speaks DTM's HTTP branch protocol: the body is sent as it
+	// is, the query carries gid, trans_type=saga, branch_id and op; 200 is
+	// success, 409 or a body holding FAILURE a refusal (the branch is
+	// compensated too), 425 or ONGOING "not yet", anything else transient.
+	ProtocolDTM Protocol = "dtm"
+)
+
+// Valid reports whether p is a known protocol (empty means native).
+func (p Protocol) Valid() bool {
+	return p == "" || p == ProtocolNative || p == ProtocolDTM
 }
 
 // Timeout returns the call's timeout, or CallTimeoutDefault.
@@ -74,7 +114,22 @@ func (r Request) Timeout() time.Duration {
 	if r.TimeoutMs <= 0 {
 		return CallTimeoutDefault
 	}
-	return time.Duration(r.TimeoutMs) * time.Millisecond
+	return Milliseconds(r.TimeoutMs)
+}
+
+// Milliseconds converts a count of milliseconds from input to a duration.
+// It saturates instead of wrapping: 9223372036854776 ms is not 192 µs. A
+// negative count is 0. Validate compares the count itself with the limits,
+// before any conversion.
+func Milliseconds(ms int64) time.Duration {
+	const maxMs = int64(math.MaxInt64 / int64(time.Millisecond))
+	switch {
+	case ms <= 0:
+		return 0
+	case ms > maxMs:
+		return math.MaxInt64
+	}
+	return time.Duration(ms) * time.Millisecond
 }
 
 // RetryPolicy says how often and how patiently a call is retried after a
@@ -109,7 +164,7 @@ func (p *RetryPolicy) WithDefaults() RetryPolicy {
 
 // Timeout returns the saga's deadline duration, or 0 for none.
 func (d *Definition) Timeout() time.Duration {
-	return time.Duration(d.TimeoutMs) * time.Millisecond
+	return Milliseconds(d.TimeoutMs)
 }
 
 // allowedMethods are the HTTP methods a step may use.
@@ -118,11 +173,75 @@ var allowedMethods = map[string]bool{
 	http.MethodPatch: true, http.MethodDelete: true,
 }
 
-// reservedHeaders are set by the service on every call; a definition may
-// not override them, or idempotency and tracing could be forged.
+// reservedHeaders are set by the service on every call (or will be, for
+// tracing); a definition may not set them, or idempotency and tracing could
+// be forged. Every header whose name starts with reservedHeaderPrefix is
+// reserved too.
 var reservedHeaders = map[string]bool{
-	"Idempotency-Key": true, "X-Saga-Id": true, "X-Transaction-Id": true,
-	"X-Saga-Step": true, "Content-Type": true, "Content-Length": true, "Host": true,
+	"Idempotency-Key": true, "X-Transaction-Id": true, "Traceparent": true, "Tracestate": true,
+	"Content-Type": true, "Content-Length": true, "Host": true, "Accept": true,
+}
+
+const reservedHeaderPrefix = "X-Saga-"
+
+// hopByHopHeaders concern one connection only (RFC 9110, 7.6.1): a proxy
+// between the service and a participant removes them, and it removes the
+// headers that Connection names with them, an Idempotency-Key say. A
+// definition may not set them.
+var hopByHopHeaders = map[string]bool{
+	"Connection": true, "Upgrade": true, "Te": true, "Keep-Alive": true,
+	"Proxy-Authorization": true, "Proxy-Authenticate": true, "Proxy-Connection": true,
+	"Expect": true, "Trailer": true, "Transfer-Encoding": true,
+}
+
+// SensitiveHeaders are the headers whose values are always secrets; a
+// definition names more in SecretHeaders.
+var SensitiveHeaders = []string{"Authorization", "Proxy-Authorization", "Cookie", "X-Api-Key"}
+
+// NormalizeHeaderName returns the canonical form of a header name as a
+// proxy or a participant's framework may read it: case folded to
+// Canonical-Form, and underscores taken for hyphens (many servers, CGI
+// among them, make no difference).
+func NormalizeHeaderName(name string) string {
+	return http.CanonicalHeaderKey(strings.ReplaceAll(name, "_", "-"))
+}
+
+// IsSecretHeader reports whether the header name's value is a secret in
+// d: one of SensitiveHeaders or of d.SecretHeaders, however spelt.
+func (d *Definition) IsSecretHeader(name string) bool {
+	n := NormalizeHeaderName(name)
+	for _, s := range SensitiveHeaders {
+		if n == s {
+			return true
+		}
+	}
+	for _, s := range d.SecretHeaders {
+		if n == NormalizeHeaderName(s) {
+			return true
+		}
+	}
+	return false
+}
+
+// Redacted returns a copy of d fit to be shown: the values of its secret
+// headers replaced by Redacted, and its URLs by RedactURL's form.
+func (d Definition) Redacted() Definition {
+	c := d.Clone()
+	redact := func(r *Request) {
+		r.URL = RedactURL(r.URL)
+		for name := range r.Headers {
+			if d.IsSecretHeader(name) {
+				r.Headers[name] = Redacted
+			}
+		}
+	}
+	for i := range c.Steps {
+		redact(&c.Steps[i].Action)
+		if c.Steps[i].Compensation != nil {
+			redact(c.Steps[i].Compensation)
+		}
+	}
+	return c
 }
 
 // Validate checks everything about d that can be checked without I/O and
@@ -134,6 +253,8 @@ func (d *Definition) Validate() error {
 		ve.add("name", "must not be empty")
 	case len(d.Name) > MaxNameLength:
 		ve.add("name", "must be at most %d bytes", MaxNameLength)
+	default:
+		validateText(&ve, "name", d.Name)
 	}
 	if d.TransactionID != nil && d.TransactionID.IsZero() {
 		ve.add("transaction_id", "must not be the nil UUID")
@@ -141,15 +262,29 @@ func (d *Definition) Validate() error {
 	if len(d.Context) > 0 {
 		if t := jsonKind(d.Context); t != '{' {
 			ve.add("context", "must be a JSON object")
+		} else {
+			validateJSON(&ve, "context", d.Context)
 		}
 	}
+	// The counts are compared before any conversion to a duration, which
+	// would wrap for the largest of them.
 	if d.TimeoutMs < 0 {
 		ve.add("timeout_ms", "must not be negative")
-	} else if d.Timeout() > MaxSagaTimeout {
+	} else if d.TimeoutMs > MaxSagaTimeout.Milliseconds() {
 		ve.add("timeout_ms", "must be at most %d (30 days)", MaxSagaTimeout.Milliseconds())
 	}
 	if len(d.IdempotencyKey) > MaxIdempotencyKeyLength {
 		ve.add("idempotency_key", "must be at most %d bytes", MaxIdempotencyKeyLength)
+	} else {
+		validateText(&ve, "idempotency_key", d.IdempotencyKey)
+	}
+	if len(d.SecretHeaders) > MaxHeaders {
+		ve.add("secret_headers", "must hold at most %d header names", MaxHeaders)
+	}
+	for i, name := range d.SecretHeaders {
+		if !validHeaderName(name) {
+			ve.add(fmt.Sprintf("secret_headers[%d]", i), "%s is not a valid header name", quoteText(name))
+		}
 	}
 	switch {
 	case len(d.Steps) == 0:
@@ -165,6 +300,8 @@ func (d *Definition) Validate() error {
 			ve.add(field+".name", "must not be empty")
 		case len(s.Name) > MaxNameLength:
 			ve.add(field+".name", "must be at most %d bytes", MaxNameLength)
+		case StorableTextProblem(s.Name) != "":
+			validateText(&ve, field+".name", s.Name)
 		default:
 			if j, dup := seen[s.Name]; dup {
 				ve.add(field+".name", "%q is already the name of steps[%d]", s.Name, j)
@@ -180,39 +317,125 @@ func (d *Definition) Validate() error {
 		}
 	}
 	d.validateGraph(&ve)
+	if d.TraceParent != "" && !ValidTraceParent(d.TraceParent) {
+		ve.add("trace_parent", "must be a W3C traceparent such as 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	}
 	return ve.orNil()
 }
 
 func validateRequest(ve *ValidationError, field string, r *Request) {
 	if !allowedMethods[r.Method] {
-		ve.add(field+".method", "must be one of GET, POST, PUT, PATCH, DELETE (got %q)", r.Method)
+		ve.add(field+".method", "must be one of GET, POST, PUT, PATCH, DELETE (got %s)", quoteText(r.Method))
 	}
 	u, err := url.Parse(r.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
 		ve.add(field+".url", "must be an absolute http or https URL without credentials")
+	} else {
+		validateText(ve, field+".url", r.URL)
 	}
 	if len(r.Headers) > MaxHeaders {
 		ve.add(field+".headers", "must hold at most %d headers", MaxHeaders)
 	}
-	for name, value := range r.Headers {
-		canon := http.CanonicalHeaderKey(name)
-		switch {
-		case !validHeaderName(name):
-			ve.add(field+".headers", "%q is not a valid header name", name)
-		case reservedHeaders[canon]:
-			ve.add(field+".headers", "%q is set by the service and may not be overridden", canon)
-		case strings.ContainsAny(value, "\r\n\x00"):
-			ve.add(field+".headers", "value of %q must not contain line breaks or NUL", name)
+	validateHeaders(ve, field+".headers", r.Headers)
+	if len(r.Body) > 0 {
+		if jsonKind(r.Body) == 0 {
+			ve.add(field+".body", "must be valid JSON")
+		} else {
+			validateJSON(ve, field+".body", r.Body)
 		}
 	}
-	if len(r.Body) > 0 && jsonKind(r.Body) == 0 {
-		ve.add(field+".body", "must be valid JSON")
+	if !r.Protocol.Valid() {
+		ve.add(field+".protocol", "must be %q or %q (got %q)", ProtocolNative, ProtocolDTM, r.Protocol)
 	}
 	if r.TimeoutMs < 0 {
 		ve.add(field+".timeout_ms", "must not be negative")
-	} else if r.Timeout() > MaxCallTimeout {
+	} else if r.TimeoutMs > MaxCallTimeout.Milliseconds() {
 		ve.add(field+".timeout_ms", "must be at most %d (10 minutes)", MaxCallTimeout.Milliseconds())
 	}
+}
+
+// validateHeaders checks the headers of a request: valid names, none that
+// the service sets or that concern one connection only (however spelt), no
+// two spellings of one name, and values that are valid field values. Values
+// are never quoted: they may be secrets.
+func validateHeaders(ve *ValidationError, field string, headers map[string]string) {
+	names := make([]string, 0, len(headers))
+	for name := range headers {
+		names = append(names, name)
+	}
+	slices.Sort(names) // problems in a stable order
+	spelt := make(map[string]string, len(names))
+	for _, name := range names {
+		value := headers[name]
+		norm := NormalizeHeaderName(name)
+		as := ""
+		if norm != http.CanonicalHeaderKey(name) {
+			as = fmt.Sprintf(" (read as %q)", norm)
+		}
+		switch {
+		case !validHeaderName(name):
+			ve.add(field, "%s is not a valid header name", quoteText(name))
+			continue
+		case hopByHopHeaders[norm]:
+			ve.add(field, "%q%s is a hop-by-hop header: a proxy on the way removes it, with the headers it names; it may not be set in a definition", name, as)
+		case reservedHeaders[norm] || strings.HasPrefix(norm, reservedHeaderPrefix):
+			ve.add(field, "%q%s is set by the service and may not be overridden", name, as)
+		}
+		if other, dup := spelt[norm]; dup {
+			ve.add(field, "%q and %q name the same header %q; give it once", other, name, norm)
+		}
+		spelt[norm] = name
+		if i := invalidFieldValue(value); i >= 0 {
+			ve.add(field, "value of %q must be a valid header field value: no control characters and valid UTF-8 (bad byte at offset %d)", name, i)
+		}
+	}
+}
+
+// invalidFieldValue returns the offset of the first byte that may not be
+// in a header field value (RFC 9110, 5.5: control characters but
+// horizontal tab) or that is not valid UTF-8, or -1.
+func invalidFieldValue(v string) int {
+	for i := 0; i < len(v); {
+		c := v[i]
+		switch {
+		case c == '\t':
+			i++
+		case c < 0x20 || c == 0x7f:
+			return i
+		case c < utf8.RuneSelf:
+			i++
+		default:
+			r, size := utf8.DecodeRuneInString(v[i:])
+			if r == utf8.RuneError && size == 1 {
+				return i
+			}
+			i += size
+		}
+	}
+	return -1
+}
+
+// validateText refuses text that the database cannot store.
+func validateText(ve *ValidationError, field, s string) {
+	if p := StorableTextProblem(s); p != "" {
+		ve.add(field, "%s", p)
+	}
+}
+
+// validateJSON refuses a JSON value that the database cannot store,
+// naming the path of its first bad part.
+func validateJSON(ve *ValidationError, field string, raw json.RawMessage) {
+	if p := CheckStorableJSON(raw); p != nil {
+		ve.add(p.Field(field), "%s", p.Message)
+	}
+}
+
+// quoteText quotes s for a message, escaping what is not printable ASCII.
+func quoteText(s string) string {
+	if len(s) > 64 {
+		s = s[:64]
+	}
+	return strconv.QuoteToASCII(s)
 }
 
 func validateRetry(ve *ValidationError, field string, p *RetryPolicy) {

@@ -200,6 +200,9 @@ func (g Graph) cycle() []int {
 				// the order the steps would run.
 				c := slices.Clone(path[start:])
 				slices.Reverse(c)
+				// Start at the first step of the definition among them.
+				k := slices.Index(c, slices.Min(c))
+				c = append(c[k:], c[:k]...)
 				return append(c, c[0])
 			case unseen:
 				if c := visit(j); c != nil {
@@ -223,10 +226,21 @@ func (g Graph) cycle() []int {
 
 // didYouMean suggests the step name closest to name, or "".
 func didYouMean(name string, steps []StepDefinition) string {
+	names := make([]string, len(steps))
+	for i, s := range steps {
+		names[i] = s.Name
+	}
+	return DidYouMean(name, names)
+}
+
+// DidYouMean returns ` (did you mean "x"?)` for the candidate closest to
+// name by edit distance (case aside), when one is close enough to be a
+// likely typo (at most half of name's length away), else "".
+func DidYouMean(name string, candidates []string) string {
 	best, bestDist := "", len(name)/2+1
-	for _, s := range steps {
-		if d := editDistance(name, s.Name); d < bestDist {
-			best, bestDist = s.Name, d
+	for _, c := range candidates {
+		if d := editDistance(strings.ToLower(name), strings.ToLower(c)); d < bestDist {
+			best, bestDist = c, d
 		}
 	}
 	if best == "" {

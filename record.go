@@ -11,3 +11,26 @@ type SagaRecord struct {
 	// event and who asked.
 	Pending PendingControl
 }
+
+// TableCounts are the rows of the five tables of a durable store (or of
+// some of its sagas).
+type TableCounts struct {
+	Sagas         int64 `json:"sagas"`
+	Steps         int64 `json:"saga_steps"`
+	Compensations int64 `json:"saga_compensations"`
+	Checkpoints   int64 `json:"saga_checkpoints"`
+	Events        int64 `json:"saga_events"`
+}
+
+// Add counts the rows r occupies in a durable store.
+func (c *TableCounts) Add(r SagaRecord) {
+	c.Sagas++
+	c.Steps += int64(len(r.Saga.Steps))
+	for _, st := range r.Saga.Steps {
+		if st.Compensation != nil {
+			c.Compensations++
+		}
+	}
+	c.Checkpoints += int64(len(r.Checkpoints))
+	c.Events += int64(len(r.Events))
+}

@@ -168,6 +168,8 @@ type Stats struct {
 type Health struct {
 	Durable          bool          // false: in-memory
 	Mode             string        // "durable" or "memory"
+	Backend          string        // the store serving: "postgres", "sqlite" or "memory"
+	Path             string        // the database file of the SQLite store; empty otherwise
 	RoundTrip        time.Duration // one database round trip; 0 in memory
 	PoolTotal        int32
 	PoolIdle         int32

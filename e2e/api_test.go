@@ -11,6 +11,7 @@ import (
 	"time"
 
 	saga "github.com/tracseq/transaction-service"
+	"github.com/tracseq/transaction-service/client"
 	"github.com/tracseq/transaction-service/httpapi"
 	"github.com/tracseq/transaction-service/internal/apitest"
 	"github.com/tracseq/transaction-service/internal/pgtest"
@@ -96,7 +97,7 @@ func TestAPIErrorsOnPostgres(t *testing.T) {
 
 	// One saga that ran to its end, for 409 and so that the tables are not
 	// trivially empty.
-	done, _, err := in.client.Submit(ctx, p.definition("api-done", "api-done", plan{flakyStep: -1}), 30*time.Second)
+	done, _, err := in.client.Submit(ctx, p.definition("api-done", "api-done", plan{flakyStep: -1}), client.WithWait(30*time.Second))
 	if err != nil {
 		t.Fatalf("submit: %v", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	saga "github.com/tracseq/transaction-service"
+	"github.com/tracseq/transaction-service/client"
 	"github.com/tracseq/transaction-service/httpapi"
 )
 
@@ -23,7 +24,7 @@ const pollInterval = 200 * time.Millisecond
 // waitEnded polls the API through c until every saga in ids is in an end
 // state, and returns them as listed. It fails the test at the deadline,
 // saying how many sagas are in which status.
-func waitEnded(t *testing.T, c *httpapi.Client, ids []string, timeout time.Duration) map[string]httpapi.SagaJSON {
+func waitEnded(t *testing.T, c *client.Client, ids []string, timeout time.Duration) map[string]httpapi.SagaJSON {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -60,22 +61,17 @@ func waitEnded(t *testing.T, c *httpapi.Client, ids []string, timeout time.Durat
 }
 
 // listAll reads every saga through the API, page by page.
-func listAll(ctx context.Context, c *httpapi.Client) (map[string]httpapi.SagaJSON, error) {
+func listAll(ctx context.Context, c *client.Client) (map[string]httpapi.SagaJSON, error) {
 	out := make(map[string]httpapi.SagaJSON)
-	cursor := ""
-	for {
-		page, err := c.List(ctx, httpapi.ListQuery{Limit: saga.ListLimitMax, Cursor: cursor})
+	for page, err := range c.List(ctx, client.ListQuery{Limit: saga.ListLimitMax}) {
 		if err != nil {
 			return nil, err
 		}
 		for _, s := range page.Sagas {
 			out[s.ID] = s
 		}
-		if page.NextCursor == nil {
-			return out, nil
-		}
-		cursor = *page.NextCursor
 	}
+	return out, nil
 }
 
 // detail is a saga with its steps and audit trail, as the API returns them.
@@ -85,7 +81,7 @@ type detail struct {
 }
 
 // fetchDetails reads every saga in ids with its events, a few at a time.
-func fetchDetails(t *testing.T, c *httpapi.Client, ids []string) map[string]detail {
+func fetchDetails(t *testing.T, c *client.Client, ids []string) map[string]detail {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

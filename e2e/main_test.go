@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tracseq/transaction-service/httpapi"
+	"github.com/tracseq/transaction-service/client"
 )
 
 // binPath is the tracseq-tx binary that TestMain builds for the package.
@@ -37,6 +37,9 @@ func TestMain(m *testing.M) {
 	args := []string{"build", "-o", binPath}
 	if raceBuild {
 		args = append(args, "-race")
+		if gcflags := os.Getenv("TRACSEQ_RACE_GCFLAGS"); gcflags != "" {
+			args = append(args, "-gcflags="+gcflags) // as scripts/test.sh builds the tests
+		}
 	}
 	build := exec.Command("go", append(args, "./cmd/tracseq-tx")...)
 	build.Dir = ".." // the module root
@@ -82,7 +85,7 @@ type instance struct {
 	id      string
 	cmd     *exec.Cmd
 	url     string
-	client  *httpapi.Client
+	client  *client.Client
 	logPath string
 
 	done     chan struct{} // closed once the process has exited and been reaped
@@ -110,6 +113,7 @@ func startInstance(t *testing.T, cfg instanceConfig) *instance {
 		"DB_MAX_CONNECTIONS=8",
 		"DB_MIN_CONNECTIONS=1",
 		"DB_CONNECTION_TIMEOUT_SECONDS=10",
+		"METRICS_GAUGE_TTL_MS=" + gaugeTTLMs,
 	}
 	if cfg.MaxConcurrent > 0 {
 		env = append(env, "MAX_CONCURRENT_SAGAS="+strconv.Itoa(cfg.MaxConcurrent))
@@ -186,14 +190,17 @@ func startInstance(t *testing.T, cfg instanceConfig) *instance {
 	// connections.
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	t.Cleanup(hc.CloseIdleConnections)
-	in.client = &httpapi.Client{BaseURL: in.url, Token: token, HTTP: hc}
+	in.client, err = client.New(in.url, client.WithToken(token), client.WithHTTPClient(hc))
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	// A service that cannot reach its database starts in memory mode; these
 	// tests are about durability, so that is a failure.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	ready, status, err := in.client.Ready(ctx)
-	if err != nil || status != http.StatusOK || ready.Persistence != httpapi.PersistenceDurable {
+	if err != nil || status != http.StatusOK || !ready.Durable {
 		t.Fatalf("instance %s not ready and durable: %+v (HTTP %d, %v)\n%s", in.id, ready, status, err, in.logTail())
 	}
 	return in
@@ -248,7 +255,7 @@ func (in *instance) kill(t *testing.T) {
 // engine keeps running sagas.
 func (in *instance) terminate(t *testing.T) {
 	t.Helper()
-	in.client.HTTP.CloseIdleConnections()
+	in.client.CloseIdleConnections()
 	if err := in.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatalf("SIGTERM instance %s: %v", in.id, err)
 	}

@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +16,7 @@ import (
 	saga "github.com/tracseq/transaction-service"
 	"github.com/tracseq/transaction-service/httpapi"
 	"github.com/tracseq/transaction-service/internal/pgtest"
+	"github.com/tracseq/transaction-service/sqlite"
 )
 
 // submission is one saga a test submits: its plan and, once accepted, its
@@ -73,7 +76,7 @@ func submitAll(p *stub, subs []*submission, targets func(i int) []*instance) {
 					}
 					sub.sent++
 					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-					s, _, err := in.client.Submit(ctx, def, 0)
+					s, _, err := in.client.Submit(ctx, def)
 					cancel()
 					sub.err = err
 					if err == nil {
@@ -128,11 +131,44 @@ func resent(subs []*submission) int {
 	return n
 }
 
-// queryInt runs a counting query on the test database.
+// backend is a store the binary runs on in the tests that run on each.
+type backend struct {
+	name string
+	// newDatabase returns the DATABASE_URL of an empty database of the
+	// test's own.
+	newDatabase func(t *testing.T) string
+}
+
+// backends are the durable stores: PostgreSQL (a database on the test
+// server) and SQLite (a file in the test's directory).
+var backends = []backend{
+	{"PostgreSQL", func(t *testing.T) string { return pgtest.NewDatabase(t) }},
+	{"SQLite", func(t *testing.T) string { return sqlite.URL(filepath.Join(t.TempDir(), "tracseq.db")) }},
+}
+
+// queryInt runs a counting query on the test database, PostgreSQL or
+// SQLite (read beside the instance that holds the file: WAL lets readers
+// in).
 func queryInt(t *testing.T, dbURL, query string) int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	if sqlite.IsURL(dbURL) {
+		path, err := sqlite.ParseURL(dbURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
+		if err != nil {
+			t.Fatalf("open the test database: %v", err)
+		}
+		defer db.Close()
+		var n int
+		if err := db.QueryRowContext(ctx, query).Scan(&n); err != nil {
+			t.Fatalf("%s: %v", query, err)
+		}
+		return n
+	}
 	conn, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
 		t.Fatalf("connect to the test database: %v", err)
@@ -168,12 +204,21 @@ func logSummary(t *testing.T, p *stub) stubSummary {
 
 // TestCrashRecovery kills the only instance with SIGKILL while sagas are in
 // flight, restarts it on the same database, and checks that every saga
-// ends as planned with a complete trail and no effect applied twice.
+// ends as planned with a complete trail and no effect applied twice, on
+// PostgreSQL and on SQLite.
 func TestCrashRecovery(t *testing.T) {
 	t.Parallel()
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			testCrashRecovery(t, b.newDatabase(t))
+		})
+	}
+}
+
+func testCrashRecovery(t *testing.T, dbURL string) {
 	const n = 200
 	lease := leaseSecondsDefault * time.Second
-	dbURL := pgtest.NewDatabase(t)
 	p := newStub(t, 5*time.Millisecond, 30*time.Millisecond)
 	first := startInstance(t, instanceConfig{DatabaseURL: dbURL, InstanceID: "crash-1"})
 
@@ -200,6 +245,7 @@ func TestCrashRecovery(t *testing.T) {
 	}
 
 	second := startInstance(t, instanceConfig{DatabaseURL: dbURL, InstanceID: "crash-2"})
+	stuck := watchStuck(second)
 	// Submissions the kill cut short go to the new instance, with the same
 	// idempotency key.
 	submitAll(p, subs, func(i int) []*instance {
@@ -225,6 +271,7 @@ func TestCrashRecovery(t *testing.T) {
 	if tk.total == 0 {
 		t.Error("crash-2 took over no saga of crash-1")
 	}
+	stuck.check(t)
 }
 
 // TestMultiInstance runs three instances on one database, spreads sagas
@@ -261,6 +308,7 @@ func TestMultiInstance(t *testing.T) {
 		t.Fatalf("the participant saw %d of %d calls in 60s", p.callCount(), expected/3)
 	}
 	dead.kill(t)
+	stuck := watchStuck(ins[1])
 	t.Logf("killed %s after %d of about %d calls", dead.id, p.callCount(), expected)
 	<-submitted
 
@@ -291,6 +339,7 @@ func TestMultiInstance(t *testing.T) {
 			t.Errorf("%s ended no saga", survivor.id)
 		}
 	}
+	stuck.check(t)
 }
 
 // TestGracefulShutdown stops an instance with SIGTERM while its sagas are

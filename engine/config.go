@@ -12,6 +12,9 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
 	saga "github.com/tracseq/transaction-service"
 	"github.com/tracseq/transaction-service/participant"
 )
@@ -105,10 +108,15 @@ type Config struct {
 	Observer Observer
 	// Logger receives the engine's logs (default: discarded).
 	Logger *slog.Logger
+	// TracerProvider makes the spans of saga runs and participant calls
+	// (default: none recorded). See tracing.go.
+	TracerProvider trace.TracerProvider
 	// Random returns numbers in [0, 1) for backoff jitter (default
 	// math/rand/v2). A function given here is called under a lock, so it
 	// need not be safe for concurrent use.
 	Random func() float64
+
+	tracer trace.Tracer // of TracerProvider, set by withDefaults
 }
 
 // withDefaults validates cfg and returns it with defaults applied. Its
@@ -164,6 +172,10 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.TracerProvider == nil {
+		cfg.TracerProvider = noop.NewTracerProvider()
+	}
+	cfg.tracer = cfg.TracerProvider.Tracer(tracerName)
 	if cfg.Random == nil {
 		cfg.Random = rand.Float64
 	} else {

@@ -14,10 +14,6 @@ import (
 	saga "github.com/tracseq/transaction-service"
 )
 
-// Wait polls the store at this period when the saga is not run here (or as a
-// safety net when it is).
-const waitPollInterval = 100 * time.Millisecond
-
 // Coordinator runs sagas on a Store. Create it with New, start its
 // background loops with Start and stop it with Stop. All methods are safe
 // for concurrent use.
@@ -36,7 +32,9 @@ type Coordinator struct {
 
 	mu       sync.Mutex
 	runners  map[saga.ID]*runner
-	waiters  map[saga.ID]map[*waiter]struct{}
+	watches  map[saga.ID]*watch // sagas someone Waits for
+	pollWake chan struct{}      // wakes the watch poller
+	polling  bool               // the watch poller runs
 	started  bool
 	stopped  bool
 	stopping chan struct{} // closed by Stop
@@ -48,11 +46,6 @@ type Coordinator struct {
 	runWG       sync.WaitGroup // runners
 	loopWG      sync.WaitGroup // claim and cleanup loops
 	renewWG     sync.WaitGroup // lease renewer
-}
-
-type waiter struct {
-	ch    chan struct{}
-	final *saga.Saga // the ended saga as stored, when its runner knows it exactly
 }
 
 // New returns a Coordinator on store. It returns an error naming the
@@ -74,7 +67,8 @@ func New(store saga.Store, cfg Config) (*Coordinator, error) {
 		slots:    make(chan struct{}, cfg.MaxConcurrentSagas),
 		wakeCh:   make(chan struct{}, 1),
 		runners:  make(map[saga.ID]*runner),
-		waiters:  make(map[saga.ID]map[*waiter]struct{}),
+		watches:  make(map[saga.ID]*watch),
+		pollWake: make(chan struct{}, 1),
 		stopping: make(chan struct{}),
 	}, nil
 }
@@ -220,24 +214,35 @@ func (c *Coordinator) Submit(ctx context.Context, def saga.Definition) (*saga.Sa
 		return nil, false, err
 	}
 	s := newSaga(def)
-	fast := c.reserve(1) == 1
 	data := newObject(48 + len(s.Name))
 	data.str("name", s.Name)
 	data.int("total_steps", int64(s.TotalSteps))
-	events := make([]saga.Event, 1, 3)
-	events[0] = c.eventJSON(saga.EventSagaCreated, nil, data.done())
+	events := make([]saga.Event, 1, 4)
+	events[0] = saga.Event{Type: saga.EventSagaCreated, Data: data.done()}
 	leaseFor := time.Duration(0)
-	if fast {
-		s.Status = saga.SagaStatusExecuting
+	var p *plan
+	var first []*call
+	if c.reserve(1) == 1 {
+		// A free slot: the machine's first decision (the saga started, its
+		// first steps started) is written with the saga itself, leased here.
+		p = newPlan(&s.Definition)
 		s.OwnerID = c.cfg.InstanceID
-		s.Steps[0].Status = saga.StepStatusExecuting
-		s.Steps[0].Attempts = 1
-		leaseFor = c.cfg.LeaseDuration
-		events = append(events,
-			c.event(saga.EventSagaStarted, nil, nil),
-			c.eventJSON(saga.EventStepStarted, intPtr(0), startedData(1, "action")))
+		d := decide(&input{s: s, plan: p, now: time.Now(), stopping: c.isStopping(), leaseFor: c.cfg.LeaseDuration})
+		if d.err != nil || d.exit || len(d.start) == 0 {
+			// Not the usual first decision (the instance is stopping, say):
+			// create the saga runnable and let a claim decide.
+			c.unreserve(1)
+			s.OwnerID = ""
+		} else {
+			s.ApplyTransition(d.t, time.Time{})
+			events = append(events, d.t.Events...)
+			leaseFor = c.cfg.LeaseDuration
+			first = d.start
+		}
 	}
+	c.stampEvents(events)
 	created, existed, err := c.store.CreateSaga(ctx, saga.NewSaga{Saga: s, Events: events, LeaseFor: leaseFor})
+	fast := leaseFor > 0
 	if err != nil || existed {
 		if fast {
 			c.unreserve(1)
@@ -252,7 +257,7 @@ func (c *Coordinator) Submit(ctx context.Context, def saga.Definition) (*saga.Sa
 			created.Steps = s.Steps
 		}
 		c.obs.SagaStarted(created.Name)
-		c.launch(created, false)
+		c.launch(created, false, p, first)
 	} else {
 		c.backlog.Store(true)
 		c.signal()
@@ -288,9 +293,11 @@ func newSaga(def saga.Definition) *saga.Saga {
 	return s
 }
 
-// launch starts the runner of s, for which a slot was reserved.
-func (c *Coordinator) launch(s *saga.Saga, claimed bool) {
-	r := newRunner(c, cloneSaga(s), claimed)
+// launch starts the runner of s, for which a slot was reserved: claimed,
+// or created here with the calls unsent written as started (p is then its
+// plan).
+func (c *Coordinator) launch(s *saga.Saga, claimed bool, p *plan, unsent []*call) {
+	r := newRunner(c, cloneSaga(s), claimed, p, unsent)
 	c.mu.Lock()
 	old := c.runners[s.ID]
 	c.runners[s.ID] = r
@@ -312,22 +319,17 @@ func (c *Coordinator) finish(r *runner) {
 	if c.runners[r.id] == r {
 		delete(c.runners, r.id)
 	}
-	ws := c.waiters[r.id]
-	delete(c.waiters, r.id)
+	w := c.watches[r.id]
 	n := len(c.runners)
 	c.mu.Unlock()
-	final := r.finalSaga()
-	first := true
-	for w := range ws {
-		if final != nil {
-			// finalSaga made a copy already: the first waiter takes it.
-			w.final = final
-			if !first {
-				w.final = cloneSaga(final)
-			}
-			first = false
+	if w != nil {
+		// Waiters of the saga learn its end from the runner's copy when it
+		// is exact, else from the poller, which reads it now.
+		if final := r.finalSaga(); final != nil {
+			c.resolve(w, final, nil)
+		} else {
+			c.pokePoller()
 		}
-		close(w.ch)
 	}
 	<-c.slots
 	c.obs.InFlight(n)
@@ -379,7 +381,7 @@ func (c *Coordinator) claimOnce(ctx context.Context) (more bool, err error) {
 	}
 	c.unreserve(n - len(sagas))
 	for _, s := range sagas {
-		c.launch(s, true)
+		c.launch(s, true, nil, nil)
 	}
 	full := len(sagas) == n
 	c.backlog.Store(full)
@@ -528,90 +530,6 @@ func (c *Coordinator) Events(ctx context.Context, id saga.ID, afterSeq int64, li
 	return evs, nil
 }
 
-// Wait returns the saga once it is in an end state (saga.SagaStatus.Terminal),
-// or as it is when ctx is done; ctx ending is not an error. It is told at
-// once when the saga runs on this instance, and polls the store otherwise.
-func (c *Coordinator) Wait(ctx context.Context, id saga.ID) (*saga.Saga, error) {
-	var last *saga.Saga
-	for {
-		w, local := c.addWaiter(id)
-		if !local {
-			// Not run here (or no longer): read it.
-			s, err := c.store.GetSaga(ctx, id)
-			if err != nil {
-				c.removeWaiter(id, w)
-				if last != nil && ctx.Err() != nil {
-					return last, nil
-				}
-				return nil, fmt.Errorf("get saga: %w", err)
-			}
-			last = s
-			if s.Status.Terminal() {
-				c.removeWaiter(id, w)
-				return s, nil
-			}
-		}
-		timer := time.NewTimer(waitPollInterval)
-		select {
-		case <-w.ch:
-			if w.final != nil {
-				// The runner ended the saga here and knows it exactly as
-				// stored: no need to read it back.
-				timer.Stop()
-				return w.final, nil
-			}
-		case <-timer.C:
-		case <-ctx.Done():
-		}
-		timer.Stop()
-		c.removeWaiter(id, w)
-		if ctx.Err() != nil {
-			if last == nil {
-				return c.lastLook(ctx, id)
-			}
-			return last, nil
-		}
-	}
-}
-
-// lastLook reads the saga once more after ctx is done, for Wait.
-func (c *Coordinator) lastLook(ctx context.Context, id saga.ID) (*saga.Saga, error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	s, err := c.store.GetSaga(ctx, id)
-	if err != nil {
-		return nil, fmt.Errorf("get saga: %w", err)
-	}
-	return s, nil
-}
-
-// addWaiter registers a waiter told when the runner of id finishes, and
-// reports whether such a runner exists now.
-func (c *Coordinator) addWaiter(id saga.ID) (*waiter, bool) {
-	w := &waiter{ch: make(chan struct{})}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ws := c.waiters[id]
-	if ws == nil {
-		ws = make(map[*waiter]struct{})
-		c.waiters[id] = ws
-	}
-	ws[w] = struct{}{}
-	_, local := c.runners[id]
-	return w, local
-}
-
-func (c *Coordinator) removeWaiter(id saga.ID, w *waiter) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if ws := c.waiters[id]; ws != nil {
-		delete(ws, w)
-		if len(ws) == 0 {
-			delete(c.waiters, id)
-		}
-	}
-}
-
 // Control records an operator action on a saga; the instance that holds (or
 // next claims) the saga carries it out between steps. It returns the saga as
 // it is after the request. Errors: a *saga.Error (ECodeInvalid, field
@@ -662,30 +580,18 @@ func (c *Coordinator) Health(ctx context.Context) saga.Health {
 // now returns the coordinator's monotonic clock reading.
 func (c *Coordinator) now() time.Duration { return time.Since(c.base) }
 
-// event builds an event written by this instance.
-func (c *Coordinator) event(t saga.EventType, stepIndex *int, data map[string]any) saga.Event {
-	var raw json.RawMessage
-	if len(data) > 0 {
-		b, err := json.Marshal(data)
-		if err == nil {
-			raw = b
+// stampEvents gives events built by the state machine their id and this
+// instance's id. The ids are fixed here, once per transition, so that every
+// retry of one write is the same write.
+func (c *Coordinator) stampEvents(evs []saga.Event) {
+	for i := range evs {
+		if evs[i].ID.IsZero() {
+			evs[i].ID = saga.NewID()
+		}
+		if evs[i].InstanceID == "" {
+			evs[i].InstanceID = c.cfg.InstanceID
 		}
 	}
-	return c.eventJSON(t, stepIndex, raw)
-}
-
-// eventJSON builds an event written by this instance whose data is encoded
-// already.
-func (c *Coordinator) eventJSON(t saga.EventType, stepIndex *int, data json.RawMessage) saga.Event {
-	return saga.Event{Type: t, StepIndex: stepIndex, InstanceID: c.cfg.InstanceID, Data: data}
-}
-
-// startedData is the data of a StepStarted or CompensationStarted event.
-func startedData(attempt int, kind string) json.RawMessage {
-	o := newObject(40)
-	o.int("attempt", int64(attempt))
-	o.str("kind", kind)
-	return o.done()
 }
 
 func intPtr(i int) *int { return &i }

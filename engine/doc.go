@@ -6,12 +6,17 @@
 //
 // # How a saga runs
 //
+// The saga state machine is one pure function, decide (machine.go): from a
+// saga as stored, the store's clock, the calls in flight and the outcomes
+// that came back, it returns the next transition and the calls it allows.
 // A saga is run by one goroutine of the instance that holds its lease (a
-// runner). Every transition is one fenced Store.Apply written before the
-// next participant call goes out; "step k completed" and "step k+1 started"
-// are one write, so a two-step saga that succeeds costs three writes. After
-// every write the runner looks at what the store answered (a pending operator
-// request, a passed deadline) and acts on it between calls.
+// runner, runner.go), a loop of decide → write → call → record → decide.
+// Every transition is one fenced Store.Apply written before the calls it
+// allows go out; "step k completed" and "step k+1 started" are one write, so
+// a two-step saga that succeeds costs three writes. After every write the
+// runner looks at what the store answered (a pending operator request, its
+// clock) and decides again. Steps run as a chain, or as a graph when the
+// definition names depends_on (up to max_parallel calls at once).
 //
 // A Coordinator runs three background loops once started: the claim loop
 // (takes runnable sagas: new ones, due retries, paused sagas with a request,

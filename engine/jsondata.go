@@ -3,8 +3,12 @@ package engine
 import (
 	"bytes"
 	"encoding/json"
+	"reflect"
 	"strconv"
+	"time"
 	"unicode/utf8"
+
+	"github.com/tracseq/transaction-service/participant"
 )
 
 // object builds a small JSON object by appending to one buffer, for event
@@ -90,4 +94,88 @@ func appendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	dst = append(dst, s...)
 	return append(dst, '"')
+}
+
+// outcomeData is the data of the event recording a call's outcome.
+type outcomeData struct {
+	c       *call
+	res     *participant.Result
+	backoff time.Duration // before the next attempt; < 0: none
+}
+
+// json encodes d with its members in key order: attempt, backoff_ms,
+// duration_ms, error, kind, status_code, uncertain (the last three as
+// they apply).
+func (d outcomeData) json() json.RawMessage {
+	failed := d.res.Outcome != participant.OutcomeSuccess
+	size := 96
+	if failed {
+		size += 32 + len(d.res.Error)
+	}
+	o := newObject(size)
+	o.int("attempt", int64(d.c.Attempt))
+	if d.backoff >= 0 {
+		o.int("backoff_ms", d.backoff.Milliseconds())
+	}
+	o.int("duration_ms", d.res.Duration.Milliseconds())
+	if failed {
+		o.str("error", d.res.Error)
+	}
+	o.str("kind", string(d.c.Kind))
+	if d.res.StatusCode != 0 {
+		o.int("status_code", int64(d.res.StatusCode))
+	}
+	if failed {
+		o.bool("uncertain", d.res.Uncertain)
+	}
+	return o.done()
+}
+
+// startedData is the data of a StepStarted or CompensationStarted event.
+func startedData(attempt int, kind string) json.RawMessage {
+	o := newObject(40)
+	o.int("attempt", int64(attempt))
+	o.str("kind", kind)
+	return o.done()
+}
+
+// checkpointOutputs reads the outputs of a checkpoint's context.
+func checkpointOutputs(raw json.RawMessage) (map[string]json.RawMessage, error) {
+	var cp struct {
+		Outputs map[string]json.RawMessage `json:"outputs"`
+	}
+	if err := json.Unmarshal(raw, &cp); err != nil {
+		return nil, err
+	}
+	return cp.Outputs, nil
+}
+
+// jsonSame reports whether two JSON values are equal once compacted (a
+// store may give back JSON with other spacing, or keys reordered for
+// jsonb: then they are compared decoded).
+func jsonSame(a, b json.RawMessage) bool {
+	ca, cb := appendCompact(nil, a), appendCompact(nil, b)
+	if bytes.Equal(ca, cb) {
+		return true
+	}
+	var va, vb any
+	if json.Unmarshal(ca, &va) != nil || json.Unmarshal(cb, &vb) != nil {
+		return false
+	}
+	return reflect.DeepEqual(va, vb)
+}
+
+// cmpRaw returns raw, or JSON null when it is empty.
+func cmpRaw(raw json.RawMessage) json.RawMessage {
+	if len(raw) == 0 {
+		return json.RawMessage("null")
+	}
+	return raw
+}
+
+func prefixed(prefix, s string) string {
+	if s == "" {
+		return ""
+	}
+	return prefix + s
 }

@@ -54,7 +54,7 @@ func TestStartedData(t *testing.T) {
 
 func TestCheckpointJSON(t *testing.T) {
 	t.Parallel()
-	r := &runner{s: &saga.Saga{
+	r := struct{ s *saga.Saga }{s: &saga.Saga{
 		Context: json.RawMessage("{ \"user\" : \"u\" }"),
 		Steps: []saga.Step{
 			{Index: 0, Name: "zeta", Status: saga.StepStatusCompleted, Output: json.RawMessage(`{"a": [1, 2]}`)},
@@ -66,7 +66,7 @@ func TestCheckpointJSON(t *testing.T) {
 		Context json.RawMessage            `json:"context"`
 		Outputs map[string]json.RawMessage `json:"outputs"`
 	}{r.s.Context, map[string]json.RawMessage{"zeta": json.RawMessage(`{"a":[1,2]}`), "alpha \"q\"": json.RawMessage("null")}})
-	if got := r.checkpoint(); string(got) != string(want) {
+	if got := checkpointContext(r.s.Context, r.s.Steps); string(got) != string(want) {
 		t.Fatalf("checkpoint %s, want %s", got, want)
 	}
 }

@@ -282,7 +282,7 @@ func (p *plant) stop() {
 // end state: pause (then resume or cancel), cancel, a cancel right after a
 // pause, and retries of a Failed saga.
 func (p *plant) drive(ctx context.Context, rnd *rand.Rand, i int) (saga.ID, error) {
-	def := randomDefinition(rnd, i)
+	def := replayDefinition(rnd, i)
 	var s *saga.Saga
 	for {
 		var err error
@@ -344,11 +344,11 @@ func (p *plant) drive(ctx context.Context, rnd *rand.Rand, i int) (saga.ID, erro
 	}
 }
 
-// randomDefinition returns a definition of 1 to 5 steps: a chain, or (one
+// replayDefinition returns a definition of 1 to 5 steps: a chain, or (one
 // time in three) a graph of random dependencies on earlier steps, with
 // random retry budgets, compensations on most steps and, one time in six, a
 // deadline short enough to pass while the saga runs.
-func randomDefinition(rnd *rand.Rand, i int) saga.Definition {
+func replayDefinition(rnd *rand.Rand, i int) saga.Definition {
 	n := 1 + rnd.IntN(5)
 	def := saga.Definition{
 		Name:    fmt.Sprintf("replay-%d", i),

@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -16,40 +17,194 @@ import (
 )
 
 // decodeDefinition reads the body of a submit strictly: JSON media type, at
-// most maxBodyBytes, no unknown fields, one JSON value. Errors name the
-// field where the decoder can tell it.
+// most maxBodyBytes, then DecodeDefinition.
 func (s *Server) decodeDefinition(w http.ResponseWriter, r *http.Request) (saga.Definition, error) {
-	var def saga.Definition
 	if err := checkContentType(r); err != nil {
-		return def, err
+		return saga.Definition{}, err
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBodyBytes))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			return def, saga.Errorf(codeTooLarge, "", "the request body must be at most %d bytes", tooLarge.Limit)
+			return saga.Definition{}, saga.Errorf(codeTooLarge, "", "the request body must be at most %d bytes", tooLarge.Limit)
 		}
 		if r.Context().Err() != nil {
-			return def, fmt.Errorf("read request body: %w", r.Context().Err())
+			return saga.Definition{}, fmt.Errorf("read request body: %w", r.Context().Err())
 		}
-		return def, saga.Errorf(saga.ECodeInvalid, "", "the request body could not be read")
+		return saga.Definition{}, saga.Errorf(saga.ECodeInvalid, "", "the request body could not be read")
 	}
+	return DecodeDefinition(body)
+}
+
+// DecodeDefinition decodes a saga definition strictly: one JSON value,
+// an object, every part of it storable (no NUL, no invalid UTF-8, no lone
+// surrogate, no number out of range: see saga.CheckStorableJSON), no
+// unknown field (each one is reported with its path and, when a known
+// field is close, a suggestion), every field of its type. It does not call
+// Validate. Errors are a *saga.ValidationError or a *saga.Error of code
+// invalid naming the field where it can be told; the CLI and the API use
+// it alike.
+func DecodeDefinition(body []byte) (saga.Definition, error) {
+	var def saga.Definition
 	if len(bytes.TrimSpace(body)) == 0 {
 		return def, saga.Errorf(saga.ECodeInvalid, "", "the request body must hold a saga definition (a JSON object); it is empty")
+	}
+	if !json.Valid(body) {
+		return def, syntaxError(body)
+	}
+	// Before decoding: Go's decoder would turn invalid UTF-8 and lone
+	// surrogates into U+FFFD without a word.
+	if p := saga.CheckStorableJSON(body); p != nil {
+		return def, saga.Errorf(saga.ECodeInvalid, p.Field(""), "%s", p.Message)
+	}
+	if err := unknownFields(body); err != nil {
+		return def, err
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&def); err != nil {
 		return def, decodeError(err, body)
 	}
-	if err := dec.Decode(new(json.RawMessage)); err != io.EOF {
-		return def, saga.Errorf(saga.ECodeInvalid, "",
-			"the request body must hold a single JSON value; more follows it at byte %d", dec.InputOffset())
-	}
 	if bytes.Equal(bytes.TrimSpace(def.Context), []byte("null")) {
 		def.Context = nil
 	}
 	return def, nil
+}
+
+// syntaxError explains why body is not one valid JSON value.
+func syntaxError(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	var v json.RawMessage
+	if err := dec.Decode(&v); err != nil {
+		return decodeError(err, body)
+	}
+	if err := dec.Decode(new(json.RawMessage)); err != io.EOF {
+		return saga.Errorf(saga.ECodeInvalid, "",
+			"the request body must hold a single JSON value; more follows it at byte %d", dec.InputOffset())
+	}
+	return saga.Errorf(saga.ECodeInvalid, "", "the request body is not valid JSON")
+}
+
+// unknownFields reports every member of body that no field of a definition
+// takes, with its path (steps[0].compensaton) and the closest known name.
+func unknownFields(body []byte) error {
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if dec.Decode(&v) != nil {
+		return nil // the typed decode reports it
+	}
+	var ve saga.ValidationError
+	walkUnknown(&ve, "", reflect.TypeFor[saga.Definition](), v)
+	if len(ve.Problems) == 0 {
+		return nil
+	}
+	return &ve
+}
+
+// walkUnknown checks v, decoded JSON, against the Go type t it will be
+// decoded into. Values of the wrong type are left to the typed decode.
+func walkUnknown(ve *saga.ValidationError, path string, t reflect.Type, v any) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == reflect.TypeFor[json.RawMessage]() {
+		return
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		obj, ok := v.(map[string]any)
+		if !ok {
+			return
+		}
+		fields := memberTypes(t)
+		names := make([]string, 0, len(obj))
+		for name := range obj {
+			names = append(names, name)
+		}
+		slices.Sort(names)
+		for _, name := range names {
+			ft, ok := fields[name]
+			if !ok {
+				ft, ok = fieldFold(fields, name)
+			}
+			field := joinPath(path, name)
+			if !ok {
+				known := make([]string, 0, len(fields))
+				for k := range fields {
+					known = append(known, k)
+				}
+				slices.Sort(known)
+				ve.Problems = append(ve.Problems, saga.Errorf(saga.ECodeInvalid, field,
+					"unknown field %s%s", strconv.QuoteToASCII(name), saga.DidYouMean(name, known)))
+				continue
+			}
+			walkUnknown(ve, field, ft, obj[name])
+		}
+	case reflect.Slice, reflect.Array:
+		arr, ok := v.([]any)
+		if !ok {
+			return
+		}
+		for i, e := range arr {
+			walkUnknown(ve, path+"["+strconv.Itoa(i)+"]", t.Elem(), e)
+		}
+	}
+}
+
+// memberTypes returns the JSON names of a struct's fields and their types.
+func memberTypes(t reflect.Type) map[string]reflect.Type {
+	out := make(map[string]reflect.Type, t.NumField())
+	for f := range t.Fields() {
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch name {
+		case "-":
+			continue
+		case "":
+			name = f.Name
+		}
+		out[name] = f.Type
+	}
+	return out
+}
+
+// fieldFold finds a field the way encoding/json does when no name matches
+// exactly: without regard to case.
+func fieldFold(fields map[string]reflect.Type, name string) (reflect.Type, bool) {
+	for k, t := range fields {
+		if strings.EqualFold(k, name) {
+			return t, true
+		}
+	}
+	return nil, false
+}
+
+// joinPath appends a member name to a JSON path.
+func joinPath(path, name string) string {
+	if !plainName(name) {
+		return path + "[" + strconv.QuoteToASCII(name) + "]"
+	}
+	if path == "" {
+		return name
+	}
+	return path + "." + name
+}
+
+// plainName reports whether a member name can follow a dot in a path.
+func plainName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // checkContentType requires a JSON body (media type parameters such as

@@ -119,7 +119,7 @@ func (f *fakeCoordinator) Cleanup(ctx context.Context) (int, error) {
 func (f *fakeCoordinator) Health(ctx context.Context) saga.Health {
 	f.record("Health")
 	if f.health == nil {
-		return saga.Health{Error: errNotConfigured.Error(), Durable: true, Mode: PersistenceDurable}
+		return saga.Health{Error: errNotConfigured.Error(), Durable: true, Mode: "durable"}
 	}
 	return f.health(ctx)
 }

@@ -51,6 +51,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) error {
 				"differs from the Idempotency-Key header; give the key once, or the same in both")
 		}
 	}
+	takeTraceParent(r, &def)
 	if err := def.Validate(); err != nil {
 		return err
 	}

@@ -297,17 +297,7 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 // jsonFields returns the sorted JSON field names of a struct type.
 func jsonFields(typ reflect.Type) []string {
 	var out []string
-	for f := range typ.Fields() {
-		if !f.IsExported() {
-			continue
-		}
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		switch name {
-		case "-":
-			continue
-		case "":
-			name = f.Name
-		}
+	for name := range memberTypes(typ) {
 		out = append(out, name)
 	}
 	slices.Sort(out)

@@ -31,6 +31,10 @@ const (
 	contentTypeProblem = "application/problem+json"
 )
 
+// maxProblemErrors bounds the errors listed in one problem document (the
+// detail still counts them all).
+const maxProblemErrors = 100
+
 // retryAfterUnavailable is the Retry-After of 503 answers, in seconds.
 const retryAfterUnavailable = 5
 
@@ -120,7 +124,7 @@ func problemFor(err error, requestID string) *Problem {
 	switch {
 	case errors.As(err, &ve):
 		p.Detail = ve.Error()
-		for _, pr := range ve.Problems {
+		for _, pr := range ve.Problems[:min(len(ve.Problems), maxProblemErrors)] {
 			p.Errors = append(p.Errors, FieldError{Field: pr.Field, Message: pr.Message})
 		}
 		if len(ve.Problems) > 0 {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -90,6 +91,9 @@ type Config struct {
 	// route pattern (such as "GET /api/v1/sagas/{id}", or "unmatched"), the
 	// status answered and the time taken.
 	ObserveRequest func(route string, status int, d time.Duration)
+	// Routes are served beside the API's own, under /api/ (the DTM
+	// endpoint, say); see Route.
+	Routes []Route
 }
 
 // Server is the REST API. It is safe for concurrent use.
@@ -150,6 +154,9 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	for _, rt := range routes() {
 		s.mux.Handle(rt.pattern(), s.wrap(rt.pattern(), rt))
+	}
+	if err := s.mountRoutes(cfg.Routes); err != nil {
+		return nil, err
 	}
 	// Requests that match no route: a problem document rather than the
 	// mux's plain text, behind the token for /api/ so that the API's shape
@@ -300,16 +307,58 @@ func (s *Server) authenticate(r *http.Request) (string, error) {
 	return s.tokens[found].name, nil
 }
 
-// checkQuery rejects query parameters the route does not know and
-// parameters given more than once.
+// checkQuery rejects a query string that does not parse whole (a bad
+// escape, a semicolon: net/url would drop such a pair without a word),
+// parameters the route does not know, parameters given more than once and
+// values that are not valid UTF-8 or hold control characters.
 func checkQuery(r *http.Request, allowed []string) error {
-	q := r.URL.Query()
+	_, err := parseQuery(r.URL.RawQuery, allowed)
+	return err
+}
+
+// parseQuery parses a raw query string strictly and returns its values,
+// which are then the same as r.URL.Query() gives. Every problem is
+// reported, each naming its parameter.
+func parseQuery(raw string, allowed []string) (url.Values, error) {
+	q := url.Values{}
+	var ve saga.ValidationError
+	bad := func(field, format string, args ...any) {
+		ve.Problems = append(ve.Problems, saga.Errorf(saga.ECodeInvalid, field, format, args...))
+	}
+	for part := range strings.SplitSeq(raw, "&") {
+		if part == "" {
+			continue
+		}
+		rawName, rawValue, _ := strings.Cut(part, "=")
+		name, err := url.QueryUnescape(rawName)
+		if err != nil {
+			bad(printableParam(rawName), "query parameter name %s is not validly escaped (a %% must start %%XX)", strconv.QuoteToASCII(rawName))
+			continue
+		}
+		if p := queryTextProblem(name); p != "" {
+			bad(printableParam(name), "query parameter name %s", p)
+			continue
+		}
+		if strings.Contains(part, ";") {
+			bad(printableParam(name), "query parameter %s holds a semicolon; separate parameters with & and escape a ; in a value as %%3B", strconv.QuoteToASCII(name))
+			continue
+		}
+		value, err := url.QueryUnescape(rawValue)
+		if err != nil {
+			bad(printableParam(name), "the value of query parameter %s is not validly escaped (a %% must start %%XX)", strconv.QuoteToASCII(name))
+			continue
+		}
+		if p := queryTextProblem(value); p != "" {
+			bad(printableParam(name), "the value of query parameter %s %s", strconv.QuoteToASCII(name), p)
+			continue
+		}
+		q[name] = append(q[name], value)
+	}
 	names := make([]string, 0, len(q))
 	for name := range q {
 		names = append(names, name)
 	}
 	slices.Sort(names)
-	var ve saga.ValidationError
 	for _, name := range names {
 		switch {
 		case !slices.Contains(allowed, name):
@@ -317,17 +366,41 @@ func checkQuery(r *http.Request, allowed []string) error {
 			if len(allowed) > 0 {
 				want = strings.Join(allowed, ", ")
 			}
-			ve.Problems = append(ve.Problems, saga.Errorf(saga.ECodeInvalid, name,
-				"unknown query parameter %q (this route accepts: %s)", name, want))
+			bad(printableParam(name), "unknown query parameter %s (this route accepts: %s)", strconv.QuoteToASCII(name), want)
 		case len(q[name]) > 1:
-			ve.Problems = append(ve.Problems, saga.Errorf(saga.ECodeInvalid, name,
-				"query parameter %q must be given at most once", name))
+			bad(name, "query parameter %q must be given at most once", name)
 		}
 	}
 	if len(ve.Problems) > 0 {
-		return &ve
+		return nil, &ve
 	}
-	return nil
+	return q, nil
+}
+
+// queryTextProblem says why a query name or value cannot be used (it is
+// compared with stored text and echoed in problems), or "".
+func queryTextProblem(s string) string {
+	if p := saga.StorableTextProblem(s); p != "" {
+		return p
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f {
+			return "must not hold control characters"
+		}
+	}
+	return ""
+}
+
+// printableParam returns a parameter name fit to be the field of a problem.
+func printableParam(name string) string {
+	if queryTextProblem(name) == "" && len(name) <= 64 {
+		return name
+	}
+	q := strconv.QuoteToASCII(name)
+	if len(q) > 66 {
+		q = q[:64] + "…"
+	}
+	return q
 }
 
 // fail answers err as a problem document and logs what the client is not

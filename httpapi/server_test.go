@@ -236,13 +236,13 @@ func TestGetSaga(t *testing.T) {
 	}
 	wantKeys := []string{"id", "name", "status", "transaction_id", "user_id", "context", "completed_steps",
 		"total_steps", "created_at", "updated_at", "started_at", "completed_at", "deadline", "error", "durable",
-		"idempotency_key", "control_request", "owner_id", "steps"}
+		"idempotency_key", "control_request", "owner_id", "max_parallel", "steps"}
 	if keys := slices.Sorted(maps.Keys(m)); !slices.Equal(keys, slices.Sorted(slices.Values(wantKeys))) {
 		t.Errorf("saga keys %v, want %v", keys, wantKeys)
 	}
 	steps := m["steps"].([]any)
 	step0, step1 := steps[0].(map[string]any), steps[1].(map[string]any)
-	wantStepKeys := []string{"name", "index", "status", "attempts", "input", "output", "error", "started_at", "completed_at"}
+	wantStepKeys := []string{"name", "index", "depends_on", "status", "attempts", "input", "output", "error", "started_at", "completed_at"}
 	if keys := slices.Sorted(maps.Keys(step1)); !slices.Equal(keys, slices.Sorted(slices.Values(wantStepKeys))) {
 		t.Errorf("step keys %v, want %v (no compensation before one began)", keys, wantStepKeys)
 	}
@@ -604,8 +604,10 @@ func TestHealthNeverTouchesTheStore(t *testing.T) {
 
 func TestReady(t *testing.T) {
 	t.Parallel()
-	durable := saga.Health{Durable: true, Mode: "durable", RoundTrip: 1250 * time.Microsecond,
+	durable := saga.Health{Durable: true, Mode: "durable", Backend: "postgres", RoundTrip: 1250 * time.Microsecond,
 		PoolTotal: 5, PoolIdle: 3, PoolInUse: 2, PoolMax: 20, MigrationVersion: 4}
+	onFile := durable
+	onFile.Backend, onFile.Path = "sqlite", "/var/lib/tracseq/tracseq.db"
 	tests := []struct {
 		name        string
 		health      saga.Health
@@ -617,16 +619,17 @@ func TestReady(t *testing.T) {
 		wantError   string
 		wantWarning bool
 	}{
-		{name: "durable", health: durable, wantHTTP: 200, wantStatus: StatusReady, wantPersist: PersistenceDurable, wantDB: true},
+		{name: "durable", health: durable, wantHTTP: 200, wantStatus: StatusReady, wantPersist: PersistencePostgres, wantDB: true},
+		{name: "sqlite", health: onFile, wantHTTP: 200, wantStatus: StatusReady, wantPersist: PersistenceSQLite, wantDB: true},
 		{name: "durable, database failing", health: func() saga.Health { h := durable; h.Error = "connection refused"; return h }(),
-			wantHTTP: 503, wantStatus: StatusNotReady, wantPersist: PersistenceDurable, wantDB: true, wantError: "connection refused"},
+			wantHTTP: 503, wantStatus: StatusNotReady, wantPersist: PersistencePostgres, wantDB: true, wantError: "connection refused"},
 		{name: "memory", health: saga.Health{Mode: "memory"}, wantHTTP: 200, wantStatus: StatusReady, wantPersist: PersistenceMemory, wantWarning: true},
 		{name: "memory while the database is away", health: saga.Health{Mode: "memory", Error: "database unreachable"},
 			wantHTTP: 200, wantStatus: StatusReady, wantPersist: PersistenceMemory, wantError: "database unreachable", wantWarning: true},
 		{name: "extra check fails", health: durable, extra: func(context.Context) bool { return false },
-			wantHTTP: 503, wantStatus: StatusNotReady, wantPersist: PersistenceDurable, wantDB: true, wantError: "readiness check"},
+			wantHTTP: 503, wantStatus: StatusNotReady, wantPersist: PersistencePostgres, wantDB: true, wantError: "readiness check"},
 		{name: "extra check passes", health: durable, extra: func(context.Context) bool { return true },
-			wantHTTP: 200, wantStatus: StatusReady, wantPersist: PersistenceDurable, wantDB: true},
+			wantHTTP: 200, wantStatus: StatusReady, wantPersist: PersistencePostgres, wantDB: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -637,6 +640,9 @@ func TestReady(t *testing.T) {
 			r, code, err := anonymous.Ready(t.Context())
 			if err != nil {
 				t.Fatal(err)
+			}
+			if r.Durable != tc.health.Durable || r.Path != tc.health.Path {
+				t.Errorf("durable %v path %q, want %v %q", r.Durable, r.Path, tc.health.Durable, tc.health.Path)
 			}
 			if code != tc.wantHTTP || r.Status != tc.wantStatus || r.Persistence != tc.wantPersist ||
 				(r.Database != nil) != tc.wantDB || !strings.Contains(r.Error, tc.wantError) ||

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"cmp"
 	"encoding/json"
 	"time"
 
@@ -30,14 +31,19 @@ type SagaJSON struct {
 	IdempotencyKey string             `json:"idempotency_key"`
 	ControlRequest saga.ControlAction `json:"control_request"`
 	OwnerID        string             `json:"owner_id"`
-	// Steps is absent in lists and present when one saga is read.
-	Steps []StepJSON `json:"steps,omitzero"`
+	// MaxParallel (calls of the saga in flight at once: 1 for a chain) and
+	// Steps are absent in lists and present when one saga is read.
+	MaxParallel int        `json:"max_parallel,omitzero"`
+	Steps       []StepJSON `json:"steps,omitzero"`
 }
 
 // StepJSON is one step of a saga.
 type StepJSON struct {
-	Name         string            `json:"name"`
-	Index        int               `json:"index"`
+	Name  string `json:"name"`
+	Index int    `json:"index"`
+	// DependsOn names the steps this one waits for: the previous step in a
+	// chain, the definition's depends_on in a graph.
+	DependsOn    []string          `json:"depends_on"`
 	Status       saga.StepStatus   `json:"status"`
 	Attempts     int               `json:"attempts"`
 	Input        json.RawMessage   `json:"input"`
@@ -118,12 +124,16 @@ type HealthJSON struct {
 }
 
 // ReadyJSON is the answer of GET /health/ready. Status is "ready" (HTTP
-// 200) or "not_ready" (503). Persistence is "durable" or "memory"; in
-// memory mode the service is ready but Warning says that accepted sagas are
-// lost on restart. Database is null when no database is in use.
+// 200) or "not_ready" (503). Persistence names the store: "postgres",
+// "sqlite" or "memory"; Durable is false only in memory, where the service
+// is ready but Warning says that accepted sagas are lost on restart. Path
+// is the database file of the SQLite store. Database is null when no
+// database is in use.
 type ReadyJSON struct {
 	Status      string        `json:"status"`
 	Persistence string        `json:"persistence"`
+	Durable     bool          `json:"durable"`
+	Path        string        `json:"path,omitempty"`
 	InstanceID  string        `json:"instance_id"`
 	Version     string        `json:"version,omitempty"`
 	Database    *DatabaseJSON `json:"database"`
@@ -148,11 +158,13 @@ type PoolJSON struct {
 
 // Readiness and persistence words of ReadyJSON and HealthJSON.
 const (
-	StatusOK           = "ok"
-	StatusReady        = "ready"
-	StatusNotReady     = "not_ready"
-	PersistenceDurable = "durable"
-	PersistenceMemory  = "memory"
+	StatusOK       = "ok"
+	StatusReady    = "ready"
+	StatusNotReady = "not_ready"
+	// The stores of ReadyJSON.Persistence.
+	PersistencePostgres = "postgres"
+	PersistenceSQLite   = "sqlite"
+	PersistenceMemory   = "memory"
 )
 
 // NewSagaJSON converts s to its wire form, with its steps when withSteps is
@@ -183,8 +195,19 @@ func NewSagaJSON(s *saga.Saga, withSteps bool) SagaJSON {
 	}
 	if withSteps && s.Steps != nil {
 		out.Steps = make([]StepJSON, len(s.Steps))
+		g := s.Definition.Graph()
 		for i := range s.Steps {
 			out.Steps[i] = newStepJSON(&s.Steps[i])
+			out.Steps[i].DependsOn = []string{}
+			if i < len(g.Deps) {
+				for _, j := range g.Deps[i] {
+					out.Steps[i].DependsOn = append(out.Steps[i].DependsOn, s.Definition.Steps[j].Name)
+				}
+			}
+		}
+		out.MaxParallel = 1
+		if !g.Chain {
+			out.MaxParallel = s.Definition.EffectiveMaxParallel()
 		}
 	}
 	return out
@@ -269,7 +292,9 @@ func newReadyJSON(h saga.Health, extraOK bool, instanceID, version string) Ready
 		Error:       h.Error,
 	}
 	if h.Durable {
-		out.Persistence = PersistenceDurable
+		out.Persistence = cmp.Or(h.Backend, PersistencePostgres)
+		out.Durable = true
+		out.Path = h.Path
 		out.Database = &DatabaseJSON{
 			RoundTripMs:      durationMs(h.RoundTrip),
 			Pool:             PoolJSON{Total: h.PoolTotal, Idle: h.PoolIdle, InUse: h.PoolInUse, Max: h.PoolMax},

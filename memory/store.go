@@ -352,42 +352,20 @@ func (s *Store) Apply(ctx context.Context, t saga.Transition) (saga.Applied, err
 	}
 
 	// Nothing below fails: the write is all or nothing.
-	if t.Status != "" {
-		sg.Status = t.Status
+	if t.Wake.Kind == saga.WakeAt {
+		t.Wake.At = precise(t.Wake.At)
 	}
-	sg.CompletedSteps = t.CompletedSteps
-	sg.Error = t.Error
-	sg.CompensateTo = t.CompensateTo
-	if t.ClearControl != saga.ControlNone && sg.Control == t.ClearControl {
-		sg.Control, e.ctlSeq, e.ctlBy = saga.ControlNone, 0, ""
+	t.Steps = slices.Clone(t.Steps)
+	for k := range t.Steps {
+		t.Steps[k].Output = cloneRaw(t.Steps[k].Output)
 	}
-	if t.Started && sg.StartedAt == nil {
-		sg.StartedAt = new(now)
+	t.Compensations = slices.Clone(t.Compensations)
+	for k := range t.Compensations {
+		t.Compensations[k].Output = cloneRaw(t.Compensations[k].Output)
 	}
-	if t.Ended {
-		sg.CompletedAt = new(now)
-	}
-	switch t.Wake.Kind {
-	case saga.WakeNever:
-		sg.NextRunAt = nil
-	case saga.WakeAfter:
-		sg.NextRunAt = new(now.Add(t.Wake.After))
-	case saga.WakeAt:
-		sg.NextRunAt = new(precise(t.Wake.At))
-	}
-	if sg.Control != saga.ControlNone {
-		// A request the writer did not carry out is due now.
-		sg.NextRunAt = new(now)
-	}
-	for _, u := range t.Steps {
-		writeStep(&sg.Steps[u.Index], u, now)
-	}
-	for _, u := range t.Compensations {
-		st := &sg.Steps[u.StepIndex]
-		if st.Compensation == nil {
-			st.Compensation = &saga.Compensation{StepIndex: u.StepIndex}
-		}
-		writeCompensation(st.Compensation, u, now)
+	sg.ApplyTransition(t, now)
+	if sg.Control == saga.ControlNone {
+		e.ctlSeq, e.ctlBy = 0, ""
 	}
 	e.appendEvents(evs, head)
 	if t.Checkpoint != nil {
@@ -395,61 +373,18 @@ func (s *Store) Apply(ctx context.Context, t saga.Transition) (saga.Applied, err
 		cp.SagaID, cp.CreatedAt = sg.ID, now
 		e.checkpoints = append(e.checkpoints, cp)
 	}
-	if t.Release {
-		sg.OwnerID, sg.LeaseExpiresAt = "", nil
-	} else {
-		sg.LeaseExpiresAt = new(now.Add(t.LeaseFor))
-	}
-	sg.UpdatedAt = now
 	s.index(sg)
 
 	a := saga.Applied{
 		Now:              now,
 		Control:          sg.Control,
-		DeadlineExceeded: sg.Deadline != nil && now.After(*sg.Deadline),
+		DeadlineExceeded: saga.DeadlineReached(sg.Deadline, now),
 		EventSeq:         sg.EventSeq,
 	}
 	if sg.LeaseExpiresAt != nil {
 		a.LeaseExpiresAt = *sg.LeaseExpiresAt
 	}
 	return a, nil
-}
-
-// writeStep applies a step update to its row.
-func writeStep(st *saga.Step, u saga.StepUpdate, now time.Time) {
-	if u.Status != "" {
-		st.Status = u.Status
-	}
-	st.Attempts = u.Attempts
-	if u.Output != nil {
-		st.Output = cloneRaw(u.Output)
-	}
-	st.Error = u.Error
-	st.Uncertain = u.Uncertain
-	if u.Start && st.StartedAt == nil {
-		st.StartedAt = new(now)
-	}
-	if u.End {
-		st.CompletedAt = new(now)
-	}
-}
-
-// writeCompensation applies a compensation update to its row.
-func writeCompensation(c *saga.Compensation, u saga.CompensationUpdate, now time.Time) {
-	if u.Status != "" {
-		c.Status = u.Status
-	}
-	c.Attempts = u.Attempts
-	if u.Output != nil {
-		c.Output = cloneRaw(u.Output)
-	}
-	c.Error = u.Error
-	if u.Start && c.StartedAt == nil {
-		c.StartedAt = new(now)
-	}
-	if u.End {
-		c.CompletedAt = new(now)
-	}
 }
 
 // ClaimSagas leases up to limit runnable sagas to owner, those due longest
@@ -648,9 +583,12 @@ func (s *Store) deleteBatch(ctx context.Context, age time.Duration, batch int) i
 	return n
 }
 
+// Backend is the Health.Backend of the store.
+const Backend = "memory"
+
 // Health reports the memory mode: never durable, always healthy.
 func (s *Store) Health(context.Context) saga.Health {
-	return saga.Health{Durable: false, Mode: "memory"}
+	return saga.Health{Durable: false, Mode: "memory", Backend: Backend}
 }
 
 // Close does nothing: the store holds no outside resources. The store stays

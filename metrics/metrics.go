@@ -42,6 +42,7 @@ type Metrics struct {
 	stepRetries   *prometheus.CounterVec
 	sagasInFlight prometheus.Gauge
 	leaseLost     prometheus.Counter
+	refused       prometheus.Counter
 
 	dbDuration   *prometheus.HistogramVec
 	dbOperations *prometheus.CounterVec
@@ -52,6 +53,11 @@ type Metrics struct {
 
 	httpRequests *prometheus.CounterVec
 	httpDuration *prometheus.HistogramVec
+
+	gauges              *gaugeCollector
+	hosts               participantHosts
+	participantCalls    *prometheus.CounterVec
+	participantDuration *prometheus.HistogramVec
 }
 
 // New creates the collectors and registers them on reg. When reg is also a
@@ -103,6 +109,10 @@ func New(reg prometheus.Registerer) *Metrics {
 		Namespace: Namespace, Name: "lease_lost_total",
 		Help: "Times this instance lost the lease of a saga it was running.",
 	}))
+	m.refused = register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "engine_transitions_refused_total",
+		Help: "Saga transitions the state machine refused as impossible and did not write (a bug: alert on any).",
+	}))
 
 	m.dbDuration = register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: Namespace, Name: "db_operation_duration_seconds",
@@ -133,6 +143,18 @@ func New(reg prometheus.Registerer) *Metrics {
 		Help:    "Time to answer an HTTP request, by route pattern.",
 		Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 	}, []string{"route"}))
+
+	m.gauges = register(reg, newGaugeCollector())
+	m.hosts.known = make(map[string]bool)
+	m.participantCalls = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "participant_calls_total",
+		Help: "Participant calls, by host of the step URL (host:port, at most 200 hosts, the rest as \"other\") and outcome.",
+	}, []string{"host", "outcome"}))
+	m.participantDuration = register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: Namespace, Name: "participant_call_duration_seconds",
+		Help:    "Duration of participant calls, by host of the step URL.",
+		Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+	}, []string{"host"}))
 
 	// Until told otherwise the service is in neither mode: show memory, the
 	// safe assumption, so a dashboard never shows durable by default.
@@ -185,6 +207,12 @@ func (m *Metrics) StepRetried(kind participant.Kind) {
 // InFlight sets the number of sagas this instance runs now.
 func (m *Metrics) InFlight(n int) {
 	m.sagasInFlight.Set(float64(n))
+}
+
+// TransitionRefused counts a transition the engine's state machine refused
+// as impossible (saga.CanTransition): a bug, never written.
+func (m *Metrics) TransitionRefused() {
+	m.refused.Inc()
 }
 
 // LeaseLost counts a lease this instance lost while running a saga.

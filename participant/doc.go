@@ -10,6 +10,11 @@
 // acted although no success was seen), which decides whether a failed step
 // is compensated.
 //
+// A request whose Protocol is saga.ProtocolDTM is called in DTM's branch
+// protocol instead (ClassifyDTM; see docs/dtm.md): the payload as it is,
+// gid, trans_type, branch_id and op in the query, and DTM's reading of the
+// answer.
+//
 // The package also holds the retry arithmetic: exponential backoff with full
 // jitter, and the Retry-After header.
 package participant

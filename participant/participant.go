@@ -10,9 +10,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
-	"unicode/utf8"
+
+	"go.opentelemetry.io/otel/propagation"
 
 	saga "github.com/tracseq/transaction-service"
 )
@@ -42,6 +44,11 @@ type Call struct {
 	// Outputs holds the outputs of the completed steps the call may depend
 	// on, by step name.
 	Outputs map[string]json.RawMessage
+	// Epoch is the lease epoch of the instance making the call, sent as
+	// X-Saga-Attempt-Epoch so that a participant's barrier can refuse a
+	// call from an instance that lost the saga (package barrier). 0: not
+	// sent.
+	Epoch int64
 }
 
 // IdempotencyKey returns the key participants use to recognise a repeated
@@ -82,7 +89,7 @@ func (o Outcome) String() string {
 type Result struct {
 	Outcome    Outcome
 	StatusCode int             // 0 when no HTTP answer came
-	Output     json.RawMessage // the 2xx body: JSON as sent, other text as a JSON string, empty as null
+	Output     json.RawMessage // the 2xx body made storable (see storableOutput): JSON as sent, other bodies wrapped with their content type, empty as null
 	Error      string          // a human-readable cause when not a success
 	RetryAfter time.Duration   // from a Retry-After header, 0 if none
 	// Uncertain is true when the participant may have acted although the
@@ -111,6 +118,9 @@ type Config struct {
 	MaxConnsPerHost int
 	// Transport replaces the HTTP transport (tests).
 	Transport http.RoundTripper
+	// Observe, when set, is told of every call: the host (host:port) of
+	// its URL, its outcome and its duration (per-host metrics).
+	Observe func(host string, outcome Outcome, d time.Duration)
 }
 
 // Client calls participants. It is safe for concurrent use and keeps its
@@ -118,6 +128,7 @@ type Config struct {
 type Client struct {
 	http    *http.Client
 	maxBody int64
+	observe func(host string, outcome Outcome, d time.Duration)
 }
 
 // New returns a Client with one shared transport sized for many concurrent
@@ -140,10 +151,14 @@ func New(cfg Config) *Client {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 		maxBody: cmp.Or(cfg.MaxBodyBytes, MaxBodyBytesDefault),
+		observe: cfg.Observe,
 	}
 }
 
 var jsonNull = json.RawMessage("null")
+
+// traceContext writes the W3C traceparent (and tracestate) of a call.
+var traceContext = propagation.TraceContext{}
 
 // nullIfEmpty returns raw, or JSON null when raw is empty.
 func nullIfEmpty(raw json.RawMessage) json.RawMessage {
@@ -161,7 +176,19 @@ func (c *Client) Invoke(ctx context.Context, call Call) Result {
 	start := time.Now()
 	res := c.invoke(ctx, call)
 	res.Duration = time.Since(start)
+	if c.observe != nil {
+		c.observe(urlHost(call.Request.URL), res.Outcome, res.Duration)
+	}
 	return res
+}
+
+// urlHost returns the host:port of rawURL, or "" when it has none.
+func urlHost(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return ""
+	}
+	return u.Host
 }
 
 func (c *Client) invoke(ctx context.Context, call Call) Result {
@@ -170,7 +197,7 @@ func (c *Client) invoke(ctx context.Context, call Call) Result {
 
 	req, err := c.newRequest(ctx, call)
 	if err != nil {
-		return Result{Outcome: OutcomePermanent, Error: err.Error()}
+		return Result{Outcome: OutcomePermanent, Error: storableError(err.Error())}
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -193,9 +220,9 @@ func (c *Client) invoke(ctx context.Context, call Call) Result {
 		}
 		return res
 	}
-	res.Outcome, res.Uncertain = Classify(resp.StatusCode, nil)
+	res.Outcome, res.Uncertain = classifyAnswer(call, resp.StatusCode, body)
 	if res.Outcome == OutcomeSuccess {
-		res.Output = outputOf(body)
+		res.Output = storableOutput(body, resp.Header.Get("Content-Type"))
 		return res
 	}
 	res.Error = "HTTP " + strconv.Itoa(resp.StatusCode) + " " + http.StatusText(resp.StatusCode)
@@ -208,14 +235,26 @@ func (c *Client) invoke(ctx context.Context, call Call) Result {
 // newRequest builds the HTTP request of call.
 func (c *Client) newRequest(ctx context.Context, call Call) (*http.Request, error) {
 	var body io.Reader
-	if call.Request.Method != http.MethodGet {
+	target := call.Request.URL
+	switch {
+	case call.Request.Protocol == saga.ProtocolDTM:
+		// DTM's protocol: the payload as it is, the branch in the query.
+		if len(call.Request.Body) > 0 && call.Request.Method != http.MethodGet {
+			body = bytes.NewReader(call.Request.Body)
+		}
+		u, err := dtmURL(call)
+		if err != nil {
+			return nil, fmt.Errorf("build request: %w", err)
+		}
+		target = u
+	case call.Request.Method != http.MethodGet:
 		b, err := appendCallBody(nil, call)
 		if err != nil {
 			return nil, fmt.Errorf("encode call body: %w", err)
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, call.Request.Method, call.Request.URL, body)
+	req, err := http.NewRequestWithContext(ctx, call.Request.Method, target, body)
 	if err != nil {
 		return nil, fmt.Errorf("build request: %w", err)
 	}
@@ -229,7 +268,13 @@ func (c *Client) newRequest(ctx context.Context, call Call) (*http.Request, erro
 	h["X-Saga-Id"] = []string{sagaID}
 	h["X-Transaction-Id"] = []string{call.TransactionID.String()}
 	h["X-Saga-Step"] = []string{strconv.Itoa(call.StepIndex)}
+	if call.Epoch > 0 {
+		h["X-Saga-Attempt-Epoch"] = []string{strconv.FormatInt(call.Epoch, 10)}
+	}
 	h["Accept"] = acceptJSON
+	// The call's span (or, untraced, the saga's stored trace) goes on to
+	// the participant as traceparent; nothing is written without one.
+	traceContext.Inject(ctx, propagation.HeaderCarrier(h))
 	if body != nil {
 		h["Content-Type"] = contentTypeJSON
 	}
@@ -252,43 +297,15 @@ func readLimited(r io.Reader, limit int64) ([]byte, error) {
 	return body, nil
 }
 
-// outputOf turns a 2xx body into the step output.
-func outputOf(body []byte) json.RawMessage {
-	trimmed := bytes.TrimSpace(body)
-	if len(trimmed) == 0 {
-		return jsonNull
-	}
-	if json.Valid(trimmed) {
-		return json.RawMessage(trimmed)
-	}
-	s := string(body)
-	if !utf8.ValidString(s) {
-		s = string(bytes.ToValidUTF8(body, []byte("\uFFFD")))
-	}
-	b, _ := json.Marshal(s) // a string always marshals
-	return b
-}
-
-// errorSnippet returns the start of a failure answer for the error message.
-func errorSnippet(body []byte) string {
-	const maxSnippet = 512
-	b := bytes.TrimSpace(body)
-	if len(b) > maxSnippet {
-		b = b[:maxSnippet]
-		for len(b) > 0 && !utf8.Valid(b) {
-			b = b[:len(b)-1]
-		}
-		return string(bytes.ToValidUTF8(b, nil)) + "…"
-	}
-	return string(bytes.ToValidUTF8(b, nil))
-}
-
-// describe turns a transport error into a message, naming a timeout plainly.
+// describe turns a transport error into a message, naming a timeout
+// plainly. The message is storable and its URLs are redacted: net/http
+// quotes the URL it called, query string included.
 func describe(ctx context.Context, err error) string {
+	msg := storableError(err.Error())
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return "timeout: " + err.Error()
+		return "timeout: " + msg
 	}
-	return err.Error()
+	return msg
 }
 
 // Classify rates an answer: status is the HTTP status (0 when none came),

@@ -303,7 +303,7 @@ func TestInvokeOutcomes(t *testing.T) {
 		wantRetry  time.Duration
 	}{
 		{name: "json", status: 200, body: `{"ok":true}`, output: `{"ok":true}`},
-		{name: "text", status: 200, body: "done", output: `"done"`},
+		{name: "text", status: 200, body: "done", output: `{"content_type":"text/plain","text":"done"}`},
 		{name: "empty", status: 201, body: "", output: "null"},
 		{name: "bad request", status: 400, body: `{"error":"no stock"}`, outcome: participant.OutcomePermanent, errPart: "HTTP 400 Bad Request: {\"error\":\"no stock\"}"},
 		{name: "conflict", status: 409, outcome: participant.OutcomePermanent, errPart: "HTTP 409"},

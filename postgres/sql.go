@@ -380,9 +380,6 @@ SELECT id, name, status, event_seq, last_hash, completed_at, now(), $3, $4, $5, 
 // sqlPing is the health check's round trip.
 const sqlPing = `SELECT 1`
 
-// sqlNow reads the database clock (at connection, for the clock estimate).
-const sqlNow = `SELECT now()`
-
 // sqlImport writes a whole saga as it is, in one statement, unless a saga
 // with its id exists (then nothing is written and no row comes back).
 //

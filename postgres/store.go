@@ -31,6 +31,9 @@ const (
 	opGroupCommit      = "group_commit"
 )
 
+// Backend is the Health.Backend of the store.
+const Backend = "postgres"
+
 // deleteBatchDefault is DeleteFinished's batch when the caller gives none.
 const deleteBatchDefault = 1000
 
@@ -119,7 +122,7 @@ func (s *Store) Close() {
 func (s *Store) Health(ctx context.Context) (h saga.Health) {
 	var err error
 	defer s.observe(opHealth, time.Now(), &err)
-	h = saga.Health{Durable: true, Mode: "durable"}
+	h = saga.Health{Durable: true, Mode: "durable", Backend: Backend}
 	start := time.Now()
 	var one int
 	if err = s.pool.QueryRow(ctx, sqlPing).Scan(&one); err != nil {

@@ -1,5 +1,5 @@
 // Package storetest is the conformance suite of saga.Store. Every store
-// (PostgreSQL, memory, failover) runs it from its own tests:
+// (PostgreSQL, SQLite, memory, failover) runs it from its own tests:
 //
 //	func TestConformance(t *testing.T) {
 //		storetest.Run(t, func(t *testing.T) saga.Store { return newEmptyStore(t) })

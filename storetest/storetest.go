@@ -54,6 +54,7 @@ func Run(t *testing.T, newStore func(t *testing.T) saga.Store) {
 		{"Stats", testStats},
 		{"DeleteFinished", testDeleteFinished},
 		{"Health", testHealth},
+		{"Gauges", testGauges},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
@@ -77,6 +78,9 @@ func NewTestSaga(owner string, steps int) *saga.Saga {
 		UserID:        &userID,
 		Context:       json.RawMessage(`{"order_id": "o-1", "amount": 42, "items": ["a", "b"]}`),
 		Steps:         make([]saga.StepDefinition, steps),
+		// Kept with the definition, so that a claim on another instance
+		// continues the submit request's trace.
+		TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
 	}
 	rows := make([]saga.Step, steps)
 	for i := range steps {

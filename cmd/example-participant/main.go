@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Defaults of the flags.
@@ -58,6 +60,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 	fs.Var(&fails, "fail-step", "route that answers 402, e.g. payments/charge (repeatable, comma-separated)")
 	fs.Float64Var(&cfg.FailRate, "fail-rate", 0, "probability (0 to 1) of answering 503")
 	fs.DurationVar(&cfg.Latency, "latency", 0, "time waited before each answer, e.g. 20ms")
+	dbURL := fs.String("database-url", "", "PostgreSQL URL: keep effects in the database behind the saga barrier (exactly once, late actions refused)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -83,7 +86,18 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	srv := &http.Server{Handler: NewServer(cfg), ReadHeaderTimeout: 10 * time.Second}
+	var handler http.Handler = NewServer(cfg)
+	if *dbURL != "" {
+		pool, err := pgxpool.New(ctx, *dbURL)
+		if err != nil {
+			return fmt.Errorf("-database-url: %w", err)
+		}
+		defer pool.Close()
+		if handler, err = NewDurableServer(ctx, pool, cfg); err != nil {
+			return err
+		}
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	cfg.Logger.Info("example participant listening", "addr", ln.Addr().String(),
 		"fail_steps", fails.String(), "fail_rate", cfg.FailRate, "latency", cfg.Latency)
 	if ready != nil {

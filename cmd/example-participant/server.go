@@ -116,22 +116,11 @@ func (s *Server) handle(rt route) http.HandlerFunc {
 			"saga_id", r.Header.Get("X-Saga-Id"), "saga_step", r.Header.Get("X-Saga-Step"))
 
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
-		if err != nil || (len(body) > 0 && !json.Valid(body)) {
-			log.Info("call refused", "status", http.StatusBadRequest, "reason", "body is not valid JSON")
-			writeJSON(w, http.StatusBadRequest, mustJSON(map[string]any{"error": "body must be valid JSON"}))
-			return
-		}
-		if err := sleep(r.Context(), s.cfg.Latency); err != nil {
-			return // the caller went away
-		}
-		if s.fail[rt.path] {
-			log.Info("call refused", "status", http.StatusPaymentRequired, "reason", "-fail-step")
-			writeJSON(w, http.StatusPaymentRequired, mustJSON(map[string]any{"error": rt.path + " refused (-fail-step)"}))
-			return
-		}
-		if s.cfg.FailRate > 0 && s.cfg.Random() < s.cfg.FailRate {
-			log.Info("call failed", "status", http.StatusServiceUnavailable, "reason", "-fail-rate")
-			writeJSON(w, http.StatusServiceUnavailable, mustJSON(map[string]any{"error": "temporarily unavailable (-fail-rate)"}))
+		if status, msg := s.refusal(r.Context(), rt, body, err); status != 0 {
+			log.Info("call refused", "status", status, "reason", msg)
+			if status > 0 {
+				writeJSON(w, status, mustJSON(map[string]any{"error": msg}))
+			}
 			return
 		}
 
@@ -139,6 +128,26 @@ func (s *Server) handle(rt route) http.HandlerFunc {
 		log.Info("call answered", "status", a.status, "replayed", replayed)
 		writeJSON(w, a.status, a.body)
 	}
+}
+
+// refusal decides whether a call is refused before it takes effect: a body
+// that is not JSON (400), a -fail-step route (402), a -fail-rate draw
+// (503). It waits the configured latency first. It returns 0 to go on, and
+// -1 when the caller went away meanwhile.
+func (s *Server) refusal(ctx context.Context, rt route, body []byte, readErr error) (int, string) {
+	if readErr != nil || (len(body) > 0 && !json.Valid(body)) {
+		return http.StatusBadRequest, "body must be valid JSON"
+	}
+	if err := sleep(ctx, s.cfg.Latency); err != nil {
+		return -1, "the caller went away"
+	}
+	if s.fail[rt.path] {
+		return http.StatusPaymentRequired, rt.path + " refused (-fail-step)"
+	}
+	if s.cfg.FailRate > 0 && s.cfg.Random() < s.cfg.FailRate {
+		return http.StatusServiceUnavailable, "temporarily unavailable (-fail-rate)"
+	}
+	return 0, ""
 }
 
 // effect carries out the route's operation once per idempotency key and

@@ -15,9 +15,8 @@ import (
 const (
 	// URLDefault is where --url points when neither it nor $TRACSEQ_URL is set.
 	URLDefault = "http://localhost:8080"
-	// DatabaseURLDefault is the service's own default database
-	// (cmd/tracseq-tx), used when neither --database-url nor $DATABASE_URL
-	// is set.
+	// DatabaseURLDefault is the PostgreSQL of docker-compose.yml, used when
+	// neither --database-url nor $DATABASE_URL is set.
 	DatabaseURLDefault = "postgres://tracseq:tracseq_password@localhost:5432/tracseq_transactions?sslmode=disable"
 
 	ConcurrencyDefault     = 16
@@ -89,7 +88,7 @@ func parseConfig(args []string, env func(string) string, stderr io.Writer) (Conf
 	fs.StringVar(&cfg.Token, "token", "", "API bearer token (default $TRACSEQ_TOKEN)")
 	fs.BoolVar(&cfg.Start, "start", false, "start the service as a child process (go build ./cmd/tracseq-tx, or --bin) and stop it at the end")
 	fs.StringVar(&cfg.Bin, "bin", "", "with --start: the tracseq-tx binary to run instead of building one")
-	fs.StringVar(&cfg.DatabaseURL, "database-url", "", "the service's PostgreSQL database (default $DATABASE_URL or the service's default)")
+	fs.StringVar(&cfg.DatabaseURL, "database-url", "", "the service's database: postgres://… (commit counts, ceiling) or sqlite://FILE (default $DATABASE_URL or the PostgreSQL of docker-compose.yml)")
 	fs.IntVar(&cfg.Concurrency, "c", ConcurrencyDefault, "concurrency: sagas in flight")
 	fs.DurationVar(&cfg.Duration, "d", DurationDefault, "duration of the measured load (not with -n unless given too)")
 	fs.IntVar(&cfg.Sagas, "n", 0, "number of sagas to measure instead of a duration")

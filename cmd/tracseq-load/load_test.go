@@ -36,8 +36,8 @@ func TestRunStartsServiceAndVerifies(t *testing.T) {
 	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
 		t.Fatalf("stdout is not a JSON report: %v\n%s", err, stdout.String())
 	}
-	if rep.Persistence != "durable" {
-		t.Errorf("persistence %q, want durable", rep.Persistence)
+	if rep.Persistence != "postgres" {
+		t.Errorf("persistence %q, want postgres", rep.Persistence)
 	}
 	if rep.EndStates[saga.SagaStatusCompleted] == 0 || rep.EndStates[saga.SagaStatusCompensated] == 0 {
 		t.Errorf("end states %v, want Completed and Compensated sagas", rep.EndStates)

@@ -12,6 +12,7 @@ import (
 
 	saga "github.com/tracseq/transaction-service"
 	"github.com/tracseq/transaction-service/httpapi"
+	"github.com/tracseq/transaction-service/sqlite"
 )
 
 const (
@@ -92,13 +93,25 @@ func runLoad(ctx context.Context, cfg Config, stderr io.Writer) (rep *Report, er
 		}
 	}()
 
-	facts, err := readDatabaseFacts(ctx, cfg.DatabaseURL)
-	haveDB := err == nil
-	if err != nil {
-		if cfg.Start {
-			return nil, fmt.Errorf("the service's database (--database-url): %w", err)
+	var (
+		facts  databaseFacts
+		haveDB bool
+	)
+	if sqlite.IsURL(cfg.DatabaseURL) {
+		// The service's own file: the tool reads nothing of it (the service
+		// holds it), so commits per saga and the ceiling are PostgreSQL's.
+		facts.Name = cfg.DatabaseURL
+		rep.Notes = append(rep.Notes, "SQLite: commits per saga and the INSERT ceiling are measured on PostgreSQL only")
+	} else {
+		var err error
+		facts, err = readDatabaseFacts(ctx, cfg.DatabaseURL)
+		haveDB = err == nil
+		if err != nil {
+			if cfg.Start {
+				return nil, fmt.Errorf("the service's database (--database-url): %w", err)
+			}
+			rep.Notes = append(rep.Notes, fmt.Sprintf("database not reachable (%v): commits per saga and the ceiling are n/a", err))
 		}
-		rep.Notes = append(rep.Notes, fmt.Sprintf("database not reachable (%v): commits per saga and the ceiling are n/a", err))
 	}
 
 	url := cfg.URL
@@ -121,7 +134,7 @@ func runLoad(ctx context.Context, cfg Config, stderr io.Writer) (rep *Report, er
 	if rep.Persistence, err = checkReady(ctx, client); err != nil {
 		return nil, err
 	}
-	if rep.Persistence != httpapi.PersistenceDurable {
+	if rep.Persistence == httpapi.PersistenceMemory {
 		rep.Notes = append(rep.Notes, "the service keeps sagas in memory: its database commits are not those of the sagas")
 	}
 

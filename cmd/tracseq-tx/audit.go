@@ -16,11 +16,14 @@ import (
 	saga "github.com/tracseq/transaction-service"
 	"github.com/tracseq/transaction-service/httpapi"
 	"github.com/tracseq/transaction-service/postgres"
+	"github.com/tracseq/transaction-service/sqlite"
 )
 
 // The audit commands read the database of DATABASE_URL directly (like
 // migrate), not through a running service: an inspector checks what is
-// stored, with the key of AUDIT_HMAC_KEY when the service has one.
+// stored, with the key of AUDIT_HMAC_KEY when the service has one. A
+// SQLite file is held by one process at a time: stop the service first
+// (or read one saga's trail through the API, GET /api/v1/sagas/{id}/audit).
 
 // auditStore is what the audit commands need of a store.
 type auditStore interface {
@@ -36,12 +39,20 @@ func openAuditStore(ctx context.Context, env func(string) string, stderr io.Writ
 		return nil, nil, err
 	}
 	chain := saga.NewChain(cfg.AuditKey)
+	logger := newLogger(Config{LogLevel: slog.LevelWarn, LogFormat: cfg.LogFormat}, stderr)
+	if cfg.SQLitePath != "" {
+		st, err := sqlite.Open(ctx, sqlite.Config{Path: cfg.SQLitePath, InstanceID: "tracseq-tx audit", Logger: logger, Chain: chain})
+		if err != nil {
+			return nil, nil, fmt.Errorf("open DATABASE_URL %s: %w", cfg.DatabaseURL, err)
+		}
+		return st, chain, nil
+	}
 	pg, err := postgres.Open(ctx, postgres.Config{
 		URL:            cfg.DatabaseURL,
 		MaxConns:       2,
 		MinConns:       0,
 		ConnectTimeout: cfg.DBConnectTimeout,
-		Logger:         newLogger(Config{LogLevel: slog.LevelWarn, LogFormat: cfg.LogFormat}, stderr),
+		Logger:         logger,
 		Chain:          chain,
 	})
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	saga "github.com/tracseq/transaction-service"
+	"github.com/tracseq/transaction-service/client"
 	"github.com/tracseq/transaction-service/httpapi"
 )
 
@@ -59,14 +60,14 @@ func newClientFlagSet(name, usage string, stderr io.Writer) (*flag.FlagSet, *cli
 }
 
 // client returns the API client the flags and environment describe.
-func (cf *clientFlags) client(env func(string) string) *httpapi.Client {
+func (cf *clientFlags) client(env func(string) string) (*client.Client, error) {
 	base := cmpOr(cf.url, strings.TrimSpace(env("TRACSEQ_URL")), URLDefault)
 	token := cmpOr(cf.token, strings.TrimSpace(env("TRACSEQ_TOKEN")))
-	return &httpapi.Client{
-		BaseURL: strings.TrimRight(base, "/"),
-		Token:   token,
-		HTTP:    &http.Client{},
+	c, err := client.New(base, client.WithToken(token), client.WithHTTPClient(&http.Client{}))
+	if err != nil {
+		return nil, usagef("--url (or TRACSEQ_URL): %v", err)
 	}
+	return c, nil
 }
 
 // cmpOr returns the first non-empty string.
@@ -155,18 +156,24 @@ func (m *Main) runList(ctx context.Context, args []string, env func(string) stri
 		q.CreatedAfter = t
 	}
 
-	c := cf.client(env)
+	c, err := cf.client(env)
+	if err != nil {
+		return err
+	}
 	var sagas []httpapi.SagaJSON
 	var next *string
 	for {
 		callCtx, cancel := cf.withTimeout(ctx)
-		page, err := c.List(callCtx, q)
+		page, err := c.ListPage(callCtx, q)
 		cancel()
 		if err != nil {
 			return apiError(err)
 		}
 		sagas = append(sagas, page.Sagas...)
-		next = page.NextCursor
+		next = nil
+		if page.NextCursor != "" {
+			next = &page.NextCursor
+		}
 		if !all || next == nil {
 			break
 		}
@@ -227,7 +234,10 @@ func (m *Main) runShow(ctx context.Context, args []string, env func(string) stri
 	if err != nil || id == "" {
 		return err
 	}
-	c := cf.client(env)
+	c, err := cf.client(env)
+	if err != nil {
+		return err
+	}
 	callCtx, cancel := cf.withTimeout(ctx)
 	defer cancel()
 	s, err := c.Get(callCtx, id)
@@ -287,7 +297,7 @@ func printSaga(w io.Writer, s *httpapi.SagaJSON) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Steps:")
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "#\tNAME\tSTATUS\tATTEMPTS\tDURATION\tCOMPENSATION\tERROR\tOUTPUT")
+	fmt.Fprintln(tw, "#\tNAME\tAFTER\tSTATUS\tATTEMPTS\tDURATION\tCOMPENSATION\tERROR\tOUTPUT")
 	for _, st := range s.Steps {
 		comp := "-"
 		if c := st.Compensation; c != nil {
@@ -296,10 +306,45 @@ func printSaga(w io.Writer, s *httpapi.SagaJSON) {
 				comp += ": " + oneLine(c.Error, 60)
 			}
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", st.Index, st.Name, st.Status, st.Attempts,
-			between(st.StartedAt, st.CompletedAt), comp, dash(oneLine(st.Error, 80)), dash(compactJSON(st.Output, 80)))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", st.Index, st.Name, dash(strings.Join(st.DependsOn, ",")),
+			st.Status, st.Attempts, between(st.StartedAt, st.CompletedAt), comp, dash(oneLine(st.Error, 80)), dash(compactJSON(st.Output, 80)))
 	}
 	_ = tw.Flush()
+	if s.MaxParallel > 1 {
+		printStages(w, s)
+	}
+}
+
+// printStages prints a graph's order: the steps that may run together, stage
+// by stage (a step's stage is one more than the latest of its
+// dependencies').
+func printStages(w io.Writer, s *httpapi.SagaJSON) {
+	index := make(map[string]int, len(s.Steps))
+	for i, st := range s.Steps {
+		index[st.Name] = i
+	}
+	stage := make([]int, len(s.Steps))
+	for changed := true; changed; {
+		changed = false
+		for i, st := range s.Steps {
+			for _, d := range st.DependsOn {
+				if j, ok := index[d]; ok && stage[j]+1 > stage[i] && stage[j] < len(s.Steps) {
+					stage[i], changed = stage[j]+1, true
+				}
+			}
+		}
+	}
+	var stages [][]string
+	for i, st := range s.Steps {
+		for len(stages) <= stage[i] {
+			stages = append(stages, nil)
+		}
+		stages[stage[i]] = append(stages[stage[i]], st.Name)
+	}
+	fmt.Fprintf(w, "\nOrder (at most %d calls at once):\n", s.MaxParallel)
+	for k, names := range stages {
+		fmt.Fprintf(w, "  %d. %s\n", k+1, strings.Join(names, " | "))
+	}
 }
 
 // printEvents prints an audit trail.
@@ -344,9 +389,12 @@ func (m *Main) runSubmit(ctx context.Context, args []string, env func(string) st
 		return fmt.Errorf("definition %s is invalid:%s", rest[0], listProblems(err))
 	}
 
-	c := cf.client(env)
+	c, err := cf.client(env)
+	if err != nil {
+		return err
+	}
 	callCtx, cancel := context.WithTimeout(ctx, cf.timeout+min(*wait, serverMaxWait))
-	s, replayed, err := c.SubmitWithReason(callCtx, *def, min(*wait, serverMaxWait), *reason)
+	s, replayed, err := c.Submit(callCtx, *def, client.WithWait(min(*wait, serverMaxWait)), client.WithSubmitReason(*reason))
 	cancel()
 	if err != nil {
 		return apiError(err)
@@ -373,7 +421,7 @@ func (m *Main) runSubmit(ctx context.Context, args []string, env func(string) st
 
 // waitForEnd polls the saga until it ends or d passes, and returns it as it
 // is then.
-func waitForEnd(ctx context.Context, c *httpapi.Client, cf *clientFlags, s *httpapi.SagaJSON, d time.Duration) (*httpapi.SagaJSON, error) {
+func waitForEnd(ctx context.Context, c *client.Client, cf *clientFlags, s *httpapi.SagaJSON, d time.Duration) (*httpapi.SagaJSON, error) {
 	deadline := time.Now().Add(d)
 	ticker := time.NewTicker(waitPollInterval)
 	defer ticker.Stop()
@@ -415,14 +463,9 @@ func (m *Main) readDefinition(path string) (*saga.Definition, error) {
 	if len(raw) > maxDefinitionBytes {
 		return nil, fmt.Errorf("definition %s: larger than %d bytes", path, maxDefinitionBytes)
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	var def saga.Definition
-	if err := dec.Decode(&def); err != nil {
-		return nil, fmt.Errorf("definition %s: not a saga definition: %w", path, err)
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("definition %s: more than one JSON value", path)
+	def, err := httpapi.DecodeDefinition(raw)
+	if err != nil {
+		return nil, fmt.Errorf("definition %s is not a saga definition:%s", path, listProblems(err))
 	}
 	return &def, nil
 }
@@ -438,7 +481,11 @@ func controlCommand(action saga.ControlAction) func(*Main, context.Context, []st
 		}
 		callCtx, cancel := cf.withTimeout(ctx)
 		defer cancel()
-		s, err := cf.client(env).ControlWithReason(callCtx, id, string(action), *reason)
+		c, err := cf.client(env)
+		if err != nil {
+			return err
+		}
+		s, err := c.Control(callCtx, id, action, client.WithReason(*reason))
 		if err != nil {
 			return apiError(err)
 		}
@@ -463,7 +510,11 @@ func (m *Main) runStats(ctx context.Context, args []string, env func(string) str
 	}
 	callCtx, cancel := cf.withTimeout(ctx)
 	defer cancel()
-	st, err := cf.client(env).Statistics(callCtx, *window)
+	c, err := cf.client(env)
+	if err != nil {
+		return err
+	}
+	st, err := c.Statistics(callCtx, *window)
 	if err != nil {
 		return apiError(err)
 	}
@@ -500,7 +551,11 @@ func (m *Main) runCleanup(ctx context.Context, args []string, env func(string) s
 	}
 	callCtx, cancel := cf.withTimeout(ctx)
 	defer cancel()
-	n, err := cf.client(env).CleanupWithReason(callCtx, *reason)
+	c, err := cf.client(env)
+	if err != nil {
+		return err
+	}
+	n, err := c.Cleanup(callCtx, client.WithReason(*reason))
 	if err != nil {
 		return apiError(err)
 	}
@@ -526,7 +581,10 @@ func (m *Main) runHealth(ctx context.Context, args []string, env func(string) st
 		fs.Usage()
 		return usagef("health takes no arguments, got %q", rest)
 	}
-	c := cf.client(env)
+	c, err := cf.client(env)
+	if err != nil {
+		return err
+	}
 	callCtx, cancel := cf.withTimeout(ctx)
 	defer cancel()
 	if *ready {
@@ -539,7 +597,11 @@ func (m *Main) runHealth(ctx context.Context, args []string, env func(string) st
 				return err
 			}
 		} else {
-			fmt.Fprintf(stdout, "%s (persistence %s)", r.Status, r.Persistence)
+			fmt.Fprintf(stdout, "%s (persistence %s", r.Status, r.Persistence)
+			if r.Path != "" {
+				fmt.Fprintf(stdout, ", %s", r.Path)
+			}
+			fmt.Fprint(stdout, ")")
 			if r.Database != nil {
 				fmt.Fprintf(stdout, ", database round trip %.1f ms, pool %d/%d in use, schema version %d",
 					r.Database.RoundTripMs, r.Database.Pool.InUse, r.Database.Pool.Max, r.Database.MigrationVersion)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -16,14 +17,16 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tracseq/transaction-service/httpapi"
+	"github.com/tracseq/transaction-service/sqlite"
 )
 
 // Defaults of the environment variables. DESIGN.md and the specification
 // fix most of them; README.md lists them all.
 const (
-	// DatabaseURLDefault matches docker-compose.yml: `docker compose up -d
-	// postgres` and the service is durable without further configuration.
-	DatabaseURLDefault         = "postgres://tracseq:tracseq_password@localhost:5432/tracseq_transactions?sslmode=disable"
+	// DatabaseURLDefault is the store when DATABASE_URL is unset: a SQLite
+	// file in the working directory (or TRACSEQ_DATA_DIR), so that the
+	// first command of the README is durable with nothing installed.
+	DatabaseURLDefault         = "sqlite://" + sqlite.FileDefault
 	DBMaxConnectionsDefault    = 20
 	DBMinConnectionsDefault    = 5
 	DBConnectionTimeoutDefault = 30 * time.Second
@@ -36,6 +39,7 @@ const (
 	MaxConcurrentSagasDefault  = 1000
 	SlowQueryDefault           = 200 * time.Millisecond
 	MaxConnsPerHostDefault     = 256
+	GaugeTTLDefault            = 5 * time.Second
 )
 
 // Upper bounds that catch typos (an extra zero or two) rather than limit
@@ -50,12 +54,15 @@ const (
 	maxConnsPerHost      = 100_000
 	maxInstanceIDLength  = 200
 	minAuditKeyLength    = 16
+	maxGaugeTTLMs        = 3_600_000
 )
 
 // Config is the service's configuration, read from the environment by
 // LoadConfig. Every field has a default.
 type Config struct {
-	DatabaseURL        string        // DATABASE_URL
+	DatabaseURL        string        // DATABASE_URL (PostgreSQL), or the sqlite:// URL of SQLitePath
+	SQLitePath         string        // the SQLite file when DATABASE_URL is sqlite:// or unset; empty for PostgreSQL
+	DataDir            string        // TRACSEQ_DATA_DIR: where the default SQLite file is; default the working directory
 	DBMaxConns         int32         // DB_MAX_CONNECTIONS
 	DBMinConns         int32         // DB_MIN_CONNECTIONS
 	DBConnectTimeout   time.Duration // DB_CONNECTION_TIMEOUT_SECONDS
@@ -73,6 +80,8 @@ type Config struct {
 	SlowQuery          time.Duration // DB_SLOW_QUERY_MS
 	PprofAddr          string        // PPROF_ADDR; empty: no profiling listener
 	AuditKey           []byte        // AUDIT_HMAC_KEY; empty: the audit chain is plain SHA-256
+	GaugeTTL           time.Duration // METRICS_GAUGE_TTL_MS
+	Tracing            TracingConfig // OTEL_* (see tracing.go)
 }
 
 // LoadConfig reads the configuration from env (os.Getenv in production).
@@ -81,8 +90,12 @@ type Config struct {
 // must not start with any of them.
 func LoadConfig(env func(string) string) (Config, error) {
 	p := envParser{env: env}
+	dataDir, _ := p.value("TRACSEQ_DATA_DIR")
+	dbURL, sqlitePath := p.databaseURL("DATABASE_URL", dataDir)
 	cfg := Config{
-		DatabaseURL:        p.databaseURL("DATABASE_URL"),
+		DatabaseURL:        dbURL,
+		SQLitePath:         sqlitePath,
+		DataDir:            dataDir,
 		DBMaxConns:         int32(p.integer("DB_MAX_CONNECTIONS", DBMaxConnectionsDefault, 1, maxDBConnections)),
 		DBMinConns:         int32(p.integer("DB_MIN_CONNECTIONS", DBMinConnectionsDefault, 0, maxDBConnections)),
 		DBConnectTimeout:   time.Duration(p.integer("DB_CONNECTION_TIMEOUT_SECONDS", int(DBConnectionTimeoutDefault/time.Second), 1, maxConnectTimeoutSec)) * time.Second,
@@ -100,6 +113,8 @@ func LoadConfig(env func(string) string) (Config, error) {
 		SlowQuery:          time.Duration(p.integer("DB_SLOW_QUERY_MS", int(SlowQueryDefault/time.Millisecond), 1, maxSlowQueryMs)) * time.Millisecond,
 		PprofAddr:          p.address("PPROF_ADDR", ""),
 		AuditKey:           p.secret("AUDIT_HMAC_KEY", minAuditKeyLength),
+		GaugeTTL:           time.Duration(p.integer("METRICS_GAUGE_TTL_MS", int(GaugeTTLDefault/time.Millisecond), 1, maxGaugeTTLMs)) * time.Millisecond,
+		Tracing:            p.tracing(),
 	}
 	if cfg.DBMinConns > cfg.DBMaxConns && p.ok("DB_MIN_CONNECTIONS") && p.ok("DB_MAX_CONNECTIONS") {
 		p.fail("DB_MIN_CONNECTIONS", fmt.Sprintf("DB_MIN_CONNECTIONS=%d must not exceed DB_MAX_CONNECTIONS=%d", cfg.DBMinConns, cfg.DBMaxConns))
@@ -192,17 +207,37 @@ func (p *envParser) address(name, def string) string {
 	return v
 }
 
-func (p *envParser) databaseURL(name string) string {
+// databaseURL reads the store's URL: unset, the SQLite file FileDefault
+// in dataDir (the working directory when empty); sqlite://… a SQLite file;
+// postgres://, postgresql:// or a keyword/value string PostgreSQL. It
+// returns the URL and, for SQLite, the file's path.
+func (p *envParser) databaseURL(name, dataDir string) (dbURL, sqlitePath string) {
 	v, set := p.value(name)
 	if !set {
-		return DatabaseURLDefault
+		path := sqlite.FileDefault
+		if dataDir != "" {
+			path = filepath.Join(dataDir, path)
+		}
+		return sqlite.URL(path), path
+	}
+	if sqlite.IsURL(v) {
+		path, err := sqlite.ParseURL(v)
+		if err != nil {
+			p.fail(name, fmt.Sprintf("%s: %v", name, err))
+			return "", ""
+		}
+		return v, path
+	}
+	if scheme, _, ok := strings.Cut(v, "://"); ok && !strings.EqualFold(scheme, "postgres") && !strings.EqualFold(scheme, "postgresql") {
+		p.fail(name, fmt.Sprintf("%s: unknown scheme %q (want postgres://, postgresql:// or sqlite://)", name, scheme))
+		return "", ""
 	}
 	if _, err := pgxpool.ParseConfig(v); err != nil {
 		// pgx quotes the value with its password masked; never echo it raw.
 		p.fail(name, fmt.Sprintf("%s: not a PostgreSQL connection string: %v", name, err))
-		return DatabaseURLDefault
+		return "", ""
 	}
-	return v
+	return v, ""
 }
 
 func (p *envParser) logLevel(name string) slog.Level {

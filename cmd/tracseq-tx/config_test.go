@@ -24,6 +24,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	host, _ := os.Hostname()
 	want := Config{
 		DatabaseURL:        DatabaseURLDefault,
+		SQLitePath:         "tracseq.db",
 		DBMaxConns:         20,
 		DBMinConns:         5,
 		DBConnectTimeout:   30 * time.Second,
@@ -37,6 +38,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 		MaxConcurrentSagas: 1000,
 		MaxConnsPerHost:    256,
 		SlowQuery:          200 * time.Millisecond,
+		GaugeTTL:           5 * time.Second,
+		Tracing:            TracingConfig{ServiceName: ServiceNameDefault},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("defaults:\n got %+v\nwant %+v", cfg, want)
@@ -63,6 +66,9 @@ func TestLoadConfigValues(t *testing.T) {
 		"PARTICIPANT_MAX_CONNS_PER_HOST": "1024",
 		"DB_SLOW_QUERY_MS":               "50",
 		"PPROF_ADDR":                     "localhost:6060",
+		"METRICS_GAUGE_TTL_MS":           "250",
+		"OTEL_EXPORTER_OTLP_ENDPOINT":    "http://collector:4318",
+		"OTEL_SERVICE_NAME":              "tx-eu",
 	}
 	cfg, err := LoadConfig(envOf(env))
 	if err != nil {
@@ -86,9 +92,38 @@ func TestLoadConfigValues(t *testing.T) {
 		MaxConnsPerHost:    1024,
 		SlowQuery:          50 * time.Millisecond,
 		PprofAddr:          "localhost:6060",
+		GaugeTTL:           250 * time.Millisecond,
+		Tracing:            TracingConfig{Exporter: TracesOTLP, Endpoint: "http://collector:4318/v1/traces", ServiceName: "tx-eu"},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("values:\n got %+v\nwant %+v", cfg, want)
+	}
+}
+
+func TestLoadConfigStore(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		env             map[string]string
+		wantURL, wantDB string // DatabaseURL, SQLitePath
+	}{
+		{nil, "sqlite://tracseq.db", "tracseq.db"},
+		{map[string]string{"TRACSEQ_DATA_DIR": "/var/lib/tracseq"}, "sqlite:///var/lib/tracseq/tracseq.db", "/var/lib/tracseq/tracseq.db"},
+		{map[string]string{"TRACSEQ_DATA_DIR": "data"}, "sqlite://data/tracseq.db", "data/tracseq.db"},
+		{map[string]string{"DATABASE_URL": "sqlite:///srv/saga.db", "TRACSEQ_DATA_DIR": "/ignored"}, "sqlite:///srv/saga.db", "/srv/saga.db"},
+		{map[string]string{"DATABASE_URL": "sqlite://rel/saga.db"}, "sqlite://rel/saga.db", "rel/saga.db"},
+		{map[string]string{"DATABASE_URL": "postgres://u@db/x"}, "postgres://u@db/x", ""},
+		{map[string]string{"DATABASE_URL": "postgresql://u@db/x"}, "postgresql://u@db/x", ""},
+		{map[string]string{"DATABASE_URL": "host=db dbname=x"}, "host=db dbname=x", ""},
+	}
+	for _, tc := range tests {
+		cfg, err := LoadConfig(envOf(tc.env))
+		if err != nil {
+			t.Errorf("%v: %v", tc.env, err)
+			continue
+		}
+		if cfg.DatabaseURL != tc.wantURL || cfg.SQLitePath != tc.wantDB {
+			t.Errorf("%v: DatabaseURL %q SQLitePath %q, want %q %q", tc.env, cfg.DatabaseURL, cfg.SQLitePath, tc.wantURL, tc.wantDB)
+		}
 	}
 }
 
@@ -124,6 +159,8 @@ func TestLoadConfigBadValues(t *testing.T) {
 			[]string{`HTTP_ADDR=":99999": port must be a number`}, ""},
 		{"log level", map[string]string{"LOG_LEVEL": "verbose"},
 			[]string{`LOG_LEVEL="verbose": must be one of debug, info, warn, error`}, ""},
+		{"gauge ttl", map[string]string{"METRICS_GAUGE_TTL_MS": "0"},
+			[]string{`METRICS_GAUGE_TTL_MS="0": must be a positive integer`}, ""},
 		{"log format", map[string]string{"LOG_FORMAT": "xml"},
 			[]string{`LOG_FORMAT="xml": must be text or json`}, ""},
 		{"token with space", map[string]string{"API_TOKENS": "good,bad token"},
@@ -146,6 +183,10 @@ func TestLoadConfigBadValues(t *testing.T) {
 			[]string{`PPROF_ADDR=":8080" must differ from HTTP_ADDR`}, ""},
 		{"database url", map[string]string{"DATABASE_URL": "postgres://u:secret@db:notaport/x"},
 			[]string{"DATABASE_URL: not a PostgreSQL connection string", "invalid port"}, "secret"},
+		{"database scheme", map[string]string{"DATABASE_URL": "mysql://u:secret@db/x"},
+			[]string{"DATABASE_URL: unknown scheme \"mysql\"", "sqlite://"}, "secret"},
+		{"sqlite url", map[string]string{"DATABASE_URL": "sqlite://tracseq.db?_pragma=synchronous(OFF)"},
+			[]string{"DATABASE_URL: a sqlite:// URL takes no parameters"}, "synchronous(OFF)"},
 		{"several at once", map[string]string{"DB_MAX_CONNECTIONS": "x", "LOG_FORMAT": "yaml"},
 			[]string{`DB_MAX_CONNECTIONS="x"`, `LOG_FORMAT="yaml"`}, ""},
 	}

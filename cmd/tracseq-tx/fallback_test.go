@@ -119,7 +119,7 @@ func TestServeMovesSagasToDatabaseWhenItComesBack(t *testing.T) {
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		ready, _, err := b.client.Ready(ctx)
-		if err == nil && ready.Persistence == "durable" {
+		if err == nil && ready.Persistence == "postgres" {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -235,7 +235,7 @@ func TestServeDurable(t *testing.T) {
 	if err != nil || status != http.StatusOK {
 		t.Fatalf("Ready: %v (HTTP %d)", err, status)
 	}
-	if ready.Persistence != "durable" || ready.Database == nil || ready.Database.MigrationVersion < 1 {
+	if ready.Persistence != "postgres" || ready.Database == nil || ready.Database.MigrationVersion < 1 {
 		t.Fatalf("ready = %+v, want durable with a migrated database", ready)
 	}
 
@@ -411,7 +411,7 @@ func testCLI(t *testing.T, b *bundle, p *participant, id string) {
 		t.Errorf("cleanup --json = %s (%v), want 0 deleted (the sagas are recent)", out, err)
 	}
 
-	if out, err := b.cli(t, "health", "--ready"); err != nil || !strings.Contains(out, "persistence durable") {
+	if out, err := b.cli(t, "health", "--ready"); err != nil || !strings.Contains(out, "persistence postgres)") {
 		t.Errorf("health --ready = %q, %v", out, err)
 	}
 }
@@ -799,8 +799,18 @@ func TestReadDefinitionRefusesUnknownFields(t *testing.T) {
 		t.Fatalf("readDefinition: err %v, want one naming the unknown field", err)
 	}
 	m = &Main{Stdin: strings.NewReader(`{"name": "x", "steps": []} {}`)}
-	if _, err := m.readDefinition("-"); err == nil || !strings.Contains(err.Error(), "more than one") {
+	if _, err := m.readDefinition("-"); err == nil || !strings.Contains(err.Error(), "single JSON value") {
 		t.Fatalf("readDefinition of two values: err %v", err)
+	}
+	// Every unknown field, with its path and a suggestion.
+	m = &Main{Stdin: strings.NewReader(`{"nmae": "x", "steps": [{"name": "s", "compensaton": {}, "retyr": {}}]}`)}
+	_, err = m.readDefinition("-")
+	for _, want := range []string{`nmae: unknown field "nmae" (did you mean "name"?)`,
+		`steps[0].compensaton: unknown field "compensaton" (did you mean "compensation"?)`,
+		`steps[0].retyr: unknown field "retyr" (did you mean "retry"?)`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("readDefinition: err %v, want it to contain %q", err, want)
+		}
 	}
 }
 

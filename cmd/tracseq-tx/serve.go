@@ -16,8 +16,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 
 	saga "github.com/tracseq/transaction-service"
+	"github.com/tracseq/transaction-service/console"
+	"github.com/tracseq/transaction-service/dtmapi"
 	"github.com/tracseq/transaction-service/engine"
 	"github.com/tracseq/transaction-service/failover"
 	"github.com/tracseq/transaction-service/httpapi"
@@ -25,6 +29,7 @@ import (
 	"github.com/tracseq/transaction-service/metrics"
 	participantclient "github.com/tracseq/transaction-service/participant"
 	"github.com/tracseq/transaction-service/postgres"
+	"github.com/tracseq/transaction-service/sqlite"
 )
 
 // Shutdown budget. Kubernetes and docker compose wait 30s by default before
@@ -53,8 +58,9 @@ type service struct {
 	pprof    *http.Server
 	engine   *engine.Coordinator
 	store    saga.Store
-	cancel   context.CancelFunc // background work (failover reconnects)
-	failed   chan error         // the HTTP server stopped on its own
+	tracing  *sdktrace.TracerProvider // nil when tracing is off
+	cancel   context.CancelFunc       // background work (failover reconnects)
+	failed   chan error               // the HTTP server stopped on its own
 	wg       sync.WaitGroup
 
 	closeOnce sync.Once
@@ -108,7 +114,7 @@ func newLogger(cfg Config, w io.Writer) *slog.Logger {
 func startService(ctx context.Context, cfg Config, stderr io.Writer) (_ *service, err error) {
 	logger := newLogger(cfg, stderr)
 	logger.Info("starting", "instance_id", cfg.InstanceID, "version", versionString(), "http_addr", cfg.HTTPAddr,
-		"persistence", cfg.Persistence, "max_concurrent_sagas", cfg.MaxConcurrentSagas,
+		"enable_persistence", cfg.Persistence, "database", redactURL(cfg.DatabaseURL), "max_concurrent_sagas", cfg.MaxConcurrentSagas,
 		"lease_seconds", int(cfg.LeaseDuration/time.Second))
 
 	reg := prometheus.NewRegistry()
@@ -131,15 +137,33 @@ func startService(ctx context.Context, cfg Config, stderr io.Writer) (_ *service
 		return nil, err
 	}
 
+	if gr, ok := svc.store.(saga.GaugeReader); ok {
+		mx.RegisterGauges(gr.Gauges, cfg.GaugeTTL)
+	}
+	svc.tracing, err = newTracerProvider(ctx, cfg.Tracing, cfg.InstanceID, stderr)
+	if err != nil {
+		return nil, err
+	}
+	var tracerProvider trace.TracerProvider
+	if svc.tracing != nil {
+		tracerProvider = svc.tracing
+		logger.Info("tracing on", "exporter", cfg.Tracing.Exporter, "endpoint", cfg.Tracing.Endpoint,
+			"service_name", cfg.Tracing.ServiceName)
+	}
+
 	svc.engine, err = engine.New(svc.store, engine.Config{
 		InstanceID:         cfg.InstanceID,
 		LeaseDuration:      cfg.LeaseDuration,
 		MaxConcurrentSagas: cfg.MaxConcurrentSagas,
 		CleanupAfter:       cfg.CleanupAfter,
 		AllowedHosts:       cfg.AllowedHosts,
-		Invoker:            participantclient.New(participantclient.Config{MaxConnsPerHost: cfg.MaxConnsPerHost}),
-		Observer:           mx,
-		Logger:             logger,
+		Invoker: participantclient.New(participantclient.Config{
+			MaxConnsPerHost: cfg.MaxConnsPerHost,
+			Observe:         mx.ParticipantCall,
+		}),
+		Observer:       mx,
+		Logger:         logger,
+		TracerProvider: tracerProvider,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create engine: %w", err)
@@ -149,7 +173,16 @@ func startService(ctx context.Context, cfg Config, stderr io.Writer) (_ *service
 	}
 
 	auditStore, _ := svc.store.(saga.AuditStore)
+	dtm, err := dtmapi.New(dtmapi.Config{
+		Coordinator: svc.engine,
+		Version:     versionString(),
+		Logger:      logger.With("component", "dtm"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create DTM endpoint: %w", err)
+	}
 	api, err := httpapi.NewServer(httpapi.Config{
+		Routes:         dtm.Routes(),
 		Coordinator:    svc.engine,
 		Tokens:         cfg.APITokens,
 		Audit:          auditStore,
@@ -162,6 +195,10 @@ func startService(ctx context.Context, cfg Config, stderr io.Writer) (_ *service
 	if err != nil {
 		return nil, fmt.Errorf("create API server: %w", err)
 	}
+	handler, err := withConsole(api, svc, logger)
+	if err != nil {
+		return nil, err
+	}
 	if len(cfg.APITokens) == 0 {
 		logger.Warn("API_TOKENS is empty: the API is OPEN, anyone who reaches " + cfg.HTTPAddr +
 			" can submit and control sagas; set API_TOKENS to require a bearer token")
@@ -172,7 +209,7 @@ func startService(ctx context.Context, cfg Config, stderr io.Writer) (_ *service
 		return nil, fmt.Errorf("listen on HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
 	}
 	svc.http = &http.Server{
-		Handler:           api.Handler(),
+		Handler:           handler,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
@@ -195,6 +232,35 @@ func startService(ctx context.Context, cfg Config, stderr io.Writer) (_ *service
 	return svc, nil
 }
 
+// withConsole mounts the web console at /ui/ (and GET / redirects there)
+// beside the API. The console reads through the engine, as the API does,
+// and the store's gauges; its data need the API's token when one is set.
+func withConsole(api *httpapi.Server, svc *service, logger *slog.Logger) (http.Handler, error) {
+	gr, ok := svc.store.(saga.GaugeReader)
+	if !ok {
+		logger.Warn("the web console is off: the store does not report gauges", "store", fmt.Sprintf("%T", svc.store))
+		return api.Handler(), nil
+	}
+	cfg := console.Config{
+		Source:  svc.engine,
+		Gauges:  gr,
+		Logger:  logger.With("component", "console"),
+		Version: versionString(),
+	}
+	if api.TokensRequired() {
+		cfg.Authorize = api.Authorize
+	}
+	con, err := console.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("create console: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle(console.Prefix, con.Handler())
+	mux.HandleFunc("GET /{$}", console.RedirectHome)
+	mux.Handle("/", api.Handler())
+	return mux, nil
+}
+
 // serve runs srv on ln in the background; an unexpected stop is reported
 // on s.failed.
 func (s *service) serve(srv *http.Server, ln net.Listener, name string) {
@@ -214,6 +280,10 @@ func openStore(ctx, bgCtx context.Context, cfg Config, chain *saga.Chain, logger
 		logger.Warn("persistence disabled: sagas live in memory only (ENABLE_PERSISTENCE=false)")
 		mx.SetPersistence(false)
 		return memory.New(memory.Config{Chain: chain}), nil
+	}
+
+	if cfg.SQLitePath != "" {
+		return openSQLite(ctx, cfg, chain, logger, mx)
 	}
 
 	// The pool gauges follow whichever PostgreSQL store is in use.
@@ -287,6 +357,29 @@ func openStore(ctx, bgCtx context.Context, cfg Config, chain *saga.Chain, logger
 	return fo, nil
 }
 
+// openSQLite opens the SQLite store of cfg.SQLitePath, which migrates it.
+// A file that cannot be opened (or that another process holds) stops the
+// start: unlike an unreachable PostgreSQL, it is no outage to ride out in
+// memory.
+func openSQLite(ctx context.Context, cfg Config, chain *saga.Chain, logger *slog.Logger, mx *metrics.Metrics) (saga.Store, error) {
+	st, err := sqlite.Open(ctx, sqlite.Config{
+		Path:       cfg.SQLitePath,
+		InstanceID: cfg.InstanceID,
+		SlowQuery:  cfg.SlowQuery,
+		Logger:     logger,
+		Observe:    mx.ObserveDB,
+		Chain:      chain,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open DATABASE_URL %s: %w", cfg.DatabaseURL, err)
+	}
+	mx.RegisterPool(st.PoolStats)
+	mx.SetPersistence(true)
+	logger.Info("database ready: persistence sqlite, durable, one instance on this file (PostgreSQL for several)",
+		"persistence", sqlite.Backend, "path", st.Path(), "durable", true, "migration_version", st.MigrationVersion())
+	return st, nil
+}
+
 // pprofHandler serves net/http/pprof on its own mux (never the default one).
 func pprofHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -330,6 +423,13 @@ func (s *service) shutdown() error {
 	}
 	if s.cancel != nil {
 		s.cancel()
+	}
+	if s.tracing != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), tracingShutdownTimeout)
+		if err := s.tracing.Shutdown(ctx); err != nil {
+			s.logger.Warn("flush spans at shutdown", "error", err)
+		}
+		cancel()
 	}
 	if s.store != nil {
 		s.store.Close()

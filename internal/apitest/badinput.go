@@ -85,7 +85,36 @@ func BadRequests() []BadRequest {
 		{Name: "array body", Method: "POST", Path: "/api/v1/sagas", Body: `[]`, Status: 400, Detail: "JSON object"},
 		{Name: "trailing data", Method: "POST", Path: "/api/v1/sagas", Body: `{"name":"a",` + steps + `} {"name":"b"}`, Status: 400, Detail: "single JSON value"},
 		{Name: "unknown field", Method: "POST", Path: "/api/v1/sagas", Body: `{"name":"a","colour":"red",` + steps + `}`, Status: 400, Field: "colour", Detail: "unknown field"},
-		{Name: "unknown nested field", Method: "POST", Path: "/api/v1/sagas", Body: `{"name":"a","steps":[{"name":"s","action":{"method":"POST","url":"http://x.local/","verb":"GET"}}]}`, Status: 400, Field: "verb", Detail: "unknown field"},
+		{Name: "unknown nested field", Method: "POST", Path: "/api/v1/sagas", Body: `{"name":"a","steps":[{"name":"s","action":{"method":"POST","url":"http://x.local/","verb":"GET"}}]}`, Status: 400, Field: "steps[0].action.verb", Detail: "unknown field"},
+		{Name: "misspelt compensation", Method: "POST", Path: "/api/v1/sagas", Body: `{"name":"a","steps":[{"name":"s","action":{"method":"POST","url":"http://x.local/"},"compensaton":{"method":"POST","url":"http://x.local/undo"}}]}`, Status: 400, Field: "steps[0].compensaton", Detail: `unknown field "compensaton" (did you mean "compensation"?)`},
+		{Name: "every unknown field", Method: "POST", Path: "/api/v1/sagas", Body: `{"nmae":"a","colour":1,"steps":[{"name":"s","action":{"method":"POST","url":"http://x.local/","timeout":5}}]}`, Status: 400, Field: "colour", Detail: "and 2 more problems"},
+
+		// What the database cannot store (issue: input reaching the
+		// database and coming back as 500).
+		{Name: "NUL in the context", Method: "POST", Path: "/api/v1/sagas", Body: `{"name":"a","context":{"s":"\u0000"},` + steps + `}`, Status: 400, Field: "context.s", Detail: "NUL"},
+		{Name: "NUL in the name", Method: "POST", Path: "/api/v1/sagas", Body: `{"name":"a\u0000b",` + steps + `}`, Status: 400, Field: "name", Detail: "NUL"},
+		{Name: "raw 0xff in the name", Method: "POST", Path: "/api/v1/sagas", Body: "{\"name\":\"a\xffb\"," + steps + "}", Status: 400, Field: "name", Detail: "UTF-8"},
+		{Name: "raw 0xff in the context", Method: "POST", Path: "/api/v1/sagas", Body: "{\"name\":\"a\",\"context\":{\"k\":\"\xff\"}," + steps + "}", Status: 400, Field: "context.k", Detail: "UTF-8"},
+		{Name: "lone surrogate in the name", Method: "POST", Path: "/api/v1/sagas", Body: `{"name":"\ud800",` + steps + `}`, Status: 400, Field: "name", Detail: "surrogate"},
+		{Name: "1e1000000 in the context", Method: "POST", Path: "/api/v1/sagas", Body: `{"name":"a","context":{"n":1e1000000},` + steps + `}`, Status: 400, Field: "context.n", Detail: "out of range"},
+		{Name: "1e-1000000 in the context", Method: "POST", Path: "/api/v1/sagas", Body: `{"name":"a","context":{"n":1e-1000000},` + steps + `}`, Status: 400, Field: "context.n", Detail: "out of range"},
+		{Name: "1 and 200,000 zeros", Method: "POST", Path: "/api/v1/sagas", Body: `{"name":"a","context":{"n":1` + strings.Repeat("0", 200_000) + `},` + steps + `}`, Status: 400, Field: "context.n", Detail: "out of range"},
+		{Name: "1e1000000 as the timeout", Method: "POST", Path: "/api/v1/sagas", Body: `{"name":"a","timeout_ms":1e1000000,` + steps + `}`, Status: 400, Field: "timeout_ms", Detail: "out of range"},
+		{Name: "NUL in a step body", Method: "POST", Path: "/api/v1/sagas", Body: `{"name":"a","steps":[{"name":"s","action":{"method":"POST","url":"http://x.local/","body":{"a":["\u0000"]}}}]}`, Status: 400, Field: "steps[0].action.body.a[0]", Detail: "NUL"},
+
+		// Durations that would wrap.
+		{Name: "saga timeout that wraps", Method: "POST", Path: "/api/v1/sagas", Body: `{"name":"a","timeout_ms":9223372036854776,` + steps + `}`, Status: 400, Field: "timeout_ms", Detail: "at most"},
+		{Name: "largest saga timeout", Method: "POST", Path: "/api/v1/sagas", Body: `{"name":"a","timeout_ms":9223372036854775807,` + steps + `}`, Status: 400, Field: "timeout_ms", Detail: "at most"},
+		{Name: "call timeout that wraps", Method: "POST", Path: "/api/v1/sagas", Body: `{"name":"a","steps":[{"name":"s","action":{"method":"POST","url":"http://x.local/","timeout_ms":9223372036854776}}]}`, Status: 400, Field: "steps[0].action.timeout_ms", Detail: "at most"},
+		{Name: "backoff that wraps", Method: "POST", Path: "/api/v1/sagas", Body: `{"name":"a","steps":[{"name":"s","action":{"method":"POST","url":"http://x.local/"},"retry":{"initial_backoff_ms":9223372036854776}}]}`, Status: 400, Field: "steps[0].retry.initial_backoff_ms", Detail: "between"},
+
+		// Headers that would strip idempotency or forge the service's.
+		{Name: "Connection header", Method: "POST", Path: "/api/v1/sagas", Body: `{"name":"a","steps":[{"name":"s","action":{"method":"POST","url":"http://x.local/","headers":{"Connection":"Idempotency-Key"}}}]}`, Status: 400, Field: "steps[0].action.headers", Detail: "hop-by-hop"},
+		{Name: "Transfer-Encoding header", Method: "POST", Path: "/api/v1/sagas", Body: `{"name":"a","steps":[{"name":"s","action":{"method":"POST","url":"http://x.local/","headers":{"transfer-encoding":"chunked"}}}]}`, Status: 400, Field: "steps[0].action.headers", Detail: "hop-by-hop"},
+		{Name: "Idempotency_Key header", Method: "POST", Path: "/api/v1/sagas", Body: `{"name":"a","steps":[{"name":"s","action":{"method":"POST","url":"http://x.local/","headers":{"Idempotency_Key":"x"}}}]}`, Status: 400, Field: "steps[0].action.headers", Detail: "set by the service"},
+		{Name: "X_Saga_Id header", Method: "POST", Path: "/api/v1/sagas", Body: `{"name":"a","steps":[{"name":"s","action":{"method":"POST","url":"http://x.local/","headers":{"X_Saga_Id":"x"}}}]}`, Status: 400, Field: "steps[0].action.headers", Detail: "set by the service"},
+		{Name: "header value with \\u0001", Method: "POST", Path: "/api/v1/sagas", Body: `{"name":"a","steps":[{"name":"s","action":{"method":"POST","url":"http://x.local/","headers":{"X-A":"a\u0001b"}}}]}`, Status: 400, Field: "steps[0].action.headers", Detail: "valid header field value"},
+		{Name: "header value with \\u007f", Method: "POST", Path: "/api/v1/sagas", Body: `{"name":"a","steps":[{"name":"s","action":{"method":"POST","url":"http://x.local/","headers":{"X-A":"\u007f"}}}]}`, Status: 400, Field: "steps[0].action.headers", Detail: "valid header field value"},
 		{Name: "missing steps", Method: "POST", Path: "/api/v1/sagas", Body: `{"name":"a"}`, Status: 400, Field: "steps", Detail: "at least one step"},
 		{Name: "zero steps", Method: "POST", Path: "/api/v1/sagas", Body: `{"name":"a","steps":[]}`, Status: 400, Field: "steps", Detail: "at least one step"},
 		{Name: "null steps", Method: "POST", Path: "/api/v1/sagas", Body: `{"name":"a","steps":null}`, Status: 400, Field: "steps", Detail: "at least one step"},
@@ -102,6 +131,10 @@ func BadRequests() []BadRequest {
 		{Name: "reserved header", Method: "POST", Path: "/api/v1/sagas", Body: `{"name":"a","steps":[{"name":"s","action":{"method":"POST","url":"http://x.local/","headers":{"idempotency-key":"x"}}}]}`, Status: 400, Field: "steps[0].action.headers", Detail: "may not be overridden"},
 		{Name: "duplicate step names", Method: "POST", Path: "/api/v1/sagas", Body: `{"name":"a","steps":[{"name":"s","action":{"method":"POST","url":"http://x.local/"}},{"name":"s","action":{"method":"POST","url":"http://x.local/"}}]}`, Status: 400, Field: "steps[1].name", Detail: "already the name"},
 		{Name: "bad retry", Method: "POST", Path: "/api/v1/sagas", Body: `{"name":"a","steps":[{"name":"s","action":{"method":"POST","url":"http://x.local/"},"retry":{"max_attempts":1000}}]}`, Status: 400, Field: "steps[0].retry.max_attempts", Detail: "between"},
+		{Name: "depends_on an unknown step", Method: "POST", Path: "/api/v1/sagas", Body: `{"name":"a","steps":[{"name":"charge","action":{"method":"POST","url":"http://x.local/"}},{"name":"ship","depends_on":["chrge"],"action":{"method":"POST","url":"http://x.local/"}}]}`, Status: 400, Field: "steps[1].depends_on[0]", Detail: `unknown step "chrge" (did you mean "charge"?)`},
+		{Name: "depends_on itself", Method: "POST", Path: "/api/v1/sagas", Body: `{"name":"a","steps":[{"name":"s","depends_on":["s"],"action":{"method":"POST","url":"http://x.local/"}}]}`, Status: 400, Field: "steps[0].depends_on[0]", Detail: "itself"},
+		{Name: "depends_on cycle", Method: "POST", Path: "/api/v1/sagas", Body: `{"name":"a","steps":[{"name":"reserve","depends_on":["charge"],"action":{"method":"POST","url":"http://x.local/"}},{"name":"charge","depends_on":["reserve"],"action":{"method":"POST","url":"http://x.local/"}}]}`, Status: 400, Field: "steps", Detail: "cycle reserve → charge → reserve"},
+		{Name: "max_parallel too large", Method: "POST", Path: "/api/v1/sagas", Body: `{"name":"a","max_parallel":65,` + steps + `}`, Status: 400, Field: "max_parallel", Detail: "between 1 and 64"},
 		{Name: "context not an object", Method: "POST", Path: "/api/v1/sagas", Body: `{"name":"a","context":[1],` + steps + `}`, Status: 400, Field: "context", Detail: "JSON object"},
 		{Name: "transaction id not a UUID", Method: "POST", Path: "/api/v1/sagas", Body: `{"name":"a","transaction_id":"tx-1",` + steps + `}`, Status: 400, Field: "transaction_id", Detail: "UUID"},
 		{Name: "user id not a UUID", Method: "POST", Path: "/api/v1/sagas", Body: `{"name":"a","user_id":"alice",` + steps + `}`, Status: 400, Field: "user_id", Detail: "UUID"},
@@ -142,6 +175,15 @@ func BadRequests() []BadRequest {
 		{Name: "cursor not base64", Method: "GET", Path: "/api/v1/sagas?cursor=!!!", Status: 400, Field: "cursor", Detail: "not a cursor"},
 		{Name: "cursor of another shape", Method: "GET", Path: "/api/v1/sagas?cursor=aGVsbG8", Status: 400, Field: "cursor", Detail: "not a cursor"},
 		{Name: "misspelt filter", Method: "GET", Path: "/api/v1/sagas?stauts=Failed", Status: 400, Field: "stauts", Detail: "unknown query parameter"},
+		{Name: "NUL in the name filter", Method: "GET", Path: "/api/v1/sagas?name=%00", Status: 400, Field: "name", Detail: "NUL"},
+		{Name: "invalid UTF-8 in the name filter", Method: "GET", Path: "/api/v1/sagas?name=%ff%fe", Status: 400, Field: "name", Detail: "UTF-8"},
+		{Name: "control character in the name filter", Method: "GET", Path: "/api/v1/sagas?name=a%01", Status: 400, Field: "name", Detail: "control characters"},
+		{Name: "status with a semicolon", Method: "GET", Path: "/api/v1/sagas?status=TimedOut;", Status: 400, Field: "status", Detail: "semicolon"},
+		{Name: "semicolon between parameters", Method: "GET", Path: "/api/v1/sagas?limit=1;limit=2", Status: 400, Field: "limit", Detail: "semicolon"},
+		{Name: "bad escape in a name", Method: "GET", Path: "/api/v1/sagas?%zz=1", Status: 400, Field: "%zz", Detail: "not validly escaped"},
+		{Name: "bad escape in a value", Method: "GET", Path: "/api/v1/sagas?a=%zz", Status: 400, Field: "a", Detail: "not validly escaped"},
+		{Name: "unknown parameter with a bad value", Method: "GET", Path: "/api/v1/sagas?status=Failed&x=1", Status: 400, Field: "x", Detail: "unknown query parameter"},
+		{Name: "semicolon in an events query", Method: "GET", Path: "/api/v1/sagas/" + KnownID + "/events?limit=5;", Status: 400, Field: "limit", Detail: "semicolon"},
 
 		// Statistics.
 		{Name: "window not a duration", Method: "GET", Path: "/api/v1/statistics?window=day", Status: 400, Field: "window", Detail: "duration"},
@@ -151,5 +193,59 @@ func BadRequests() []BadRequest {
 		// Methods and routes.
 		{Name: "DELETE a saga", Method: "DELETE", Path: "/api/v1/sagas/" + KnownID, Status: 405, Detail: "not allowed"},
 		{Name: "unknown API route", Method: "GET", Path: "/api/v2/sagas", Status: 404, Detail: "no route"},
+	}
+}
+
+// HostileBodies returns submit bodies built to break the service: every
+// input of the hostile-input report, alone and combined, beside valid
+// definitions near them. The fuzz targets seed their corpus with them and
+// the end-to-end replay mutates them.
+func HostileBodies() []string {
+	step := func(extra string) string {
+		return `{"name":"s","action":{"method":"POST","url":"http://inventory.local/reserve"` + extra + `}}`
+	}
+	def := func(top, stepExtra string) string {
+		return `{"name":"order"` + top + `,"steps":[` + step(stepExtra) + `]}`
+	}
+	return []string{
+		def("", ""),
+		def(`,"context":{"s":"ok","n":[1,2.5,-3e10]},"timeout_ms":60000,"idempotency_key":"k-1"`, `,"headers":{"X-Tenant":"lab-7","Authorization":"Bearer t"},"body":{"qty":3},"timeout_ms":5000`),
+		def(`,"secret_headers":["X-Internal-Token"]`, `,"headers":{"X-Internal-Token":"t"}`),
+		def(`,"context":{"s":"\u0000"}`, ""),
+		`{"name":"a\u0000b","steps":[` + step("") + `]}`,
+		"{\"name\":\"a\xffb\",\"steps\":[" + step("") + "]}",
+		`{"name":"\ud800","steps":[` + step("") + `]}`,
+		def(`,"context":{"n":1e1000000}`, ""),
+		def(`,"context":{"n":1e-1000000}`, ""),
+		def(`,"context":{"n":1`+strings.Repeat("0", 2000)+`}`, ""),
+		def(`,"context":{"n":0e-99999}`, ""),
+		def(`,"timeout_ms":9223372036854776`, ""),
+		def(`,"timeout_ms":9223372036854775807`, ""),
+		def(`,"timeout_ms":1e1000000`, ""),
+		def("", `,"timeout_ms":9223372036854776`),
+		def("", `,"headers":{"Connection":"Idempotency-Key"}`),
+		def("", `,"headers":{"Upgrade":"h2c","Te":"trailers","Keep-Alive":"1","Expect":"100-continue","Trailer":"X","Transfer-Encoding":"chunked","Proxy-Connection":"close","Proxy-Authorization":"Basic x"}`),
+		def("", `,"headers":{"Idempotency_Key":"x","X_Saga_Id":"y","x-transaction-id":"z","traceparent":"t","Content_Length":"1","host":"h"}`),
+		def("", `,"headers":{"X-A":"a\u0001b","X-B":"\u007f","X-C":"a\r\nX-Injected: 1"}`),
+		`{"name":"a","steps":[{"name":"s","action":{"method":"POST","url":"http://x.local/"},"compensaton":{"method":"POST","url":"http://x.local/"}}]}`,
+		`{"nmae":"a","colour":1,"steps":[{"name":"s","action":{"method":"POST","url":"http://x.local/","timeout":5}}]}`,
+		def("", `,"body":{"a":["\u0000"]}`),
+		def("", `,"body":"`+strings.Repeat(`\ud83d\ude00`, 10)+`"`),
+		def(`,"context":`+strings.Repeat(`{"a":`, 200)+"1"+strings.Repeat("}", 200), ""),
+		`{"name":"a","steps":[` + step("") + `,` + strings.Replace(step(""), `"s"`, `"t"`, 1) + `],"max_parallel":3}`,
+		`[` + def("", "") + `]`,
+		def("", "") + " " + def("", ""),
+		`{"name":"a","steps":[{"name":"s","action":{"method":"POST","url":"http://u:p@x.local/?api_key=k"}}]}`,
+	}
+}
+
+// HostileQueries returns list query strings built to break the service.
+func HostileQueries() []string {
+	return []string{
+		"status=Completed&limit=10",
+		"name=%00", "name=%ff%fe", "name=a%01b", "name=%E2%9C%93",
+		"status=TimedOut;", "limit=1;limit=2", "%zz=1", "a=%zz", "status=Failed&status=Completed",
+		"limit=99999999999999999999", "limit=-1", "created_after=2026-05-01T12:00:00%2B02:00",
+		"created_after=2026-05-01T12:00:00+02:00", "cursor=%00", "transaction_id=%ff", "=1", "&&&", "name",
 	}
 }
