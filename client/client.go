@@ -119,7 +119,9 @@ func WithIdempotencyKey(key string) SubmitOption { return func(o *submitOptions)
 
 // WithSubmitReason records why the saga is submitted on its SagaCreated
 // event, beside the name of the token (the actor).
-func WithSubmitReason(reason string) SubmitOption { return func(o *submitOptions) { o.reason = reason } }
+func WithSubmitReason(reason string) SubmitOption {
+	return func(o *submitOptions) { o.reason = reason }
+}
 
 // RequestOption adjusts one operator request (Pause, Resume, Cancel,
 // Retry, Control, Cleanup).
@@ -272,7 +274,9 @@ func (c *Client) Control(ctx context.Context, id string, a saga.ControlAction, o
 // Audit returns a saga's audit trail with its hash chain and the
 // service's verdict on it (Verified, and Broken naming the first bad
 // event).
-func (c *Client) Audit(ctx context.Context, id string) (*AuditTrail, error) { return c.api.Audit(ctx, id) }
+func (c *Client) Audit(ctx context.Context, id string) (*AuditTrail, error) {
+	return c.api.Audit(ctx, id)
+}
 
 // AuditCSV returns a saga's audit trail as CSV (the columns of
 // AuditEvent, a header row first) and the service's verdict on its chain.
