@@ -662,13 +662,3 @@ type AuditStore interface {
 	// to), oldest first.
 	Deletions(ctx context.Context, from, to time.Time, fn func(Deletion) error) error
 }
-
-// LegalHolds is implemented by stores that can put a saga under legal
-// hold: cleanup and retention never delete it, or its events, while the
-// hold is set.
-type LegalHolds interface {
-	// SetLegalHold sets or lifts the hold, with a LegalHoldChanged event
-	// (Chain.SealLegalHold) attributed to the requester ctx carries. An error
-	// wraps ErrNotFound for an unknown saga.
-	SetLegalHold(ctx context.Context, id ID, hold bool) error
-}

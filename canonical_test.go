@@ -128,3 +128,24 @@ func sameValue(a, b any) bool {
 	y, _ := json.Marshal(b)
 	return string(x) == string(y)
 }
+
+// BenchmarkCanonicalJSON measures the canonical form of a participant's
+// answer of about 4 KB and of a small event's data.
+func BenchmarkCanonicalJSON(b *testing.B) {
+	big, _ := json.Marshal(map[string]any{"items": strings.Split(strings.Repeat("abcdefghij,", 340), ","), "id": 12345, "ok": true})
+	small := []byte(`{"attempt":1,"duration_ms":3,"kind":"action","status_code":200}`)
+	for _, c := range []struct {
+		name string
+		in   []byte
+	}{{"4KB", big}, {"small", small}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(c.in)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := CanonicalJSON(c.in); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

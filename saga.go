@@ -42,8 +42,8 @@ type Saga struct {
 	// (the head of the saga's audit chain, see Chain) is kept by the store
 	// beside the saga and read with AuditStore.Chains.
 	EventSeq int64
-	// LegalHold keeps the saga, its events included, from being deleted by
-	// cleanup and retention while it is set.
+	// LegalHold keeps the saga from cleanup whatever its age, until the
+	// hold is cleared (Store.SetLegalHold).
 	LegalHold bool
 	// Durable is false when the saga lives only in memory (no database, or
 	// the database was unreachable when it was accepted). Not stored.

@@ -85,6 +85,13 @@ type Store interface {
 	// operator.
 	DeleteFinished(ctx context.Context, age time.Duration, batch int) (int, error)
 
+	// SetLegalHold sets (hold = true) or clears the legal hold of a saga,
+	// which keeps cleanup from deleting it, and returns the saga (without
+	// steps) as it is after. It writes a LegalHoldChanged event
+	// (Chain.SealLegalHold) attributed to the requester ctx carries.
+	// ErrNotFound when there is no such saga.
+	SetLegalHold(ctx context.Context, id ID, hold bool) (*Saga, error)
+
 	// Health reports on the store's backend.
 	Health(ctx context.Context) Health
 

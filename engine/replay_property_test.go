@@ -84,7 +84,7 @@ func TestReplayProperty(t *testing.T) {
 
 	statuses := map[saga.SagaStatus]int{}
 	events := map[saga.EventType]int{}
-	bad := 0
+	bad, inconsistent := 0, 0
 	for i, id := range ids {
 		stored, err := store.GetSaga(ctx, id)
 		if err != nil {
@@ -95,6 +95,14 @@ func TestReplayProperty(t *testing.T) {
 			t.Fatalf("saga %d: %v", i, err)
 		}
 		statuses[stored.Status]++
+		if n := completedCount(stored); stored.CompletedSteps != n {
+			inconsistent++
+			if inconsistent <= 3 {
+				t.Errorf("saga %d (%s): the stored row says %d steps completed, its steps %d: a write that carries no event "+
+					"changed the row (a transition without the saga's completed_steps, error and compensate_to writes them as zero)",
+					i, id, stored.CompletedSteps, n)
+			}
+		}
 		for _, e := range evs {
 			events[e.Type]++
 		}
@@ -136,6 +144,17 @@ func TestReplayProperty(t *testing.T) {
 			t.Errorf("no %s event in the run", typ)
 		}
 	}
+}
+
+// completedCount counts the Completed steps of s.
+func completedCount(s *saga.Saga) int {
+	n := 0
+	for _, st := range s.Steps {
+		if st.Status == saga.StepStatusCompleted {
+			n++
+		}
+	}
+	return n
 }
 
 // verifyAll checks the hash chain of every saga of store.

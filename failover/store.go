@@ -110,7 +110,6 @@ type Store struct {
 var (
 	_ saga.Store      = (*Store)(nil)
 	_ saga.AuditStore = (*Store)(nil)
-	_ saga.LegalHolds = (*Store)(nil)
 )
 
 // New returns a Store in memory mode. It calls cfg.OnModeChange(false). It
@@ -493,20 +492,16 @@ func (s *Store) Close() {
 	s.aside.Close()
 }
 
-// SetLegalHold sets or lifts a saga's legal hold where the saga is; see
-// saga.LegalHolds. A saga set aside refuses it with an error wrapping
-// saga.ErrUnavailable; so does a database store without legal holds.
-func (s *Store) SetLegalHold(ctx context.Context, id saga.ID, hold bool) error {
+// SetLegalHold sets or clears a saga's legal hold where the saga is; see
+// saga.Store. A saga set aside refuses it with an error wrapping
+// saga.ErrUnavailable.
+func (s *Store) SetLegalHold(ctx context.Context, id saga.ID, hold bool) (*saga.Saga, error) {
 	switch p, db := s.locate(id); p {
 	case inDatabase:
-		lh, ok := db.(saga.LegalHolds)
-		if !ok {
-			return fmt.Errorf("set legal hold: the database store has none: %w", saga.ErrUnavailable)
-		}
-		return lh.SetLegalHold(ctx, id, hold)
+		return db.SetLegalHold(ctx, id, hold)
 	case setAside:
 		s.mu.RUnlock()
-		return readOnly("set legal hold", id)
+		return nil, readOnly("set legal hold", id)
 	}
 	defer s.mu.RUnlock()
 	return s.mem.SetLegalHold(ctx, id, hold)

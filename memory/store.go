@@ -691,10 +691,7 @@ func stepStarted(status saga.StepStatus) bool {
 	return false
 }
 
-var (
-	_ saga.AuditStore = (*Store)(nil)
-	_ saga.LegalHolds = (*Store)(nil)
-)
+var _ saga.AuditStore = (*Store)(nil)
 
 // Chains reads the chains of up to q.EffectiveLimit() sagas matching q, in
 // ascending id order; see saga.AuditStore. Each saga is copied under the
@@ -808,28 +805,28 @@ func (s *Store) Deletions(ctx context.Context, from, to time.Time, fn func(saga.
 	return nil
 }
 
-// SetLegalHold sets or lifts the legal hold of a saga: cleanup never
-// deletes a saga under hold. An error wraps saga.ErrNotFound for an
-// unknown saga.
-func (s *Store) SetLegalHold(ctx context.Context, id saga.ID, hold bool) error {
+// SetLegalHold sets or clears the legal hold of a saga, with its
+// LegalHoldChanged event; see saga.Store. Cleanup never deletes a saga
+// under hold. An error wraps saga.ErrNotFound for an unknown saga.
+func (s *Store) SetLegalHold(ctx context.Context, id saga.ID, hold bool) (*saga.Saga, error) {
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("set legal hold: %w", err)
+		return nil, fmt.Errorf("set legal hold: %w", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e, ok := s.sagas[id]
 	if !ok {
-		return fmt.Errorf("set legal hold of saga %s: %w", id, saga.ErrNotFound)
+		return nil, fmt.Errorf("set legal hold of saga %s: %w", id, saga.ErrNotFound)
 	}
 	now := s.clock()
 	evs, head, err := own(s.chain.SealLegalHold(ctx, e.head(), hold, now))
 	if err != nil {
-		return fmt.Errorf("set legal hold of saga %s: %w", id, err)
+		return nil, fmt.Errorf("set legal hold of saga %s: %w", id, err)
 	}
 	e.appendEvents(evs, head)
 	e.saga.LegalHold = hold
 	e.saga.UpdatedAt = now
-	return nil
+	return cloneSaga(e.saga, false), nil
 }
 
 // ForgetDeletions drops every tombstone (after they were moved to the

@@ -11,10 +11,7 @@ import (
 	saga "github.com/tracseq/transaction-service"
 )
 
-var (
-	_ saga.AuditStore = (*Store)(nil)
-	_ saga.LegalHolds = (*Store)(nil)
-)
+var _ saga.AuditStore = (*Store)(nil)
 
 // Operation names of the audit reads.
 const (
@@ -70,15 +67,15 @@ ON CONFLICT (saga_id) DO NOTHING`
 	// events $6 (sealed) ending its chain at seq $4 with hash $5.
 	sqlSetLegalHold = `
 WITH upd AS (
-	UPDATE sagas SET legal_hold = $2, updated_at = $3, event_seq = $4, last_hash = $5
-	WHERE id = $1
-	RETURNING id
+	UPDATE sagas AS s SET legal_hold = $2, updated_at = $3, event_seq = $4, last_hash = $5
+	WHERE s.id = $1
+	RETURNING ` + sagaColumns + `
 ), event_rows AS (
 	INSERT INTO saga_events (id, saga_id, seq, event_type, step_index, data, instance_id, actor, created_at, hash)
 	SELECT e.id, $1, e.seq, e.type, e.step, e.data, e.instance, e.actor, $3, e.hash
 	FROM jsonb_to_recordset($6::jsonb) AS ` + eventRecord + `
 )
-SELECT id FROM upd`
+SELECT * FROM upd`
 )
 
 // finishEvent completes a scanned event with its nullable columns.
@@ -210,9 +207,9 @@ func (s *Store) Deletions(ctx context.Context, from, to time.Time, fn func(saga.
 	return nil
 }
 
-// SetLegalHold sets or lifts a saga's legal hold, with its
-// LegalHoldChanged event, in one transaction; see saga.LegalHolds.
-func (s *Store) SetLegalHold(ctx context.Context, id saga.ID, hold bool) (err error) {
+// SetLegalHold sets or clears a saga's legal hold, with its
+// LegalHoldChanged event, in one transaction; see saga.Store.
+func (s *Store) SetLegalHold(ctx context.Context, id saga.ID, hold bool) (sg *saga.Saga, err error) {
 	defer s.observe(opSetLegalHold, time.Now(), &err)
 	var next head
 	err = s.lockedWrite(ctx, id, func(tx pgx.Tx, _ saga.SagaStatus, h head, at time.Time) error {
@@ -224,18 +221,17 @@ func (s *Store) SetLegalHold(ctx context.Context, id saga.ID, hold bool) (err er
 		if err != nil {
 			return err
 		}
-		var got saga.ID
-		if err := tx.QueryRow(ctx, sqlSetLegalHold, id, hold, at, chain.Seq, chain.Hash, eventsJSON).Scan(&got); err != nil {
+		if sg, err = scanSaga(tx.QueryRow(ctx, sqlSetLegalHold, id, hold, at, chain.Seq, chain.Hash, eventsJSON)); err != nil {
 			return err
 		}
 		next = head{seq: chain.Seq, hash: chain.Hash, at: at, pending: h.pending}
 		return nil
 	})
 	if err != nil {
-		return interpretError(fmt.Sprintf("set legal hold of saga %s", id), err)
+		return nil, interpretError(fmt.Sprintf("set legal hold of saga %s", id), err)
 	}
 	s.heads.advance(id, next)
-	return nil
+	return sg, nil
 }
 
 // ImportDeletion writes the tombstone of a saga deleted elsewhere (in

@@ -12,10 +12,7 @@ import (
 	saga "github.com/tracseq/transaction-service"
 )
 
-var (
-	_ saga.AuditStore = (*Store)(nil)
-	_ saga.LegalHolds = (*Store)(nil)
-)
+var _ saga.AuditStore = (*Store)(nil)
 
 // Operation names of the audit reads and writes.
 const (
@@ -174,10 +171,11 @@ func (s *Store) Deletions(ctx context.Context, from, to time.Time, fn func(saga.
 	return nil
 }
 
-// SetLegalHold sets or lifts a saga's legal hold with its LegalHoldChanged
-// event, in one write; see saga.LegalHolds.
-func (s *Store) SetLegalHold(ctx context.Context, id saga.ID, hold bool) (err error) {
+// SetLegalHold sets or clears a saga's legal hold with its
+// LegalHoldChanged event, in one write; see saga.Store.
+func (s *Store) SetLegalHold(ctx context.Context, id saga.ID, hold bool) (sg *saga.Saga, err error) {
 	defer s.observe(opSetLegalHold, time.Now(), &err)
+	var got *saga.Saga // set on the writer's goroutine only
 	err = s.writer.submit(ctx, func(w *wtx) error {
 		h, err := readHead(w, id)
 		if err != nil {
@@ -187,14 +185,23 @@ func (s *Store) SetLegalHold(ctx context.Context, id saga.ID, hold bool) (err er
 		if err != nil {
 			return err
 		}
-		if _, err := w.exec(sqlSetLegalHold, sql.Named("id", idText(id)), sql.Named("hold", boolInt(hold)),
-			sql.Named("now", w.nowText()), sql.Named("event_seq", next.Seq), sql.Named("last_hash", next.Hash)); err != nil {
+		var out *saga.Saga
+		if err := w.queryRow(sqlSetLegalHold, []any{sql.Named("id", idText(id)), sql.Named("hold", boolInt(hold)),
+			sql.Named("now", w.nowText()), sql.Named("event_seq", next.Seq), sql.Named("last_hash", next.Hash)},
+			sagaDest(&out)...); err != nil {
 			return err
 		}
-		return insertEvents(w, events)
+		if err := insertEvents(w, events); err != nil {
+			return err
+		}
+		got = out
+		return nil
 	})
 	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("set legal hold of saga %s: %w", id, saga.ErrNotFound)
+		return nil, fmt.Errorf("set legal hold of saga %s: %w", id, saga.ErrNotFound)
 	}
-	return interpretError("set legal hold of saga "+id.String(), err)
+	if err != nil {
+		return nil, interpretError("set legal hold of saga "+id.String(), err)
+	}
+	return got, nil
 }

@@ -208,7 +208,8 @@ RETURNING ` + sagaColumns
 // :event_seq with :last_hash.
 const sqlSetLegalHold = `
 UPDATE sagas SET legal_hold = :hold, updated_at = :now, event_seq = :event_seq, last_hash = :last_hash
-WHERE id = :id`
+WHERE id = :id
+RETURNING ` + sagaColumns
 
 // Statistics: counts by status, then the window since :since.
 const (

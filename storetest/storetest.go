@@ -55,6 +55,7 @@ func Run(t *testing.T, newStore func(t *testing.T) saga.Store) {
 		{"DeleteFinished", testDeleteFinished},
 		{"Health", testHealth},
 		{"Gauges", testGauges},
+		{"Audit", testAudit},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

@@ -1,15 +1,14 @@
 -- +goose Up
 -- The audit trail, as in the PostgreSQL store: who asked (actor), a hash
--- chain per saga, tombstones of deleted sagas, and the legal hold that
--- keeps a saga from cleanup. Events written before carry no hash.
+-- chain per saga, and tombstones of deleted sagas. Events written before
+-- carry no hash.
 
--- The head of the saga's chain (the hash of its latest event), the
+-- The head of the saga's chain (the hash of its latest event), and the
 -- attribution of its pending operator request (the seq of its
--- OperatorRequested event, and who asked), and the legal hold.
+-- OperatorRequested event, and who asked).
 ALTER TABLE sagas ADD COLUMN last_hash BLOB;
 ALTER TABLE sagas ADD COLUMN control_seq INTEGER;
 ALTER TABLE sagas ADD COLUMN control_by TEXT;
-ALTER TABLE sagas ADD COLUMN legal_hold INTEGER NOT NULL DEFAULT 0 CHECK (legal_hold IN (0, 1));
 
 -- Who asked, and the event's hash (saga.Chain).
 ALTER TABLE saga_events ADD COLUMN actor TEXT;
@@ -40,7 +39,6 @@ CREATE INDEX saga_deletions_deleted_at_idx ON saga_deletions (deleted_at);
 DROP TABLE saga_deletions;
 ALTER TABLE saga_events DROP COLUMN hash;
 ALTER TABLE saga_events DROP COLUMN actor;
-ALTER TABLE sagas DROP COLUMN legal_hold;
 ALTER TABLE sagas DROP COLUMN control_by;
 ALTER TABLE sagas DROP COLUMN control_seq;
 ALTER TABLE sagas DROP COLUMN last_hash;

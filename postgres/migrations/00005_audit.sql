@@ -1,6 +1,7 @@
 -- +goose Up
 -- The audit trail: who asked (actor), a hash chain per saga, tombstones of
--- deleted sagas, and the legal hold that keeps a saga from cleanup.
+-- deleted sagas, and the legal hold that keeps a saga from cleanup (added
+-- by 00004_retention too, where it is: IF NOT EXISTS).
 -- Every column added is nullable or has a constant default, so the change
 -- rewrites no table. Events written before it carry no hash; audit verify
 -- reports them as written before the chain.
@@ -12,7 +13,7 @@ ALTER TABLE sagas
     ADD COLUMN last_hash   BYTEA,
     ADD COLUMN control_seq BIGINT,
     ADD COLUMN control_by  TEXT,
-    ADD COLUMN legal_hold  BOOLEAN NOT NULL DEFAULT false;
+    ADD COLUMN IF NOT EXISTS legal_hold BOOLEAN NOT NULL DEFAULT false;
 
 -- Who asked (the name of the API token of an operator request or a
 -- submit), and the event's hash: SHA-256 (or HMAC-SHA-256) over its
@@ -43,4 +44,4 @@ CREATE INDEX saga_deletions_deleted_at_idx ON saga_deletions (deleted_at);
 -- +goose Down
 DROP TABLE saga_deletions;
 ALTER TABLE saga_events DROP COLUMN hash, DROP COLUMN actor;
-ALTER TABLE sagas DROP COLUMN legal_hold, DROP COLUMN control_by, DROP COLUMN control_seq, DROP COLUMN last_hash;
+ALTER TABLE sagas DROP COLUMN control_by, DROP COLUMN control_seq, DROP COLUMN last_hash;
