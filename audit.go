@@ -103,6 +103,8 @@ const HashSize = sha256.Size
 // hashDomain starts every hashed message: the version of the format.
 const hashDomain = "tracseq.audit.v1\n"
 
+var hashDomainBytes = []byte(hashDomain)
+
 // Chain computes and checks the hash chain of audit events: SHA-256, or
 // HMAC-SHA-256 with a secret key (AUDIT_HMAC_KEY). Every store seals the
 // events it writes with it (Seal), at the store boundary, so that every
@@ -170,7 +172,7 @@ func (c *Chain) hashCanonical(prev []byte, e *Event, data []byte) []byte {
 	h := c.getHash()
 	defer c.putHash(h)
 	var buf [16]byte
-	io.WriteString(h, hashDomain)
+	h.Write(hashDomainBytes)
 	var zero [HashSize]byte
 	if len(prev) == 0 {
 		prev = zero[:]
@@ -206,9 +208,13 @@ func writeField(h hash.Hash, b []byte) {
 
 // writeString writes s with its length in front.
 func writeString(h hash.Hash, s string) {
-	var n [4]byte
-	binary.BigEndian.PutUint32(n[:], uint32(len(s)))
-	h.Write(n[:])
+	var buf [68]byte
+	binary.BigEndian.PutUint32(buf[:4], uint32(len(s)))
+	if len(s) <= len(buf)-4 {
+		h.Write(append(buf[:4], s...))
+		return
+	}
+	h.Write(buf[:4])
 	io.WriteString(h, s)
 }
 

@@ -251,32 +251,41 @@ func (c *canonicalizer) object(depth int) error {
 // addExtra writes the extra members whose keys the object lacks after its
 // members.
 func (c *canonicalizer) addExtra(members []span) ([]span, error) {
-	have := make(map[string]bool, len(members))
-	for _, m := range members {
-		have[string(c.key(m))] = true
-	}
+	written := len(members)
 	for _, x := range c.extra {
-		key := appendCanonicalString(nil, x.key)
-		if have[string(key)] {
-			continue
-		}
+		start := len(c.out)
 		if len(members) > 0 {
 			c.out = append(c.out, ',')
+			start++
 		}
-		start := len(c.out)
-		c.out = append(c.out, key...)
+		c.out = appendCanonicalString(c.out, x.key)
 		colon := len(c.out)
+		have := false
+		for _, m := range members[:written] {
+			if bytes.Equal(c.key(m), c.out[start:colon]) {
+				have = true
+				break
+			}
+		}
+		if have {
+			c.out = c.out[:start-min(1, len(members))]
+			continue
+		}
 		c.out = append(c.out, ':')
-		v, err := CanonicalJSON(x.value)
-		if err != nil {
+		sub := canonicalizer{in: x.value, out: c.out}
+		sub.skipSpace()
+		if sub.pos == len(sub.in) {
+			sub.out = append(sub.out, "null"...)
+		} else if err := sub.value(1); err != nil {
 			return nil, fmt.Errorf("member %s: %w", x.key, err)
 		}
-		if v == nil {
-			v = []byte("null")
+		sub.skipSpace()
+		if sub.pos != len(sub.in) {
+			return nil, fmt.Errorf("member %s: %w", x.key, sub.errorf("data after the JSON value"))
 		}
-		c.out = append(c.out, v...)
+		c.out = sub.out
+		c.scratch = sub.scratch
 		members = append(members, span{start, colon, len(c.out)})
-		have[string(key)] = true
 	}
 	return members, nil
 }
