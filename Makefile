@@ -7,10 +7,10 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 PKGS    ?= ./...
 
 .DEFAULT_GOAL := help
-.PHONY: help run test race bench lint build clean
+.PHONY: help run test race bench bench-dtm lint build clean
 
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 run: ## Run the service on :8080 (in memory if no PostgreSQL answers)
 	$(GO) run ./cmd/tracseq-tx
@@ -24,6 +24,9 @@ race: ## Run the tests with the race detector, twice each (flushes out flaky ord
 bench: ## Run the benchmarks without the race detector (PostgreSQL on 127.0.0.1:5432 or TEST_DATABASE_URL)
 	TEST_DATABASE_URL="$${TEST_DATABASE_URL:-postgres://$$(id -un)@127.0.0.1:5432/postgres?sslmode=disable}" \
 		$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+bench-dtm: ## Side by side with DTM v1.19.0 on PostgreSQL at c = 1, 16, 64 (a few minutes; BENCH_DURATION, BENCH_WARMUP)
+	./scripts/bench-dtm.sh
 
 lint: ## gofmt -l and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); \

@@ -409,11 +409,12 @@ func requestMembers(req Requester) []member {
 // actor, and the reason and client address in its data) and completed with
 // what a replay of the saga needs (see Replay): transaction_id, user_id,
 // idempotency_key, context (when it differs from the definition's) and the
-// definition. definition is s.Definition as JSON, if the caller has it
-// already (nil: it is encoded here). The given events are not changed.
-func (c *Chain) SealCreate(ctx context.Context, head ChainHead, s *Saga, events []Event, definition []byte, at time.Time) ([]Event, ChainHead, error) {
+// definition, redacted (Definition.Redacted: the trail holds no secret
+// header value and no secret of a URL). The given events are not changed.
+func (c *Chain) SealCreate(ctx context.Context, head ChainHead, s *Saga, events []Event, at time.Time) ([]Event, ChainHead, error) {
 	drafts := make([]draft, len(events))
 	req, hasReq := RequesterFrom(ctx)
+	var definition []byte
 	for i, e := range events {
 		drafts[i].e = e
 		if e.Type != EventSagaCreated {
@@ -421,7 +422,7 @@ func (c *Chain) SealCreate(ctx context.Context, head ChainHead, s *Saga, events 
 		}
 		if definition == nil {
 			var err error
-			if definition, err = json.Marshal(s.Definition); err != nil {
+			if definition, err = json.Marshal(s.Definition.Redacted()); err != nil {
 				return nil, head, fmt.Errorf("encode definition: %w", err)
 			}
 		}

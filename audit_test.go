@@ -235,7 +235,7 @@ func TestSealControlAndCreateAttribute(t *testing.T) {
 	s := &Saga{TransactionID: tx, Context: json.RawMessage(`{"a":1}`),
 		Definition: Definition{Name: "n", Context: json.RawMessage(`{"a": 1}`), Steps: []StepDefinition{{Name: "x"}}}}
 	evs, _, err = c.SealCreate(ctx, ChainHead{SagaID: NewID()}, s,
-		[]Event{{Type: EventSagaCreated, Data: json.RawMessage(`{"name":"n","total_steps":1}`)}, {Type: EventSagaStarted}}, nil, time.Now())
+		[]Event{{Type: EventSagaCreated, Data: json.RawMessage(`{"name":"n","total_steps":1}`)}, {Type: EventSagaStarted}}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +262,6 @@ func BenchmarkSeal(b *testing.B) {
 		{"name":"charge","action":{"method":"POST","url":"http://127.0.0.1:9/action/charge","body":{"amount":42}},"compensation":{"method":"POST","url":"http://127.0.0.1:9/compensation/charge"}}]}`), &def); err != nil {
 		b.Fatal(err)
 	}
-	defJSON, _ := json.Marshal(def)
 	s := &Saga{TransactionID: NewID(), Definition: def, Context: def.Context}
 	created := []Event{{Type: EventSagaCreated, InstanceID: "i-1", Data: json.RawMessage(`{"name":"order","total_steps":2}`)},
 		{Type: EventSagaStarted, InstanceID: "i-1"}, {Type: EventStepStarted, StepIndex: new(0), InstanceID: "i-1", Data: json.RawMessage(`{"attempt":1,"kind":"action"}`)}}
@@ -279,7 +278,7 @@ func BenchmarkSeal(b *testing.B) {
 		b.Run(name+"/create", func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, _, err := c.SealCreate(context.Background(), ChainHead{SagaID: NewID()}, s, created, defJSON, time.Now()); err != nil {
+				if _, _, err := c.SealCreate(context.Background(), ChainHead{SagaID: NewID()}, s, created, time.Now()); err != nil {
 					b.Fatal(err)
 				}
 			}

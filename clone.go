@@ -87,6 +87,7 @@ func (r Request) Clone() Request {
 	c := r
 	c.Headers = maps.Clone(r.Headers)
 	c.Body = cloneRaw(r.Body)
+	c.Retry = clonePtr(r.Retry)
 	return c
 }
 

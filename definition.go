@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,12 +27,26 @@ const (
 	MaxBackoffLimit         = time.Hour
 	MaxMultiplier           = 10
 
+	// MaxSagaOutputBytes bounds the outputs of one saga's steps together
+	// (each is bounded by the participant client's 1 MiB too): what the
+	// checkpoints and the call bodies carry stays bounded with it. A step
+	// whose answer would pass it fails.
+	MaxSagaOutputBytes = 8 << 20
+
 	CallTimeoutDefault      = 10 * time.Second
 	MaxAttemptsDefault      = 3
 	InitialBackoffDefault   = 100 * time.Millisecond
 	MaxBackoffDefault       = 10 * time.Second
 	MultiplierDefault       = 2.0
-	CompensationMaxAttempts = 5 // default for compensations, which matter more
+	CompensationMaxAttempts = 5 // at least, for compensations of steps with a retry policy
+
+	// The retry policy of a compensation when neither the step nor the
+	// compensation names one: undoing must outlast an ordinary deploy or
+	// restart of the participant, so it retries for about two hours (at
+	// most four: the waits are jittered), each wait growing from 100 ms to
+	// at most 5 minutes.
+	CompensationRetryAttemptsDefault   = 60
+	CompensationRetryMaxBackoffDefault = 5 * time.Minute
 )
 
 // Definition is what a client submits: the saga to run.
@@ -81,6 +96,9 @@ type Request struct {
 	Headers   map[string]string `json:"headers,omitempty"`
 	Body      json.RawMessage   `json:"body,omitempty"`
 	TimeoutMs int64             `json:"timeout_ms,omitempty"`
+	// Retry is a compensation's own retry policy; an action's retry policy
+	// is its step's (steps[].retry), so an action may not have one.
+	Retry *RetryPolicy `json:"retry,omitempty"`
 	// Protocol is how the participant is spoken to: ProtocolNative (the
 	// default, also when empty) or ProtocolDTM (DTM's participant protocol:
 	// the body alone, gid/trans_type/branch_id/op in the query, and DTM's
@@ -160,6 +178,26 @@ func (p *RetryPolicy) WithDefaults() RetryPolicy {
 		r.Multiplier = MultiplierDefault
 	}
 	return r
+}
+
+// CompensationPolicy returns the retry policy of the step's compensation,
+// with defaults: the compensation's own retry; else the step's retry with
+// at least CompensationMaxAttempts attempts; else the long default that
+// outlasts a participant's restart (CompensationRetryAttemptsDefault
+// attempts, backoff growing to CompensationRetryMaxBackoffDefault).
+func (s *StepDefinition) CompensationPolicy() RetryPolicy {
+	switch {
+	case s.Compensation != nil && s.Compensation.Retry != nil:
+		return s.Compensation.Retry.WithDefaults()
+	case s.Retry != nil:
+		p := s.Retry.WithDefaults()
+		p.MaxAttempts = max(p.MaxAttempts, CompensationMaxAttempts)
+		return p
+	}
+	return (&RetryPolicy{
+		MaxAttempts:  CompensationRetryAttemptsDefault,
+		MaxBackoffMs: CompensationRetryMaxBackoffDefault.Milliseconds(),
+	}).WithDefaults()
 }
 
 // Timeout returns the saga's deadline duration, or 0 for none.
@@ -309,8 +347,14 @@ func (d *Definition) Validate() error {
 			seen[s.Name] = i
 		}
 		validateRequest(&ve, field+".action", &s.Action)
+		if s.Action.Retry != nil {
+			ve.add(field+".action.retry", "an action retries as its step says: set %s.retry instead", field)
+		}
 		if s.Compensation != nil {
 			validateRequest(&ve, field+".compensation", s.Compensation)
+			if s.Compensation.Retry != nil {
+				validateRetry(&ve, field+".compensation.retry", s.Compensation.Retry)
+			}
 		}
 		if s.Retry != nil {
 			validateRetry(&ve, field+".retry", s.Retry)
@@ -387,6 +431,8 @@ func validateHeaders(ve *ValidationError, field string, headers map[string]strin
 		spelt[norm] = name
 		if i := invalidFieldValue(value); i >= 0 {
 			ve.add(field, "value of %q must be a valid header field value: no control characters and valid UTF-8 (bad byte at offset %d)", name, i)
+		} else if strings.HasPrefix(value, sealedPrefix) {
+			ve.add(field, "value of %q must not start with %q, which marks values the service encrypted", name, sealedPrefix)
 		}
 	}
 }
@@ -480,4 +526,34 @@ func validHeaderName(name string) bool {
 		}
 	}
 	return true
+}
+
+// SameRequest reports whether d and other ask for the same saga: equal in
+// every field, JSON values (context, bodies) compared by value, since a
+// store may give them back reformatted (PostgreSQL's jsonb reorders keys
+// and drops spaces). A repeated submit with a known idempotency key is a
+// replay only when it is the same request.
+//
+// The trace a submit belongs to (TraceParent) is not part of the request:
+// a retry is traced anew.
+func (d *Definition) SameRequest(other *Definition) bool {
+	x, y := *d, *other
+	x.TraceParent, y.TraceParent = "", ""
+	a, errA := plainValue(&x)
+	b, errB := plainValue(&y)
+	return errA == nil && errB == nil && reflect.DeepEqual(a, b)
+}
+
+// plainValue decodes d's JSON encoding into plain values, numbers as
+// float64, so that two encodings of one value compare equal.
+func plainValue(d *Definition) (any, error) {
+	raw, err := json.Marshal(d)
+	if err != nil {
+		return nil, err
+	}
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return nil, err
+	}
+	return v, nil
 }

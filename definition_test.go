@@ -207,3 +207,20 @@ func TestSecretHeadersAndRedacted(t *testing.T) {
 		t.Error("Redacted changed the original")
 	}
 }
+
+func TestSameRequest(t *testing.T) {
+	t.Parallel()
+	a := validDefinition()
+	a.Context = json.RawMessage(`{ "b": 2.0, "a": [1, "x"] }`)
+	a.TraceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	b := a.Clone()
+	b.Context = json.RawMessage(`{"a":[1,"x"],"b":2}`)
+	b.TraceParent = "" // a retry traced anew is the same request
+	if !a.SameRequest(&b) {
+		t.Error("the same request, reformatted and traced anew, differs")
+	}
+	b.Steps[0].Action.Headers["X-Tenant"] = "lab-8"
+	if a.SameRequest(&b) {
+		t.Error("another header value counts as the same request")
+	}
+}

@@ -20,6 +20,20 @@ var (
 	// ErrUnavailable means the store cannot serve the request now (the
 	// database is unreachable and retries were exhausted).
 	ErrUnavailable = errors.New("store unavailable")
+	// ErrNotWritten accompanies ErrUnavailable on a failed write that the
+	// store knows left nothing behind: it never reached the database (no
+	// connection could be had, or the store was closed). A failed write
+	// without it may have committed before its answer was lost.
+	ErrNotWritten = errors.New("nothing was written")
+	// ErrRefused means the store refused the data of a write for good (a
+	// value the database cannot keep): retrying the same write cannot
+	// succeed.
+	ErrRefused = errors.New("store refused the data")
+	// ErrAccessRefused means the database answered and refused the
+	// connection: a wrong password, an unknown role or database. It is a
+	// configuration error, not an outage: trying again does not help until
+	// the configuration is fixed.
+	ErrAccessRefused = errors.New("the database refused the connection")
 )
 
 // ErrorCode classifies a user-facing error. The HTTP layer maps each code to

@@ -9,8 +9,7 @@ import (
 // Replay rebuilds a saga from its audit trail alone (events in seq order,
 // from its first): its identity and definition, status, progress, error,
 // compensate_to, pending operator request, legal hold, deadline and
-// times, and every
-// step with its compensation (status, attempts, input, output, error,
+// times, and every step with its compensation (status, attempts, input, output, error,
 // uncertainty, times). It reads nothing else, so a saga it rebuilds equal
 // to the stored one (ReplayDiff) shows that the trail is complete. The
 // lease, the next-run time and updated_at are not part of the trail.
@@ -20,7 +19,8 @@ import (
 // event of one write has that write's time, which is also the time the
 // write gave the rows:
 //
-//	SagaCreated            first; data: definition, transaction_id, user_id,
+//	SagaCreated            first; data: definition (redacted,
+//	                       Definition.Redacted), transaction_id, user_id,
 //	                       idempotency_key, context (absent: the definition's)
 //	SagaStarted            the saga is Executing
 //	StepStarted            step_index; data: attempt. The step is Executing
@@ -380,7 +380,9 @@ func ReplayDiff(stored, rebuilt *Saga) []string {
 	eq("transaction_id", stored.TransactionID, rebuilt.TransactionID)
 	eq("user_id", fmtID(stored.UserID), fmtID(rebuilt.UserID))
 	eqJSON("context", stored.Context, rebuilt.Context)
-	sd, _ := json.Marshal(stored.Definition)
+	// The trail holds the definition redacted (SagaCreated): no secret
+	// header value or URL credential is in it to compare.
+	sd, _ := json.Marshal(stored.Definition.Redacted())
 	rd, _ := json.Marshal(rebuilt.Definition)
 	eqJSON("definition", sd, rd)
 	eq("idempotency_key", stored.IdempotencyKey, rebuilt.IdempotencyKey)

@@ -113,6 +113,10 @@ const (
 	EventCompensationCompleted EventType = "CompensationCompleted"
 	EventCompensationFailed    EventType = "CompensationFailed"
 	EventCompensationRetrying  EventType = "CompensationRetrying"
+	// EventCompensationNotNeeded: a step that completed (or may have acted)
+	// is left as it is when the saga compensates, because its definition
+	// has no compensation.
+	EventCompensationNotNeeded EventType = "CompensationNotNeeded"
 	// EventCallWithdrawn: a call written as started did not go out after
 	// all (a pause, cancel or deadline came first, or the instance stopped).
 	EventCallWithdrawn    EventType = "CallWithdrawn"
@@ -177,4 +181,8 @@ type Health struct {
 	PoolMax          int32
 	MigrationVersion int64
 	Error            string // why the store is not healthy, if it is not
+	// Unreachable is set with Error when the backend could not be reached
+	// at all (refused or lost connections), as opposed to answering slowly
+	// or wrongly.
+	Unreachable bool
 }

@@ -51,6 +51,12 @@ type Store interface {
 	// another owner or epoch holds it) nothing is written and ErrLeaseLost is
 	// returned. Unless t.Release is set, the lease is extended to now() +
 	// t.LeaseFor. ErrNotFound when the saga does not exist.
+	//
+	// A store whose writes can fail after committing (PostgreSQL: the
+	// connection lost with the answer) recognises a transition whose first
+	// event it holds already as written: a caller that retries a transition
+	// after an error with the same event IDs does not write it twice. (The
+	// engine fixes the IDs when it builds a transition.)
 	Apply(ctx context.Context, t Transition) (Applied, error)
 
 	// ClaimSagas leases up to limit runnable sagas to owner for leaseFor and

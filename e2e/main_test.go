@@ -50,6 +50,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	removePGTemplate()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -78,7 +79,8 @@ type instanceConfig struct {
 	LeaseSeconds  int // LEASE_SECONDS, default leaseSecondsDefault
 	MaxConcurrent int // MAX_CONCURRENT_SAGAS, default the service's
 	APITokens     string
-	LogLevel      string // default info
+	LogLevel      string   // default info
+	Env           []string // more variables, NAME=value, after the defaults
 }
 
 // instance is one running tracseq-tx process.
@@ -87,6 +89,7 @@ type instance struct {
 	cmd     *exec.Cmd
 	url     string
 	client  *client.Client
+	http    *http.Client // the client's: for requests the tests make by hand
 	logPath string
 
 	done     chan struct{} // closed once the process has exited and been reaped
@@ -122,6 +125,7 @@ func startInstance(t *testing.T, cfg instanceConfig) *instance {
 	if cfg.APITokens != "" {
 		env = append(env, "API_TOKENS="+cfg.APITokens)
 	}
+	env = append(env, cfg.Env...)
 
 	logPath := filepath.Join(t.TempDir(), cfg.InstanceID+".log")
 	logFile, err := os.Create(logPath)
@@ -197,6 +201,7 @@ func startInstance(t *testing.T, cfg instanceConfig) *instance {
 	// connections.
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	t.Cleanup(hc.CloseIdleConnections)
+	in.http = hc
 	in.client, err = client.New(in.url, client.WithToken(token), client.WithHTTPClient(hc))
 	if err != nil {
 		t.Fatal(err)

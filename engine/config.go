@@ -210,7 +210,7 @@ func forbidden(field, rawURL string) error {
 	return &saga.Error{
 		Code:    saga.ECodeForbidden,
 		Field:   field,
-		Message: fmt.Sprintf("host of %q is not among the allowed participant hosts (PARTICIPANT_ALLOWED_HOSTS)", rawURL),
+		Message: fmt.Sprintf("host of %q is not among the allowed participant hosts (PARTICIPANT_ALLOWED_HOSTS)", saga.RedactURL(rawURL)),
 	}
 }
 

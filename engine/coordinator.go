@@ -226,17 +226,17 @@ func (c *Coordinator) Submit(ctx context.Context, def saga.Definition) (*saga.Sa
 		// A free slot: the machine's first decision (the saga started, its
 		// first steps started) is written with the saga itself, leased here.
 		p = newPlan(&s.Definition)
-		s.OwnerID = c.cfg.InstanceID
+		s.OwnerID, s.LeaseEpoch = c.cfg.InstanceID, 1 // as CreateSaga leases it
 		d := decide(&input{s: s, plan: p, now: time.Now(), stopping: c.isStopping(), leaseFor: c.cfg.LeaseDuration})
 		if d.err != nil || d.exit || len(d.start) == 0 {
 			// Not the usual first decision (the instance is stopping, say):
 			// create the saga runnable and let a claim decide.
 			c.unreserve(1)
-			s.OwnerID = ""
+			s.OwnerID, s.LeaseEpoch = "", 0
 		} else {
 			s.ApplyTransition(d.t, time.Time{})
 			events = append(events, d.t.Events...)
-			leaseFor = c.cfg.LeaseDuration
+			leaseFor = c.callLease(d.start)
 			first = d.start
 		}
 	}
@@ -409,27 +409,42 @@ func (c *Coordinator) renewLoop(ctx context.Context) {
 // stops the runners whose lease was lost.
 func (c *Coordinator) renewOnce(ctx context.Context) error {
 	c.mu.Lock()
-	leases := make(map[saga.ID]int64, len(c.runners))
+	now := c.now()
+	// Leases are renewed for LeaseDuration, or longer while a call whose
+	// timeout outlasts that is in flight: one RenewLeases per duration.
+	groups := make(map[time.Duration]map[saga.ID]int64, 1)
 	asked := make(map[saga.ID]*runner, len(c.runners))
 	for id, r := range c.runners {
-		if !r.finishing.Load() {
-			leases[id] = r.lease.Epoch
-			asked[id] = r
+		if r.finishing.Load() {
+			continue
 		}
+		d := r.renewFor(now)
+		if groups[d] == nil {
+			groups[d] = make(map[saga.ID]int64, len(c.runners))
+		}
+		groups[d][id] = r.lease.Epoch
+		asked[id] = r
 	}
 	c.mu.Unlock()
-	if len(leases) == 0 {
+	if len(asked) == 0 {
 		return nil
 	}
-	start := c.now()
-	renewed, err := c.store.RenewLeases(ctx, c.cfg.InstanceID, leases, c.cfg.LeaseDuration)
-	if err != nil {
-		c.stopExpired(asked)
-		return fmt.Errorf("renew leases: %w", err)
+	kept := make(map[saga.ID]time.Duration, len(asked))
+	var errs []error
+	for d, leases := range groups {
+		start := c.now()
+		renewed, err := c.store.RenewLeases(ctx, c.cfg.InstanceID, leases, d)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, id := range renewed {
+			kept[id] = start + d
+		}
 	}
-	kept := make(map[saga.ID]bool, len(renewed))
-	for _, id := range renewed {
-		kept[id] = true
+	if len(errs) > 0 {
+		c.stopExpired(asked)
+		return fmt.Errorf("renew leases: %w", errors.Join(errs...))
 	}
 	c.mu.Lock()
 	var lost []*runner
@@ -439,8 +454,8 @@ func (c *Coordinator) renewOnce(ctx context.Context) error {
 			// (a newer epoch) this renewal did not ask about.
 			continue
 		}
-		if kept[id] {
-			r.extendLease(start)
+		if end, ok := kept[id]; ok {
+			r.extendLeaseTo(end)
 		} else if !r.finishing.Load() {
 			lost = append(lost, r)
 		}

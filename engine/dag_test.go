@@ -183,12 +183,11 @@ func TestCheckpointsOfALongSaga(t *testing.T) {
 	t.Parallel()
 	store := memory.New(memory.Config{})
 	b := &bundle{store: store, stub: newStub(t)}
-	b.coord = startCoordinator(t, store, "engine-a", nil)
-	output := `{"blob":"` + strings.Repeat("x", 4_000) + `"}`
+	output := `{"blob":"` + strings.Repeat("x", 20_000) + `"}`
+	b.coord = startCoordinator(t, store, "engine-a", func(c *engine.Config) { c.Invoker = rawInvoker{output: json.RawMessage(output), every: true} })
 	names := make([]string, 100)
 	for i := range names {
 		names[i] = fmt.Sprintf("s%02d", i)
-		b.stub.on("action", names[i], func(_ int, w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(output)) })
 	}
 	s := wait(t, b.coord, b.submit(t, b.definition("long", names...)).ID)
 	if s.Status != saga.SagaStatusCompleted {
@@ -212,7 +211,7 @@ func TestCheckpointsOfALongSaga(t *testing.T) {
 		t.Errorf("the last checkpoint holds %d outputs (%v); want all 100", len(last), err)
 	}
 	// One checkpoint per step would have held 1 + 2 + … + 100 outputs.
-	t.Logf("100 steps × 4 KB outputs: %d checkpoints, %.1f MB (one per step: %.1f MB)",
+	t.Logf("100 steps × 20 KB outputs: %d checkpoints, %.1f MB (one per step: %.1f MB)",
 		len(steps), float64(total)/1e6, float64(5050*len(output))/1e6)
 }
 
@@ -268,7 +267,85 @@ func TestTakeoverNamesTheCheckpoint(t *testing.T) {
 			recovered = strings.Contains(string(e.Data), `"step_index":0`) && *e.StepIndex == 1
 		}
 	}
+	// Each call carries the epoch of the lease it was made under, so that
+	// the participant can refuse the fenced-off owner's.
+	var epochs []string
+	for _, c := range b.stub.received() {
+		if c.Kind == "action" && c.Step == "b" {
+			epochs = append(epochs, c.Header.Get("X-Saga-Attempt-Epoch"))
+		}
+	}
+	if !slices.Equal(epochs, []string{"1", "2"}) {
+		t.Errorf("calls of b carried epochs %v; want [1 2]", epochs)
+	}
 	if !taken || !recovered {
 		t.Errorf("the takeover does not name checkpoint 0 (LeaseTaken %v, SagaRecovered %v): %v", taken, recovered, eventTypes(t, b.coord, s.ID))
+	}
+}
+
+// After an operator's retry succeeds, the saga's error is again what made
+// it compensate, not the compensation failure that is no longer true.
+func TestRetryKeepsTheOriginalCause(t *testing.T) {
+	t.Parallel()
+	b := setup(t, storeKinds[0], nil)
+	b.stub.on("action", "b", status(http.StatusBadRequest))
+	b.stub.on("compensation", "a", status(http.StatusConflict))
+	s := wait(t, b.coord, b.submit(t, b.definition("cause", "a", "b")).ID)
+	if s.Status != saga.SagaStatusFailed || !strings.HasPrefix(s.Error, `step "b" failed (refused)`) || !strings.Contains(s.Error, `then compensation of step "a" failed`) {
+		t.Fatalf("%s: error %q; want the cause, then the compensation failure", s.Status, s.Error)
+	}
+	b.stub.on("compensation", "a", status(http.StatusOK))
+	if _, err := b.coord.Control(context.Background(), s.ID, saga.ControlRetry); err != nil {
+		t.Fatal(err)
+	}
+	s = waitStatus(t, b.coord, s.ID, saga.SagaStatusCompensated)
+	if !strings.HasPrefix(s.Error, `step "b" failed (refused)`) || strings.Contains(s.Error, "compensation") {
+		t.Errorf("error after the retry %q; want the original cause alone", s.Error)
+	}
+}
+
+// A completed step without a compensation is not undone, and the trail
+// says so.
+func TestStepWithoutCompensationIsRecorded(t *testing.T) {
+	t.Parallel()
+	b := setup(t, storeKinds[0], nil)
+	b.stub.on("action", "b", status(http.StatusBadRequest))
+	def := b.definition("no-undo", "a", "b")
+	def.Steps[0].Compensation = nil
+	s := wait(t, b.coord, b.submit(t, def).ID)
+	if s.Status != saga.SagaStatusCompensated {
+		t.Fatalf("status %s", s.Status)
+	}
+	types := eventTypes(t, b.coord, s.ID)
+	if !slices.Contains(types, ev(saga.EventCompensationNotNeeded, 0)) {
+		t.Errorf("events %v lack CompensationNotNeeded of step 0", types)
+	}
+}
+
+// A call whose timeout outlasts the lease is not made on the ordinary
+// lease: the write that allows it leases the saga for the whole call, so
+// that an owner stalled meanwhile is not taken over while the call may
+// still be answered.
+func TestLongCallIsCoveredByTheLease(t *testing.T) {
+	t.Parallel()
+	store := memory.New(memory.Config{})
+	b := &bundle{store: store, stub: newStub(t)}
+	b.coord = startCoordinator(t, store, "engine-a", func(c *engine.Config) { c.LeaseDuration = 300 * time.Millisecond })
+	g := newGate(t)
+	b.stub.on("action", "a", g.handler())
+	def := b.definition("long-call", "a")
+	def.Steps[0].Action.TimeoutMs = 5000
+	s := b.submit(t, def)
+	eventually(t, "the call of step a", func() bool { return b.stub.count("action", "a") == 1 })
+	got, err := store.GetSaga(context.Background(), s.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.LeaseExpiresAt == nil || got.LeaseExpiresAt.Sub(got.UpdatedAt) < 5*time.Second {
+		t.Errorf("lease until %v, written at %v: want it to cover the 5 s call", got.LeaseExpiresAt, got.UpdatedAt)
+	}
+	g.open()
+	if s = wait(t, b.coord, s.ID); s.Status != saga.SagaStatusCompleted {
+		t.Fatalf("status %s", s.Status)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	saga "github.com/tracseq/transaction-service"
@@ -51,8 +52,10 @@ type plan struct {
 }
 
 func newPlan(def *saga.Definition) *plan {
-	p := &plan{def: def, graph: def.Graph(), maxParallel: 1}
-	if !p.graph.Chain {
+	p := &plan{def: def, graph: saga.Graph{Chain: true}, maxParallel: 1}
+	if def.IsDAG() {
+		// A chain needs no graph built: step i waits for step i-1.
+		p.graph = def.Graph()
 		p.maxParallel = def.EffectiveMaxParallel()
 		rev := saga.Graph{Deps: p.graph.Dependents, Dependents: p.graph.Deps}
 		p.descendants = make([][]int, len(def.Steps))
@@ -128,7 +131,7 @@ type machine struct {
 	d    decision
 	ctrl saga.ControlAction // the pending request not yet taken
 	// calls sent and not back, plus those sent by this decision.
-	busy map[callKey]bool
+	busy keySet
 	// retryAt: in.retryAt with this decision's changes (a copy once
 	// retryOwned).
 	retryAt    map[callKey]time.Time
@@ -138,14 +141,32 @@ type machine struct {
 	lastCompleted   int // index of the last step completed by this decision
 }
 
+// keySet is a small set of calls: a saga has at most MaxParallelLimit in
+// flight, so a slice beats a map.
+type keySet []callKey
+
+func (s keySet) has(k callKey) bool { return slices.Contains(s, k) }
+func (s keySet) len() int           { return len(s) }
+
+func (s *keySet) add(k callKey) {
+	if !s.has(k) {
+		*s = append(*s, k)
+	}
+}
+
+func (s *keySet) remove(k callKey) {
+	if i := slices.Index(*s, k); i >= 0 {
+		*s = slices.Delete(*s, i, i+1)
+	}
+}
+
 // decide returns the next transition and calls of the saga in in.
 func decide(in *input) decision {
 	m := &machine{in: in, p: in.plan, s: *in.s, ctrl: in.s.Control, lastCompleted: -1}
 	m.s.Steps = slices.Clone(in.s.Steps)
 	m.completedBefore = in.s.CompletedSteps
-	m.busy = make(map[callKey]bool, len(in.inFlight)+len(in.unsent))
 	for k := range in.inFlight {
-		m.busy[k] = true
+		m.busy.add(k)
 	}
 	m.retryAt = in.retryAt
 	if in.claimed {
@@ -391,7 +412,7 @@ func (m *machine) releaseOrDrain(actions bool) bool {
 // flight, bounded by the deadline for actions; ok is false when none waits.
 func (m *machine) nextRetry(actions bool) (due time.Time, ok bool) {
 	consider := func(k callKey) {
-		if m.busy[k] {
+		if m.busy.has(k) {
 			return
 		}
 		at, known := m.retryAt[k]
@@ -465,7 +486,7 @@ func (m *machine) recoveredData(kind participant.Kind, attempt int) json.RawMess
 // record writes the outcome of a call.
 func (m *machine) record(o outcome) {
 	k := o.call.key()
-	delete(m.busy, k)
+	m.busy.remove(k)
 	data := outcomeData{c: o.call, res: &o.res, backoff: -1}
 	if k.kind == participant.KindAction {
 		m.recordAction(o, data)
@@ -478,6 +499,15 @@ func (m *machine) recordAction(o outcome, data outcomeData) {
 	c, res := o.call, o.res
 	i := c.StepIndex
 	st := m.s.Steps[i]
+	if res.Outcome == participant.OutcomeSuccess && m.outputBytes()+len(res.Output) > saga.MaxSagaOutputBytes {
+		// The participant acted, but its answer cannot be kept: the step
+		// fails, uncertain, and is compensated.
+		res = participant.Result{
+			Outcome: participant.OutcomePermanent, StatusCode: res.StatusCode, Duration: res.Duration, Uncertain: true,
+			Error: fmt.Sprintf("the answer (%d bytes) would take the saga's outputs past their budget of %d bytes", len(res.Output), saga.MaxSagaOutputBytes),
+		}
+		data.res = &res
+	}
 	if res.Outcome == participant.OutcomeSuccess {
 		st.Status = saga.StepStatusCompleted
 		st.Output = cmpRaw(res.Output)
@@ -555,7 +585,10 @@ func (m *machine) recordCompensation(o outcome, data outcomeData) {
 	m.putComp(j, comp, false, true)
 	m.eventJSON(saga.EventCompensationFailed, &j, data.json())
 	if m.failedCompensationOtherThan(j) < 0 {
-		m.s.Error = fmt.Sprintf("compensation of step %q failed: %s", c.StepName, res.Error)
+		// The cause of the compensation stays first: an operator's retry
+		// that succeeds goes back to it.
+		m.s.Error = m.s.Error + compensationFailedSep + fmt.Sprintf("compensation of step %q failed: %s", c.StepName, res.Error)
+		m.s.Error = strings.TrimPrefix(m.s.Error, compensationFailedSep)
 	}
 }
 
@@ -565,7 +598,7 @@ func (m *machine) sendOrWithdraw(c *call) {
 	reason := m.holdReason(c)
 	if reason == "" {
 		m.d.send = append(m.d.send, c)
-		m.busy[c.key()] = true
+		m.busy.add(c.key())
 		return
 	}
 	// The trail says the start was withdrawn, so that a StepStarted (or
@@ -613,11 +646,11 @@ func (m *machine) holdReason(c *call) string {
 // Executing with no call of this runner (their call was in flight when
 // the previous owner let go).
 func (m *machine) readySteps() []int {
-	room := m.p.maxParallel - len(m.busy)
+	room := m.p.maxParallel - m.busy.len()
 	var out []int
 	for i := 0; i < len(m.s.Steps) && len(out) < room; i++ {
 		k := callKey{participant.KindAction, i}
-		if m.busy[k] {
+		if m.busy.has(k) {
 			continue
 		}
 		switch m.s.Steps[i].Status {
@@ -639,11 +672,11 @@ func (m *machine) readySteps() []int {
 // readyCompensations returns the compensations that may start now: of
 // steps to undo whose dependents (transitively) are all undone.
 func (m *machine) readyCompensations() []int {
-	room := m.p.maxParallel - len(m.busy)
+	room := m.p.maxParallel - m.busy.len()
 	var out []int
 	for j := len(m.s.Steps) - 1; j >= 0 && len(out) < room; j-- {
 		k := callKey{participant.KindCompensation, j}
-		if m.busy[k] || !m.needsCompensation(j) {
+		if m.busy.has(k) || !m.needsCompensation(j) {
 			continue
 		}
 		comp := m.s.Steps[j].Compensation
@@ -674,6 +707,9 @@ func (m *machine) due(k callKey) bool {
 }
 
 func (m *machine) depsCompleted(i int) bool {
+	if m.p.graph.Chain {
+		return i == 0 || m.s.Steps[i-1].Status == saga.StepStatusCompleted
+	}
 	for _, j := range m.p.graph.Deps[i] {
 		if m.s.Steps[j].Status != saga.StepStatusCompleted {
 			return false
@@ -752,6 +788,17 @@ func (m *machine) failedCompensationOtherThan(skip int) int {
 	return -1
 }
 
+// outputBytes is the size of the outputs the saga holds.
+func (m *machine) outputBytes() int {
+	n := 0
+	for i := range m.s.Steps {
+		if m.s.Steps[i].Status == saga.StepStatusCompleted {
+			n += len(m.s.Steps[i].Output)
+		}
+	}
+	return n
+}
+
 func (m *machine) allCompleted() bool {
 	return m.countCompleted() == len(m.s.Steps)
 }
@@ -766,7 +813,7 @@ func (m *machine) countCompleted() int {
 	return n
 }
 
-func (m *machine) inFlight() bool { return len(m.busy) > 0 }
+func (m *machine) inFlight() bool { return m.busy.len() > 0 }
 
 func (m *machine) deadlineReached() bool {
 	return saga.DeadlineReached(m.s.Deadline, m.in.now)
@@ -798,12 +845,13 @@ func (m *machine) startAction(i int) {
 			Request:       def.Action,
 			Context:       m.s.Context,
 			Outputs:       m.outputs(i, false),
+			Epoch:         m.s.LeaseEpoch,
 		},
 		policy:   def.Retry.WithDefaults(),
 		prevStep: prev,
 	}
 	m.clearRetry(k)
-	m.busy[k] = true
+	m.busy.add(k)
 	m.d.start = append(m.d.start, c)
 }
 
@@ -828,8 +876,7 @@ func (m *machine) startCompensation(j int) {
 	m.eventJSON(saga.EventCompensationStarted, &j, startedData(comp.Attempts, string(participant.KindCompensation)))
 
 	def := m.p.def.Steps[j]
-	policy := def.Retry.WithDefaults()
-	policy.MaxAttempts = max(policy.MaxAttempts, saga.CompensationMaxAttempts)
+	policy := def.CompensationPolicy()
 	c := &call{
 		Call: participant.Call{
 			SagaID:        m.s.ID,
@@ -841,12 +888,13 @@ func (m *machine) startCompensation(j int) {
 			Request:       *def.Compensation,
 			Context:       m.s.Context,
 			Outputs:       m.outputs(j, true),
+			Epoch:         m.s.LeaseEpoch,
 		},
 		policy:   policy,
 		prevComp: prev,
 	}
 	m.clearRetry(k)
-	m.busy[k] = true
+	m.busy.add(k)
 	m.d.start = append(m.d.start, c)
 }
 
@@ -897,6 +945,14 @@ func (m *machine) beginCompensation(to saga.SagaStatus, reason string) {
 		m.putStep(st, false, false)
 		m.event(saga.EventStepSkipped, &i, nil)
 	}
+	for i := range m.s.Steps {
+		st := m.s.Steps[i]
+		if m.p.def.Steps[i].Compensation == nil && (st.Status == saga.StepStatusCompleted || st.Status == saga.StepStatusFailed && st.Uncertain) {
+			o := newObject(48)
+			o.str("reason", "the step has no compensation")
+			m.eventJSON(saga.EventCompensationNotNeeded, &i, o.done())
+		}
+	}
 	if to != saga.SagaStatusCancelled || m.s.Error == "" {
 		m.s.Error = reason
 	}
@@ -923,7 +979,7 @@ func (m *machine) failOpen(reason string) {
 		st := m.s.Steps[i]
 		switch st.Status {
 		case saga.StepStatusExecuting:
-			if m.busy[callKey{participant.KindAction, i}] {
+			if m.busy.has(callKey{participant.KindAction, i}) {
 				continue
 			}
 			st.Uncertain = true
@@ -961,6 +1017,8 @@ func (m *machine) retryCompensation() {
 		m.putComp(j, fresh, false, false)
 	}
 	m.forgetRetries()
+	// What failed is being retried: the error goes back to the cause.
+	m.s.Error, _, _ = strings.Cut(m.s.Error, compensationFailedSep)
 	o := newObject(32)
 	o.str("compensate_to", string(m.s.CompensateTo))
 	m.eventJSON(saga.EventSagaRetried, nil, o.done())
@@ -1006,6 +1064,10 @@ func (m *machine) end(status saga.SagaStatus) {
 		m.log(0, "saga ended", "status", status)
 	}
 }
+
+// compensationFailedSep joins a saga's error (the cause of compensating)
+// and the failure of a compensation.
+const compensationFailedSep = "; then "
 
 // endEvents is the event of each end status.
 var endEvents = map[saga.SagaStatus]saga.EventType{
@@ -1154,6 +1216,9 @@ func (m *machine) eventJSON(t saga.EventType, stepIndex *int, data json.RawMessa
 	if stepIndex != nil {
 		v := *stepIndex
 		idx = &v
+	}
+	if m.d.t.Events == nil {
+		m.d.t.Events = make([]saga.Event, 0, 4)
 	}
 	m.d.t.Events = append(m.d.t.Events, saga.Event{Type: t, StepIndex: idx, Data: data})
 	m.d.write = true

@@ -304,6 +304,24 @@ func TestDecide(t *testing.T) {
 			},
 		},
 		{
+			name: "an answer past the saga's output budget fails its step, uncertain",
+			build: func() *input {
+				s := mSaga(saga.SagaStatusExecuting, 2, nil)
+				setStep(s, 0, saga.StepStatusCompleted, 1)
+				s.Steps[0].Output = json.RawMessage(`"` + strings.Repeat("x", saga.MaxSagaOutputBytes-5) + `"`)
+				setStep(s, 1, saga.StepStatusExecuting, 1)
+				in := mIn(s, t0)
+				back(in, inFlightCall(in, act, 1), result(ok, false), 0)
+				return in
+			},
+			want: summary{Status: saga.SagaStatusCompensating, Events: "StepFailed@1 SagaCompensating CompensationStarted@1", Start: "compensation 1#1"},
+			check: func(t *testing.T, in *input, d decision) {
+				if !strings.Contains(d.t.Error, "budget") {
+					t.Errorf("error %q does not name the budget", d.t.Error)
+				}
+			},
+		},
+		{
 			name: "a transient failure at the deadline exactly is final: TimedOut",
 			build: func() *input {
 				s := mSaga(saga.SagaStatusExecuting, 2, nil)

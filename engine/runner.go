@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	saga "github.com/tracseq/transaction-service"
 	"github.com/tracseq/transaction-service/participant"
 )
@@ -31,6 +33,7 @@ const claimDueMargin = 20 * time.Millisecond
 type runner struct {
 	c      *Coordinator
 	id     saga.ID
+	name   string // the saga's: read by other goroutines (logs), never changed
 	lease  saga.Lease
 	ctx    context.Context // cancelled when the lease is lost or on a hard stop
 	cancel context.CancelFunc
@@ -42,6 +45,9 @@ type runner struct {
 	lost      atomic.Bool
 	finishing atomic.Bool  // writing its releasing transition: not renewed
 	leaseEnd  atomic.Int64 // local estimate of the lease expiry (Coordinator.now)
+	// holdUntil is when (Coordinator.now) the longest call in flight may
+	// still be answered: renewals keep the lease at least that long.
+	holdUntil atomic.Int64
 
 	// s is the saga as the store holds it after the runner's last write.
 	s    *saga.Saga
@@ -62,6 +68,10 @@ type runner struct {
 	// checkpoint is the checkpoint a claimed saga was restored from.
 	checkpoint *saga.Checkpoint
 	sawStop    bool
+	in         input // the input of the current decision
+	// refused is the error of the last write the store refused for good
+	// (saga.ErrRefused).
+	refused error
 }
 
 func newRunner(c *Coordinator, s *saga.Saga, claimed bool, p *plan, unsent []*call) *runner {
@@ -72,6 +82,7 @@ func newRunner(c *Coordinator, s *saga.Saga, claimed bool, p *plan, unsent []*ca
 	r := &runner{
 		c:        c,
 		id:       s.ID,
+		name:     s.Name,
 		lease:    s.Lease(),
 		ctx:      ctx,
 		cancel:   cancel,
@@ -90,6 +101,12 @@ func newRunner(c *Coordinator, s *saga.Saga, claimed bool, p *plan, unsent []*ca
 		r.dbNow = s.CreatedAt
 	}
 	r.leaseEnd.Store(int64(c.now() + c.cfg.LeaseDuration))
+	if len(unsent) > 0 {
+		// Created here with these calls started, leased for them.
+		end := int64(c.now() + c.callLease(unsent))
+		r.leaseEnd.Store(end)
+		r.holdUntil.Store(end)
+	}
 	if len(s.Steps) != len(s.Definition.Steps) {
 		// The store must return steps with the saga; make the state usable
 		// anyway so that the runner can fail loudly instead of panicking.
@@ -110,11 +127,25 @@ func newRunner(c *Coordinator, s *saga.Saga, claimed bool, p *plan, unsent []*ca
 // run is the runner's goroutine.
 func (r *runner) run() {
 	defer r.c.finish(r)
+	var span trace.Span
+	r.ctx, span = r.c.startRunSpan(r.ctx, r.s, r.claimed)
+	defer func() {
+		end := RunReleased
+		switch {
+		case r.lost.Load():
+			end = RunLostLease
+		case r.s.Status.Terminal():
+			end = RunEnded
+		}
+		endRunSpan(span, r.s.Status, end)
+	}()
 	if r.claimed {
 		r.restore()
 	}
+	recovering := false
 	for {
-		d := decide(r.input())
+		in := r.input()
+		d := decide(in)
 		if d.err != nil {
 			r.refuse(d)
 			return
@@ -122,8 +153,19 @@ func (r *runner) run() {
 		r.outcomes, r.unsent, r.claimed = nil, nil, false
 		r.retryAt = d.retryAt
 		if d.write && !r.write(&d) {
-			return
+			if r.refused == nil || len(in.outcomes) == 0 || recovering {
+				return
+			}
+			// The store will never keep what came of the calls: record
+			// them as failed by the engine instead (the participant may
+			// have acted, so uncertain), and decide again.
+			r.logger().Error("the store refused the outcome of a call: failing the step", "error", r.refused)
+			r.outcomes = refusedOutcomes(in.outcomes, r.refused)
+			r.unsent, r.claimed, r.retryAt = in.unsent, in.claimed, in.retryAt
+			r.refused, recovering = nil, true
+			continue
 		}
+		recovering = false
 		r.observe(&d)
 		if d.exit {
 			return
@@ -158,9 +200,10 @@ func (r *runner) run() {
 	}
 }
 
-// input is what the runner knows, for decide.
+// input is what the runner knows, for decide. It is the runner's own
+// field, overwritten at each decision: decide keeps nothing of it.
 func (r *runner) input() *input {
-	return &input{
+	r.in = input{
 		s:          r.s,
 		plan:       r.plan,
 		now:        r.estimatedDBNow(),
@@ -173,6 +216,7 @@ func (r *runner) input() *input {
 		stopping:   r.c.isStopping(),
 		leaseFor:   r.c.cfg.LeaseDuration,
 	}
+	return &r.in
 }
 
 // restore reads the checkpoint a claimed saga restarts from. Its outputs
@@ -214,12 +258,16 @@ func (r *runner) restore() {
 func (r *runner) write(d *decision) bool {
 	t := d.t
 	t.SagaID, t.Lease, t.LeaseFor = r.id, r.lease, r.c.cfg.LeaseDuration
+	start := r.c.now()
+	if len(d.start) > 0 {
+		t.LeaseFor = r.c.callLease(d.start)
+		r.holdUntil.Store(int64(start + t.LeaseFor))
+	}
 	if t.Release {
 		t.LeaseFor = 0
 		r.finishing.Store(true)
 	}
 	r.c.stampEvents(t.Events)
-	start := r.c.now()
 	applied, err := r.apply(t)
 	if err != nil {
 		r.finishing.Store(false)
@@ -228,13 +276,15 @@ func (r *runner) write(d *decision) bool {
 			r.loseLease("write refused")
 		case r.ctx.Err() != nil:
 			// Stopped: the lease runs out and another claim continues.
+		case errors.Is(err, saga.ErrRefused):
+			r.refused = err
 		default:
 			r.logger().Error("write saga transition: giving up the saga until its lease expires", "error", err)
 		}
 		return false
 	}
 	if !t.Release {
-		r.extendLease(start)
+		r.extendLeaseTo(start + t.LeaseFor)
 	}
 	r.s = r.stored(t, applied)
 	if t.Release && applied.Control != saga.ControlNone {
@@ -269,7 +319,8 @@ func (r *runner) stored(t saga.Transition, applied saga.Applied) *saga.Saga {
 	next.Control = applied.Control
 	next.EventSeq = applied.EventSeq
 	if next.Control != saga.ControlNone {
-		next.NextRunAt = &now
+		due := now
+		next.NextRunAt = &due
 	}
 	if !t.Release && !applied.LeaseExpiresAt.IsZero() {
 		next.LeaseExpiresAt = new(applied.LeaseExpiresAt)
@@ -289,7 +340,7 @@ func (r *runner) apply(t saga.Transition) (saga.Applied, error) {
 			return applied, nil
 		}
 		if errors.Is(err, saga.ErrLeaseLost) || errors.Is(err, saga.ErrNotFound) ||
-			errors.Is(err, saga.ErrInvalidTransition) || r.ctx.Err() != nil {
+			errors.Is(err, saga.ErrInvalidTransition) || errors.Is(err, saga.ErrRefused) || r.ctx.Err() != nil {
 			return applied, err
 		}
 		left := time.Duration(r.leaseEnd.Load()) - r.c.now()
@@ -306,6 +357,24 @@ func (r *runner) apply(t saga.Transition) (saga.Applied, error) {
 		}
 		backoff = min(backoff*2, applyRetryMax)
 	}
+}
+
+// refusedOutcomes turns outcomes whose record the store refused into
+// permanent, uncertain failures that name why, without the participant's
+// answer.
+func refusedOutcomes(outs []outcome, err error) []outcome {
+	out := make([]outcome, len(outs))
+	for k, o := range outs {
+		o.res = participant.Result{
+			Outcome:    participant.OutcomePermanent,
+			StatusCode: o.res.StatusCode,
+			Error:      saga.StorableText("the store refused to keep the participant's answer: " + err.Error()),
+			Uncertain:  true,
+			Duration:   o.res.Duration,
+		}
+		out[k] = o
+	}
+	return out
 }
 
 // probe writes nothing but the lease, to learn a pending operator request.
@@ -372,6 +441,7 @@ func (r *runner) poked() bool {
 func (r *runner) invoke(ctx context.Context, cancel context.CancelFunc, c *call) outcome {
 	defer cancel()
 	res := r.c.cfg.Invoker.Invoke(ctx, c.Call)
+	endCallSpan(trace.SpanFromContext(ctx), res)
 	r.c.obs.StepAttempt(c.Kind, res.Outcome, res.Duration)
 	o := outcome{call: c, res: res}
 	if res.Outcome == participant.OutcomeTransient {
@@ -381,14 +451,15 @@ func (r *runner) invoke(ctx context.Context, cancel context.CancelFunc, c *call)
 	return o
 }
 
-// callContext returns the context of a call: the runner's, bounded by the
-// saga's deadline for actions.
+// callContext returns the context of a call: the runner's, with the call's
+// span, bounded by the saga's deadline for actions.
 func (r *runner) callContext(c *call) (context.Context, context.CancelFunc) {
+	ctx, _ := r.c.startCallSpan(r.ctx, c.Call)
 	if c.Kind == participant.KindAction && r.s.Deadline != nil {
 		left := max(r.s.Deadline.Sub(r.estimatedDBNow()), 0)
-		return context.WithTimeout(r.ctx, left)
+		return context.WithTimeout(ctx, left)
 	}
-	return r.ctx, func() {}
+	return ctx, func() {}
 }
 
 // observe reports a written decision to the metrics and the log.
@@ -438,15 +509,38 @@ func (r *runner) refuse(d decision) {
 // formatting.
 func (r *runner) logger() *slog.Logger {
 	r.logOnce.Do(func() {
-		r.log = r.c.log.With("saga_id", r.id.String(), "saga_name", r.s.Name)
+		r.log = r.c.log.With("saga_id", r.id.String(), "saga_name", r.name)
 	})
 	return r.log
 }
 
-// extendLease records that the lease was extended at start (the
-// coordinator's clock when the extending write was sent).
-func (r *runner) extendLease(start time.Duration) {
-	end := int64(start + r.c.cfg.LeaseDuration)
+// callLease returns how long the write that allows calls leases the
+// saga: the lease duration, or, for a call that may outlast it, the whole
+// call and a margin, so that an owner that stalls meanwhile is not taken
+// over while its call may still be answered.
+func (c *Coordinator) callLease(calls []*call) time.Duration {
+	d := c.cfg.LeaseDuration
+	for _, cl := range calls {
+		d = max(d, cl.Request.Timeout()+c.cfg.LeaseDuration/3)
+	}
+	return d
+}
+
+// renewFor returns how long a renewal at now must lease the saga: the
+// lease duration, or up to the end of the longest call in flight.
+func (r *runner) renewFor(now time.Duration) time.Duration {
+	d := r.c.cfg.LeaseDuration
+	if left := time.Duration(r.holdUntil.Load()) - now; left > d {
+		// Whole seconds, so that runners share few renewal statements.
+		d = left.Truncate(time.Second) + time.Second
+	}
+	return d
+}
+
+// extendLeaseTo records that the lease was extended to end (the
+// coordinator's clock, from when the extending write was sent).
+func (r *runner) extendLeaseTo(end0 time.Duration) {
+	end := int64(end0)
 	for {
 		cur := r.leaseEnd.Load()
 		if cur >= end || r.leaseEnd.CompareAndSwap(cur, end) {

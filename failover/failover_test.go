@@ -30,8 +30,12 @@ const owner = "instance-a"
 
 var _ failover.Durable = (*postgres.Store)(nil)
 
-// errDown is what Connect and Import answer while the "database" is away.
-var errDown = errors.New("database down (test switch)")
+// errDown is what Connect answers while the "database" is away, and
+// errImportDown what Import answers.
+var (
+	errDown       = errors.New("database down (test switch)")
+	errImportDown = fmt.Errorf("%w: %w", errDown, saga.ErrUnavailable)
+)
 
 // flakyDB is the database store with a switch that makes Import fail, as if
 // the database went away during the move. With commitFirst, the first
@@ -39,6 +43,7 @@ var errDown = errors.New("database down (test switch)")
 type flakyDB struct {
 	*postgres.Store
 	okImports   int // imports that succeed before the failures start
+	maxFailures int // 0: every import fails while down
 	commitFirst bool
 
 	mu       sync.Mutex
@@ -51,7 +56,7 @@ type flakyDB struct {
 func (f *flakyDB) Import(ctx context.Context, r saga.SagaRecord) (bool, error) {
 	f.mu.Lock()
 	f.imports++
-	fail := f.down && f.imports > f.okImports
+	fail := f.down && f.imports > f.okImports && (f.maxFailures == 0 || f.failures < f.maxFailures)
 	first := fail && f.failures == 0
 	if fail {
 		f.failures++
@@ -68,7 +73,7 @@ func (f *flakyDB) Import(ctx context.Context, r saga.SagaRecord) (bool, error) {
 			}
 		}
 	}
-	return false, errDown
+	return false, errImportDown
 }
 
 func (f *flakyDB) setDown(down bool) {
@@ -579,6 +584,32 @@ func testMoveFailsMidway(t *testing.T, commitFirst bool) {
 	// The saga set aside is writable again, through the database.
 	if _, err := b.progress(sagas[2], sagas[2].Lease(), 0); err != nil {
 		t.Errorf("Apply to the saga set aside after the switch: %v", err)
+	}
+}
+
+// An Import that fails because the database does not answer is tried
+// again as it is: the saga keeps its idempotency key.
+func TestMoveKeepsKeyAfterFailedImport(t *testing.T) {
+	t.Parallel()
+	made := make(chan *flakyDB, 1)
+	b := setup(t, func(st *postgres.Store) failover.Durable {
+		f := &flakyDB{Store: st, maxFailures: 1, down: true, failed: make(chan struct{})}
+		made <- f
+		return f
+	})
+	sg := b.create(t, 1, "keep-me")
+	b.up.Store(true)
+	b.store.Start(b.ctx)
+	waitFor(t, b.store.Switched(), "the switch to the database")
+	got, err := b.store.GetSaga(b.ctx, sg.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.IdempotencyKey != "keep-me" {
+		t.Errorf("saga moved with idempotency key %q, want keep-me", got.IdempotencyKey)
+	}
+	if f := <-made; f.failures != 1 {
+		t.Errorf("%d Imports failed, want 1", f.failures)
 	}
 }
 

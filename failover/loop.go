@@ -10,9 +10,11 @@ import (
 	"github.com/tracseq/transaction-service/memory"
 )
 
-// Start runs the reconnect loop in the background, until the Store has
-// switched to the database, ctx is done, or Stop or Close is called. It
-// returns at once; a second call does nothing.
+// Start runs the loop in the background until ctx is done, or Stop or
+// Close is called: it connects and moves the sagas held in memory to the
+// database, and, with Fallback, does so again after every outage. Without
+// Fallback it ends once switched. It returns at once; a second call does
+// nothing.
 func (s *Store) Start(ctx context.Context) {
 	s.loopMu.Lock()
 	defer s.loopMu.Unlock()
@@ -24,8 +26,8 @@ func (s *Store) Start(ctx context.Context) {
 	go s.run(ctx)
 }
 
-// Stop stops the reconnect loop and waits for it to return. The Store keeps
-// serving in the mode it is in.
+// Stop stops the loop and waits for it to return. The Store keeps serving
+// in the mode it is in.
 func (s *Store) Stop() {
 	s.loopMu.Lock()
 	started, cancel := s.started, s.cancel
@@ -37,38 +39,81 @@ func (s *Store) Stop() {
 	<-s.done
 }
 
-// run calls runOnce until it has switched, waiting longer after each
-// failure.
+// run calls runOnce until it has switched, waiting after each failure:
+// before the first switch RetryEvery, doubled each time up to RetryMax;
+// after it ProbeEvery. While durable it waits to be told the database went
+// away (with Fallback; without, it returns).
 func (s *Store) run(ctx context.Context) {
 	defer close(s.done)
 	wait := s.retryEvery
-	for attempt := 1; ; attempt++ {
+	attempt := 0
+	for {
+		if s.durable.Load() {
+			if !s.fallback {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.wake:
+			}
+			attempt = 0
+			continue
+		}
+		attempt++
 		switched, err := s.runOnce(ctx)
-		if switched || ctx.Err() != nil {
+		if ctx.Err() != nil {
 			return
 		}
-		s.setErr(err.Error())
-		level := s.logger.Warn
-		if attempt == 1 {
-			level = s.logger.Error
+		if switched {
+			continue
 		}
-		level("database not in use: sagas are kept in memory only",
-			"attempt", attempt, "retry_in", wait.String(), "error", err)
-		t := time.NewTimer(wait)
+		s.setErr(err.Error())
+		d := wait
+		if s.wasDurable() {
+			d = s.probeEvery
+		} else {
+			wait = min(wait*2, s.retryMax)
+		}
+		switch {
+		case errors.Is(err, saga.ErrAccessRefused):
+			// It answers: not an outage. Said at every attempt, loudly; the
+			// sagas held in memory keep the service from stopping.
+			s.logger.Error("the database REFUSES the connection (wrong password, unknown role or database): "+
+				"a configuration error; new sagas are kept in memory only until DATABASE_URL or the database is fixed",
+				"attempt", attempt, "retry_in", d.String(), "error", err)
+		case attempt == 1:
+			s.logger.Error("database not in use: new sagas are kept in memory only",
+				"attempt", attempt, "retry_in", d.String(), "error", err)
+		case !s.wasDurable() || attempt%30 == 0:
+			s.logger.Warn("database not in use: new sagas are kept in memory only",
+				"attempt", attempt, "retry_in", d.String(), "error", err)
+		}
+		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return
 		case <-t.C:
 		}
-		wait = min(wait*2, s.retryMax)
 	}
 }
 
-// runOnce connects when not yet connected, then moves every saga from
-// memory to the database and switches. It reports whether the Store is now
-// durable; on an error the loop tries again later with the same database
-// store (which reconnects by itself).
+// wasDurable reports whether the Store has been durable before.
+func (s *Store) wasDurable() bool {
+	select {
+	case <-s.switched:
+		return true
+	default:
+		return false
+	}
+}
+
+// runOnce connects when not yet connected, or checks that the database
+// answers when it was found away, then moves every saga from memory to the
+// database and switches. It reports whether the Store is now durable; on an
+// error the loop tries again later with the same database store (which
+// reconnects by itself).
 func (s *Store) runOnce(ctx context.Context) (bool, error) {
 	if s.durable.Load() {
 		return true, nil
@@ -76,7 +121,8 @@ func (s *Store) runOnce(ctx context.Context) (bool, error) {
 	s.mu.RLock()
 	db := s.db
 	s.mu.RUnlock()
-	if db == nil {
+	switch {
+	case db == nil:
 		var err error
 		db, err = s.connect(ctx)
 		if err != nil {
@@ -88,24 +134,39 @@ func (s *Store) runOnce(ctx context.Context) (bool, error) {
 		s.mu.Lock()
 		s.db = db
 		s.mu.Unlock()
+		s.dbDown.Store(false)
 		s.logger.Info("database reachable: moving sagas from memory to the database")
+	case s.dbDown.Load():
+		pctx, cancel := context.WithTimeout(ctx, s.importTimeout)
+		h := db.Health(pctx)
+		cancel()
+		if h.Error != "" {
+			return false, fmt.Errorf("database does not answer: %s", h.Error)
+		}
+		s.dbDown.Store(false)
+		s.setErr("the database answers again: moving the sagas held in memory to it")
+		s.logger.Info("database answers again: new sagas go to it; moving the sagas held in memory to it")
 	}
 	total := 0
 	for {
 		switched, n, err := s.moveSlice(ctx)
 		total += n
 		if err != nil {
+			s.dbDown.Store(true)
 			return false, fmt.Errorf("move sagas to the database (%d moved this attempt): %w", total, err)
 		}
 		if switched {
 			s.setErr("")
 			s.logger.Info("persistence is durable: every saga is in the database", "moved", total)
-			s.onModeChange(true)
-			close(s.switched)
+			s.notifyMode()
+			s.once.Do(func() { close(s.switched) })
 			return true, nil
 		}
 	}
 }
+
+// errAwayAgain ends a move that found the database away again.
+var errAwayAgain = errors.New("the database stopped answering during the move")
 
 // moveSlice moves sagas to the database for up to MoveSlice, holding the
 // write lock so no call uses memory meanwhile. When memory is empty it
@@ -132,13 +193,18 @@ func (s *Store) moveSlice(ctx context.Context) (switched bool, moved int, err er
 			}
 		}
 	}
+	if s.dbDown.Load() {
+		// Another call found the database away meanwhile: check it first.
+		return false, moved, errAwayAgain
+	}
 	// Memory is empty, and stays so while the lock is held: move the
 	// tombstones of the sagas deleted in memory, then switch.
 	if err := s.moveDeletions(ctx); err != nil {
 		return false, moved, err
 	}
 	s.durable.Store(true)
-	s.moved, s.asideID, s.keys = nil, nil, nil
+	clear(s.asideID)
+	clear(s.keys)
 	return true, moved, nil
 }
 
@@ -187,9 +253,9 @@ func (s *Store) moveOne(ctx context.Context, src *memory.Store, r saga.SagaRecor
 		return fmt.Errorf("remove moved saga %s from memory: %w", id, err)
 	}
 	delete(s.asideID, id)
-	s.moved[id] = true
 	if k := r.Saga.IdempotencyKey; k != "" {
 		s.keys[k] = id
+		s.recent.add(k)
 	}
 	if existed {
 		s.logger.Info("saga was already in the database", "saga_id", id.String())
@@ -198,16 +264,18 @@ func (s *Store) moveOne(ctx context.Context, src *memory.Store, r saga.SagaRecor
 }
 
 // importRecord imports r into the database. When the database refuses it
-// while answering that it does not hold the saga, and the saga has an
-// idempotency key, the likely cause is that another saga took the key while
-// this one was in memory (a client submitted twice, to two instances, during
-// the outage); the saga is then imported without its key, so that neither
-// saga is lost, and a warning is logged.
+// (it answered: the error is not saga.ErrUnavailable) while answering that
+// it does not hold the saga, and the saga has an idempotency key, the likely
+// cause is that another saga took the key while this one was in memory (a
+// client submitted twice, to two instances, during the outage); the saga is
+// then imported without its key, so that neither saga is lost, and a
+// warning is logged. An Import that failed because the database did not
+// answer is tried again later as it is.
 func (s *Store) importRecord(ctx context.Context, r saga.SagaRecord) (existed bool, err error) {
 	ictx, cancel := context.WithTimeout(ctx, s.importTimeout)
 	defer cancel()
 	existed, err = s.db.Import(ictx, r)
-	if err == nil || r.Saga.IdempotencyKey == "" {
+	if err == nil || r.Saga.IdempotencyKey == "" || errors.Is(err, saga.ErrUnavailable) || ictx.Err() != nil {
 		return existed, err
 	}
 	if _, gerr := s.db.GetSaga(ictx, r.Saga.ID); !errors.Is(gerr, saga.ErrNotFound) {

@@ -64,6 +64,11 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("submit saga: %w", err)
 	}
+	if existed && !def.SameRequest(&sg.Definition) {
+		return saga.Errorf(codeIdempotencyConflict, "idempotency_key",
+			"idempotency_key reused with a different request: saga %s was submitted with key %s and another definition; send the same request to get that saga, or use a new key",
+			sg.ID, strconv.QuoteToASCII(def.IdempotencyKey))
+	}
 	if wait > 0 && !sg.Status.Terminal() {
 		sg, err = s.waitFor(r.Context(), sg, wait)
 		if err != nil {
@@ -384,6 +389,9 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := context.WithTimeout(r.Context(), ReadyTimeoutDefault)
 	defer cancel()
 	h := s.coord.Health(ctx)
+	if h.Error != "" {
+		s.log.Warn("readiness: the store reports a problem", "error", h.Error, "request_id", requestIDFrom(ctx))
+	}
 	extraOK := s.readyCheck == nil || s.readyCheck(ctx)
 	out := newReadyJSON(h, extraOK, s.coord.InstanceID(), s.version)
 	status := http.StatusOK

@@ -19,6 +19,8 @@ const (
 	codeMethodNotAllowed saga.ErrorCode = "method_not_allowed"
 	codeTooLarge         saga.ErrorCode = "too_large"
 	codeUnsupportedMedia saga.ErrorCode = "unsupported_media_type"
+	// codeIdempotencyConflict: an idempotency key known for another request.
+	codeIdempotencyConflict saga.ErrorCode = "idempotency_conflict"
 )
 
 // ProblemTypePrefix starts the type URI of every problem document; the error
@@ -56,6 +58,8 @@ func httpStatus(code saga.ErrorCode) (status int, title string) {
 		return http.StatusMethodNotAllowed, "Method not allowed"
 	case saga.ECodeConflict:
 		return http.StatusConflict, "Not allowed in the saga's status"
+	case codeIdempotencyConflict:
+		return http.StatusConflict, "Idempotency key reused"
 	case codeTooLarge:
 		return http.StatusRequestEntityTooLarge, "Request body too large"
 	case codeUnsupportedMedia:

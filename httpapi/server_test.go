@@ -63,6 +63,7 @@ func TestSubmitReplayed(t *testing.T) {
 	b := setup(t, &fakeCoordinator{submit: func(_ context.Context, def saga.Definition) (*saga.Saga, bool, error) {
 		s := sampleSaga(saga.SagaStatusExecuting)
 		s.IdempotencyKey = def.IdempotencyKey
+		s.Definition = def // the first submit was this very request
 		return s, true, nil
 	}})
 	var def saga.Definition
@@ -81,6 +82,44 @@ func TestSubmitReplayed(t *testing.T) {
 	resp, _ := b.do(t, http.MethodPost, "/api/v1/sagas", contentTypeJSON, []byte(validDefinition), nil)
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Idempotent-Replayed") != "true" {
 		t.Errorf("status %d, Idempotent-Replayed %q; want 200 and true", resp.StatusCode, resp.Header.Get("Idempotent-Replayed"))
+	}
+}
+
+// A known idempotency key with another request is a conflict; the same
+// request, its JSON reformatted as a store gives it back, is a replay.
+func TestSubmitIdempotencyKeyReused(t *testing.T) {
+	t.Parallel()
+	var first saga.Definition
+	if err := json.Unmarshal([]byte(validDefinition), &first); err != nil {
+		t.Fatal(err)
+	}
+	first.IdempotencyKey = "order-42"
+	first.Context = json.RawMessage(`{ "b": 2.0, "a": [1, "x"] }`)
+	b := setup(t, &fakeCoordinator{submit: func(_ context.Context, def saga.Definition) (*saga.Saga, bool, error) {
+		s := sampleSaga(saga.SagaStatusExecuting)
+		s.IdempotencyKey = first.IdempotencyKey
+		s.Definition = first
+		return s, true, nil
+	}})
+	same := first
+	same.Context = json.RawMessage(`{"a":[1,"x"],"b":2}`)
+	if _, replayed, err := b.client.Submit(t.Context(), same, 0); err != nil || !replayed {
+		t.Fatalf("the same request: replayed %v, %v", replayed, err)
+	}
+	for name, change := range map[string]func(*saga.Definition){
+		"another name":    func(d *saga.Definition) { d.Name = "other" },
+		"another context": func(d *saga.Definition) { d.Context = json.RawMessage(`{"a":[1,"y"],"b":2}`) },
+		"another timeout": func(d *saga.Definition) { d.TimeoutMs = 5 },
+		"another step":    func(d *saga.Definition) { d.Steps = append(d.Steps, d.Steps[0]); d.Steps[1].Name = "again" },
+	} {
+		def := first.Clone()
+		change(&def)
+		_, _, err := b.client.Submit(t.Context(), def, 0)
+		var p *Problem
+		if !errors.As(err, &p) || p.Status != http.StatusConflict || p.Field != "idempotency_key" ||
+			!strings.Contains(p.Detail, "idempotency_key reused with a different request") {
+			t.Errorf("%s: %v; want 409 naming idempotency_key", name, err)
+		}
 	}
 }
 
@@ -242,7 +281,7 @@ func TestGetSaga(t *testing.T) {
 	}
 	steps := m["steps"].([]any)
 	step0, step1 := steps[0].(map[string]any), steps[1].(map[string]any)
-	wantStepKeys := []string{"name", "index", "depends_on", "status", "attempts", "input", "output", "error", "started_at", "completed_at"}
+	wantStepKeys := []string{"name", "index", "depends_on", "compensable", "status", "attempts", "input", "output", "error", "started_at", "completed_at"}
 	if keys := slices.Sorted(maps.Keys(step1)); !slices.Equal(keys, slices.Sorted(slices.Values(wantStepKeys))) {
 		t.Errorf("step keys %v, want %v (no compensation before one began)", keys, wantStepKeys)
 	}
@@ -622,7 +661,15 @@ func TestReady(t *testing.T) {
 		{name: "durable", health: durable, wantHTTP: 200, wantStatus: StatusReady, wantPersist: PersistencePostgres, wantDB: true},
 		{name: "sqlite", health: onFile, wantHTTP: 200, wantStatus: StatusReady, wantPersist: PersistenceSQLite, wantDB: true},
 		{name: "durable, database failing", health: func() saga.Health { h := durable; h.Error = "connection refused"; return h }(),
-			wantHTTP: 503, wantStatus: StatusNotReady, wantPersist: PersistencePostgres, wantDB: true, wantError: "connection refused"},
+			wantHTTP: 503, wantStatus: StatusNotReady, wantPersist: PersistencePostgres, wantDB: true, wantError: "database unreachable"},
+		// The store's error names the database; the open answer does not.
+		{name: "connection details", health: func() saga.Health {
+			h := durable
+			h.Error = "connect to PostgreSQL at db.internal:6432/tracseq_prod: failed to connect to `user=svc_admin database=tracseq_prod`"
+			return h
+		}(), wantHTTP: 503, wantStatus: StatusNotReady, wantPersist: PersistencePostgres, wantDB: true, wantError: "database unreachable"},
+		{name: "memory, connection details", health: saga.Health{Mode: "memory", Error: "connect to the database: failed to connect to `host=db.internal user=svc_admin database=tracseq_prod`"},
+			wantHTTP: 200, wantStatus: StatusReady, wantPersist: PersistenceMemory, wantError: "database unreachable", wantWarning: true},
 		{name: "memory", health: saga.Health{Mode: "memory"}, wantHTTP: 200, wantStatus: StatusReady, wantPersist: PersistenceMemory, wantWarning: true},
 		{name: "memory while the database is away", health: saga.Health{Mode: "memory", Error: "database unreachable"},
 			wantHTTP: 200, wantStatus: StatusReady, wantPersist: PersistenceMemory, wantError: "database unreachable", wantWarning: true},
@@ -648,6 +695,11 @@ func TestReady(t *testing.T) {
 				(r.Database != nil) != tc.wantDB || !strings.Contains(r.Error, tc.wantError) ||
 				(r.Warning != "") != tc.wantWarning || r.InstanceID != "test-instance" {
 				t.Errorf("HTTP %d, %+v", code, r)
+			}
+			for _, secret := range []string{"svc_admin", "db.internal", "6432", "tracseq_prod", "refused"} {
+				if strings.Contains(r.Error, secret) {
+					t.Errorf("readiness shows %q: %q", secret, r.Error)
+				}
 			}
 			if tc.wantDB && *r.Database != (DatabaseJSON{RoundTripMs: 1.25, MigrationVersion: 4,
 				Pool: PoolJSON{Total: 5, Idle: 3, InUse: 2, Max: 20}}) {

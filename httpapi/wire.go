@@ -35,6 +35,10 @@ type SagaJSON struct {
 	// Steps are absent in lists and present when one saga is read.
 	MaxParallel int        `json:"max_parallel,omitzero"`
 	Steps       []StepJSON `json:"steps,omitzero"`
+	// Definition is the definition as submitted, present when one saga is
+	// read, with the values of its secret headers shown as [redacted] and
+	// its URLs' query values and user information redacted.
+	Definition *saga.Definition `json:"definition,omitempty"`
 }
 
 // StepJSON is one step of a saga.
@@ -43,7 +47,10 @@ type StepJSON struct {
 	Index int    `json:"index"`
 	// DependsOn names the steps this one waits for: the previous step in a
 	// chain, the definition's depends_on in a graph.
-	DependsOn    []string          `json:"depends_on"`
+	DependsOn []string `json:"depends_on"`
+	// Compensable is false when the step's definition has no compensation:
+	// it is left as it is when the saga compensates.
+	Compensable  bool              `json:"compensable"`
 	Status       saga.StepStatus   `json:"status"`
 	Attempts     int               `json:"attempts"`
 	Input        json.RawMessage   `json:"input"`
@@ -158,9 +165,12 @@ type PoolJSON struct {
 
 // Readiness and persistence words of ReadyJSON and HealthJSON.
 const (
-	StatusOK       = "ok"
-	StatusReady    = "ready"
-	StatusNotReady = "not_ready"
+	// ReadyErrorDatabase is ReadyJSON.Error when the store reports a
+	// problem with its database, whatever it is.
+	ReadyErrorDatabase = "database unreachable"
+	StatusOK           = "ok"
+	StatusReady        = "ready"
+	StatusNotReady     = "not_ready"
 	// The stores of ReadyJSON.Persistence.
 	PersistencePostgres = "postgres"
 	PersistenceSQLite   = "sqlite"
@@ -199,6 +209,7 @@ func NewSagaJSON(s *saga.Saga, withSteps bool) SagaJSON {
 		for i := range s.Steps {
 			out.Steps[i] = newStepJSON(&s.Steps[i])
 			out.Steps[i].DependsOn = []string{}
+			out.Steps[i].Compensable = i < len(s.Definition.Steps) && s.Definition.Steps[i].Compensation != nil
 			if i < len(g.Deps) {
 				for _, j := range g.Deps[i] {
 					out.Steps[i].DependsOn = append(out.Steps[i].DependsOn, s.Definition.Steps[j].Name)
@@ -208,6 +219,10 @@ func NewSagaJSON(s *saga.Saga, withSteps bool) SagaJSON {
 		out.MaxParallel = 1
 		if !g.Chain {
 			out.MaxParallel = s.Definition.EffectiveMaxParallel()
+		}
+		if len(s.Definition.Steps) > 0 {
+			def := s.Definition.Redacted()
+			out.Definition = &def
 		}
 	}
 	return out
@@ -289,7 +304,11 @@ func newReadyJSON(h saga.Health, extraOK bool, instanceID, version string) Ready
 		Persistence: PersistenceMemory,
 		InstanceID:  instanceID,
 		Version:     version,
-		Error:       h.Error,
+	}
+	if h.Error != "" {
+		// The store's error names the database's user, host, port and name;
+		// this answer is open to anyone. The log has the details.
+		out.Error = ReadyErrorDatabase
 	}
 	if h.Durable {
 		out.Persistence = cmp.Or(h.Backend, PersistencePostgres)

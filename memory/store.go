@@ -198,7 +198,7 @@ func (s *Store) CreateSaga(ctx context.Context, c saga.NewSaga) (*saga.Saga, boo
 	sg.EventSeq = 0
 
 	e := &entry{saga: sg}
-	evs, head, err := own(s.chain.SealCreate(ctx, e.head(), sg, c.Events, nil, now))
+	evs, head, err := own(s.chain.SealCreate(ctx, e.head(), sg, c.Events, now))
 	if err != nil {
 		return nil, false, fmt.Errorf("create saga %s: %w", sg.ID, err)
 	}
@@ -224,6 +224,29 @@ func (s *Store) GetSaga(ctx context.Context, id saga.ID) (*saga.Saga, error) {
 		return nil, fmt.Errorf("get saga %s: %w", id, saga.ErrNotFound)
 	}
 	return cloneSaga(e.saga, true), nil
+}
+
+// Holds reports whether the store holds the saga id.
+func (s *Store) Holds(id saga.ID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.sagas[id]
+	return ok
+}
+
+// SagaOfKey returns a copy of the saga holding the idempotency key, with its
+// steps, or an error wrapping saga.ErrNotFound when none does.
+func (s *Store) SagaOfKey(ctx context.Context, key string) (*saga.Saga, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("find saga of idempotency key: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id, ok := s.keys[key]
+	if !ok || key == "" {
+		return nil, fmt.Errorf("find saga of idempotency key %q: %w", key, saga.ErrNotFound)
+	}
+	return cloneSaga(s.sagas[id].saga, true), nil
 }
 
 // comparePos compares positions (created_at, id) of the newest-first order

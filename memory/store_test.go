@@ -261,3 +261,30 @@ func TestApplyStepIndexOutOfRange(t *testing.T) {
 		t.Errorf("a refused Apply changed the saga")
 	}
 }
+
+func TestHoldsAndSagaOfKey(t *testing.T) {
+	b := setup(t)
+	ctx := t.Context()
+	sg := populate(t, b.store)
+	if !b.store.Holds(sg.ID) || b.store.Holds(saga.NewID()) {
+		t.Errorf("Holds: true for the saga, false for another id, wanted")
+	}
+	got, err := b.store.SagaOfKey(ctx, sg.IdempotencyKey)
+	if err != nil || !reflect.DeepEqual(got, sg) {
+		t.Errorf("SagaOfKey(%q) = %+v, %v; want the saga", sg.IdempotencyKey, got, err)
+	}
+	for _, key := range []string{"", "no-such-key"} {
+		if _, err := b.store.SagaOfKey(ctx, key); !errors.Is(err, saga.ErrNotFound) {
+			t.Errorf("SagaOfKey(%q) = %v, want ErrNotFound", key, err)
+		}
+	}
+	if err := b.store.Delete(ctx, sg.ID); err != nil {
+		t.Fatal(err)
+	}
+	if b.store.Holds(sg.ID) {
+		t.Error("Holds after Delete = true")
+	}
+	if _, err := b.store.SagaOfKey(ctx, sg.IdempotencyKey); !errors.Is(err, saga.ErrNotFound) {
+		t.Errorf("SagaOfKey after Delete = %v, want ErrNotFound", err)
+	}
+}

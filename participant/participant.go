@@ -44,10 +44,10 @@ type Call struct {
 	// Outputs holds the outputs of the completed steps the call may depend
 	// on, by step name.
 	Outputs map[string]json.RawMessage
-	// Epoch is the lease epoch of the instance making the call, sent as
-	// X-Saga-Attempt-Epoch so that a participant's barrier can refuse a
-	// call from an instance that lost the saga (package barrier). 0: not
-	// sent.
+	// Epoch is the fencing epoch of the lease the call is made under; it
+	// goes out as X-Saga-Attempt-Epoch so that a participant can refuse a
+	// call from an owner that has since been fenced off (a higher epoch
+	// was seen). 0: not sent.
 	Epoch int64
 }
 
@@ -113,8 +113,11 @@ var ErrBodyTooLarge = errors.New("participant answer exceeds the body size limit
 type Config struct {
 	// MaxBodyBytes bounds the answer body read (default 1 MiB).
 	MaxBodyBytes int64
-	// MaxConnsPerHost bounds the connections to one participant host, and
-	// the idle connections kept for reuse (default 256).
+	// MaxConnsPerHost bounds the calls in flight, and so the connections,
+	// to one participant host, and the idle connections kept for reuse
+	// (default 256). They are shared fairly among the host's endpoints: one
+	// endpoint may hold at most half of what the others leave free (see
+	// limit.go), so that a hanging endpoint cannot stall the others.
 	MaxConnsPerHost int
 	// Transport replaces the HTTP transport (tests).
 	Transport http.RoundTripper
@@ -128,15 +131,16 @@ type Config struct {
 type Client struct {
 	http    *http.Client
 	maxBody int64
+	limit   *hostLimiter
 	observe func(host string, outcome Outcome, d time.Duration)
 }
 
 // New returns a Client with one shared transport sized for many concurrent
 // calls.
 func New(cfg Config) *Client {
+	conns := cmp.Or(cfg.MaxConnsPerHost, MaxConnsPerHostDefault)
 	rt := cfg.Transport
 	if rt == nil {
-		conns := cmp.Or(cfg.MaxConnsPerHost, MaxConnsPerHostDefault)
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxConnsPerHost = conns
 		tr.MaxIdleConnsPerHost = conns
@@ -151,6 +155,7 @@ func New(cfg Config) *Client {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 		maxBody: cmp.Or(cfg.MaxBodyBytes, MaxBodyBytesDefault),
+		limit:   newHostLimiter(conns),
 		observe: cfg.Observe,
 	}
 }
@@ -199,6 +204,15 @@ func (c *Client) invoke(ctx context.Context, call Call) Result {
 	if err != nil {
 		return Result{Outcome: OutcomePermanent, Error: storableError(err.Error())}
 	}
+	host, endpoint := limitKeys(req.URL)
+	release, err := c.limit.acquire(ctx, host, endpoint)
+	if err != nil {
+		// Never sent: certain.
+		return Result{Outcome: OutcomeTransient, Error: storableError(fmt.Sprintf(
+			"timeout: no connection to %s came free for this call (the host's %d connections, PARTICIPANT_MAX_CONNS_PER_HOST, were in use): %v",
+			req.URL.Host, c.limit.perHost, err))}
+	}
+	defer release()
 	resp, err := c.http.Do(req)
 	if err != nil {
 		outcome, uncertain := Classify(0, err)

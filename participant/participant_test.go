@@ -199,6 +199,7 @@ func TestInvokeSendsHeadersAndBody(t *testing.T) {
 	call := newCall(b.server.URL + "/charge")
 	call.Kind = participant.KindCompensation
 	call.Attempt = 3
+	call.Epoch = 4
 	res := b.client.Invoke(context.Background(), call)
 	if res.Outcome != participant.OutcomeSuccess || res.StatusCode != 200 {
 		t.Fatalf("result = %+v; want success 200", res)
@@ -212,12 +213,13 @@ func TestInvokeSendsHeadersAndBody(t *testing.T) {
 	}
 	got := reqs[0]
 	wantHeaders := map[string]string{
-		"Idempotency-Key":  call.SagaID.String() + ":2:compensation",
-		"X-Saga-Id":        call.SagaID.String(),
-		"X-Transaction-Id": call.TransactionID.String(),
-		"X-Saga-Step":      "2",
-		"X-Tenant":         "lab-7",
-		"Content-Type":     "application/json",
+		"Idempotency-Key":      call.SagaID.String() + ":2:compensation",
+		"X-Saga-Id":            call.SagaID.String(),
+		"X-Transaction-Id":     call.TransactionID.String(),
+		"X-Saga-Step":          "2",
+		"X-Saga-Attempt-Epoch": "4",
+		"X-Tenant":             "lab-7",
+		"Content-Type":         "application/json",
 	}
 	for name, want := range wantHeaders {
 		if v := got.header.Get(name); v != want {

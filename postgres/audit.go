@@ -221,7 +221,7 @@ func (s *Store) SetLegalHold(ctx context.Context, id saga.ID, hold bool) (sg *sa
 		if err != nil {
 			return err
 		}
-		if sg, err = scanSaga(tx.QueryRow(ctx, sqlSetLegalHold, id, hold, at, chain.Seq, chain.Hash, eventsJSON)); err != nil {
+		if sg, err = scanSaga(tx.QueryRow(ctx, sqlSetLegalHold, id, hold, at, chain.Seq, chain.Hash, eventsJSON), s.sealer); err != nil {
 			return err
 		}
 		next = head{seq: chain.Seq, hash: chain.Hash, at: at, pending: h.pending}

@@ -34,7 +34,7 @@ func (s *Store) ClaimSagas(ctx context.Context, owner string, leaseFor time.Dura
 		defer rows.Close()
 		claimed, claimedHeads = claimed[:0], claimedHeads[:0]
 		for rows.Next() {
-			sg, h, err := scanSagaHead(rows)
+			sg, h, err := scanSagaHead(rows, s.sealer)
 			if err != nil {
 				return err
 			}
@@ -148,7 +148,7 @@ func (s *Store) RequestControl(ctx context.Context, id saga.ID, action saga.Cont
 		}
 		req := events[len(events)-1]
 		sg, next, err = scanSagaHead(tx.QueryRow(ctx, sqlRequestControl, id, string(action), req.Seq, nullString(req.Actor),
-			at, chain.Seq, chain.Hash, eventsJSON))
+			at, chain.Seq, chain.Hash, eventsJSON), s.sealer)
 		return err
 	})
 	switch {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	saga "github.com/tracseq/transaction-service"
@@ -45,7 +46,7 @@ type writeOp struct {
 
 	// Set by the committer before done is signalled.
 	found bool // the statement returned its row
-	sent  int  // how many times the write was sent to the database
+	sent  int  // how many times the write may have reached the database
 	done  chan error
 }
 
@@ -273,6 +274,13 @@ func (c *committer) exec(ctx context.Context, ops []*writeOp) (err error) {
 		err = cerr
 	}
 	if err != nil {
+		if pgconn.SafeToRetry(err) {
+			// The batch failed before any of it left for the server (a
+			// connection found dead): it was not sent after all.
+			for _, op := range ops {
+				op.sent--
+			}
+		}
 		rollback(ctx, conn)
 	}
 	return err

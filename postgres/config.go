@@ -45,6 +45,11 @@ type Config struct {
 	// Chain hashes the audit events (AUDIT_HMAC_KEY; default: plain
 	// SHA-256).
 	Chain *saga.Chain
+	// Sealer, when set (DEFINITION_ENCRYPTION_KEY), encrypts the values of
+	// the definitions' secret headers in sagas.definition, and decrypts
+	// them when sagas are read. Without it they are stored as they are,
+	// and a definition stored sealed cannot be read (saga.ErrSealed).
+	Sealer *saga.Sealer
 }
 
 // poolConfig validates c, applies the defaults and returns the pool

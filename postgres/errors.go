@@ -48,6 +48,15 @@ var transientCodes = map[string]bool{
 	"53300": true, // too_many_connections
 }
 
+// accessRefused reports whether err is a database answering that it will
+// not let us in: SQLSTATE class 28 (invalid authorization: 28P01 wrong
+// password, 28000 unknown role or not allowed by pg_hba.conf) or 3D000
+// (unknown database).
+func accessRefused(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "28") || pgErr.Code == "3D000")
+}
+
 // isTransient reports whether err is worth retrying: a lost or refused
 // connection, or a database error that says "try again".
 func isTransient(err error) bool {
@@ -85,6 +94,11 @@ func interpretError(doing string, err error) error {
 		return fmt.Errorf("%s: a step update names a step index the saga does not have: %w", doing, err)
 	case isTransient(err):
 		return fmt.Errorf("%s: %w: %w", doing, saga.ErrUnavailable, err)
+	case errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "54")):
+		// Data exception (a NUL in text, invalid UTF-8, a number out of
+		// range) or a program limit (a value too large): the same data
+		// will be refused again.
+		return fmt.Errorf("%s: %w: %w", doing, saga.ErrRefused, err)
 	}
 	return fmt.Errorf("%s: %w", doing, err)
 }

@@ -70,7 +70,7 @@ func (s *Store) Import(ctx context.Context, r saga.SagaRecord) (existed bool, er
 		return false, errors.New("import saga: no saga given")
 	}
 	doing := "import saga " + r.Saga.ID.String()
-	args, err := importArgs(r)
+	args, err := importArgs(r, s.sealer)
 	if err != nil {
 		return false, fmt.Errorf("%s: %w", doing, err)
 	}
@@ -107,7 +107,7 @@ func nullInt(n int64) *int64 {
 
 // importArgs returns the arguments of sqlImport. Times are kept at
 // microsecond precision, truncated.
-func importArgs(r saga.SagaRecord) ([]any, error) {
+func importArgs(r saga.SagaRecord, sealer *saga.Sealer) ([]any, error) {
 	sg := r.Saga
 	if sg.ID.IsZero() {
 		return nil, errors.New("the saga has no id")
@@ -126,7 +126,7 @@ func importArgs(r saga.SagaRecord) ([]any, error) {
 	if updatedAt.IsZero() {
 		updatedAt = createdAt
 	}
-	def, err := json.Marshal(sg.Definition)
+	def, err := sealer.EncodeDefinition(&sg.Definition)
 	if err != nil {
 		return nil, fmt.Errorf("encode definition: %w", err)
 	}

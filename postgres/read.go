@@ -3,6 +3,8 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -28,6 +30,27 @@ func (s *Store) GetSaga(ctx context.Context, id saga.ID) (sg *saga.Saga, err err
 // loadSaga reads a saga and its steps in one round trip, from one
 // snapshot (a read-only repeatable-read transaction), retrying transient
 // errors. pgx.ErrNoRows when there is no such saga.
+// resolveCreate finds out whether the saga id exists, after a create whose
+// commit went unanswered: the saga, an error wrapping saga.ErrNotFound when
+// it does not exist, or the last error when the database did not answer
+// within resolveTimeout (or ctx).
+func (s *Store) resolveCreate(ctx context.Context, id saga.ID) (*saga.Saga, error) {
+	ctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+	defer cancel()
+	for attempt := 1; ; attempt++ {
+		sg, err := s.loadSaga(ctx, id)
+		switch {
+		case err == nil:
+			return sg, nil
+		case errors.Is(err, pgx.ErrNoRows):
+			return nil, fmt.Errorf("saga %s: %w", id, saga.ErrNotFound)
+		}
+		if werr := backoff(ctx, min(attempt, 6)); werr != nil {
+			return nil, errors.Join(err, werr)
+		}
+	}
+}
+
 func (s *Store) loadSaga(ctx context.Context, id saga.ID) (*saga.Saga, error) {
 	var sg *saga.Saga
 	err := retry(ctx, func(ctx context.Context) error {
@@ -42,7 +65,7 @@ func (s *Store) loadSaga(ctx context.Context, id saga.ID) (*saga.Saga, error) {
 			return err
 		}
 		var err error
-		if sg, err = scanSaga(br.QueryRow()); err != nil {
+		if sg, err = scanSaga(br.QueryRow(), s.sealer); err != nil {
 			return err
 		}
 		rows, err := br.Query()
@@ -116,7 +139,7 @@ func (s *Store) ListSagas(ctx context.Context, f saga.Filter) (page saga.Page, e
 		defer rows.Close()
 		sagas = sagas[:0]
 		for rows.Next() {
-			sg, err := scanSaga(rows)
+			sg, err := scanSaga(rows, s.sealer)
 			if err != nil {
 				return err
 			}

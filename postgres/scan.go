@@ -14,8 +14,9 @@ type scanner interface {
 }
 
 // scanSaga reads the columns of sagaColumns into a saga (without steps),
-// and the columns that follow into more.
-func scanSaga(row scanner, more ...any) (*saga.Saga, error) {
+// opening the sealed values of its definition with sealer, and the columns
+// that follow into more.
+func scanSaga(row scanner, sealer *saga.Sealer, more ...any) (*saga.Saga, error) {
 	var (
 		s                                        saga.Saga
 		status                                   string
@@ -31,7 +32,7 @@ func scanSaga(row scanner, more ...any) (*saga.Saga, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := json.Unmarshal(definition, &s.Definition); err != nil {
+	if err := sealer.DecodeDefinition(definition, &s.Definition); err != nil {
 		return nil, fmt.Errorf("decode definition of saga %s: %w", s.ID, err)
 	}
 	s.Status = saga.SagaStatus(status)
@@ -55,13 +56,13 @@ func scanSaga(row scanner, more ...any) (*saga.Saga, error) {
 
 // scanSagaHead reads the columns of sagaColumns and headColumns: a saga
 // (without steps) and the head of its chain.
-func scanSagaHead(row scanner) (*saga.Saga, head, error) {
+func scanSagaHead(row scanner, sealer *saga.Sealer) (*saga.Saga, head, error) {
 	var (
 		lastHash []byte
 		ctlSeq   *int64
 		ctlBy    *string
 	)
-	s, err := scanSaga(row, &lastHash, &ctlSeq, &ctlBy)
+	s, err := scanSaga(row, sealer, &lastHash, &ctlSeq, &ctlBy)
 	if err != nil {
 		return nil, head{}, err
 	}

@@ -3,6 +3,7 @@ package postgres
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -45,8 +46,9 @@ type Store struct {
 	slow     time.Duration
 	hooks    hooks
 	chain    *saga.Chain
-	heads    heads   // chain heads of the sagas this store writes
-	clock    dbClock // the database clock, estimated
+	heads    heads        // chain heads of the sagas this store writes
+	clock    dbClock      // the database clock, estimated
+	sealer   *saga.Sealer // seals secret header values of definitions; nil: none
 
 	committer *committer
 	closeOnce sync.Once
@@ -64,8 +66,9 @@ type hooks struct {
 
 // Open connects to PostgreSQL as cfg says and checks the connection with a
 // ping. It does not migrate: call Migrate on Pool() first. The error names
-// the configuration problem or, wrapping saga.ErrUnavailable, why the
-// database cannot be reached.
+// the configuration problem; wrapping saga.ErrAccessRefused, why a database that
+// answered refused the connection (password, role, database name); or,
+// wrapping saga.ErrUnavailable, why the database cannot be reached.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	return open(ctx, cfg, hooks{})
 }
@@ -75,18 +78,24 @@ func open(ctx context.Context, cfg Config, h hooks) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("configure PostgreSQL: %w", err)
 	}
+	poolMade := resetOnShutdown(pc)
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("configure PostgreSQL: %w", err)
 	}
+	poolMade(pool)
 	pingCtx, cancel := context.WithTimeout(ctx, pc.ConnConfig.ConnectTimeout)
 	defer cancel()
 	var dbNow time.Time
 	sent := time.Now()
 	if err := pool.QueryRow(pingCtx, sqlNow).Scan(&dbNow); err != nil {
 		pool.Close()
+		cause := saga.ErrUnavailable
+		if accessRefused(err) {
+			cause = saga.ErrAccessRefused
+		}
 		return nil, fmt.Errorf("connect to PostgreSQL at %s:%d/%s: %w: %w",
-			pc.ConnConfig.Host, pc.ConnConfig.Port, pc.ConnConfig.Database, saga.ErrUnavailable, err)
+			pc.ConnConfig.Host, pc.ConnConfig.Port, pc.ConnConfig.Database, cause, err)
 	}
 	s := &Store{
 		pool:     pool,
@@ -95,6 +104,7 @@ func open(ctx context.Context, cfg Config, h hooks) (*Store, error) {
 		slow:     cmp.Or(cfg.SlowQuery, SlowQueryDefault),
 		hooks:    h,
 		chain:    cfg.Chain,
+		sealer:   cfg.Sealer,
 	}
 	s.clock.observe(dbNow, sent, time.Now())
 	writers := min(writersDefault, int(pc.MaxConns))
@@ -126,7 +136,9 @@ func (s *Store) Health(ctx context.Context) (h saga.Health) {
 	start := time.Now()
 	var one int
 	if err = s.pool.QueryRow(ctx, sqlPing).Scan(&one); err != nil {
-		h.Error = interpretError("ping database", err).Error()
+		err = interpretError("ping database", err)
+		h.Error = err.Error()
+		h.Unreachable = errors.Is(err, saga.ErrUnavailable)
 	} else {
 		h.RoundTrip = time.Since(start)
 		version, verr := MigrationVersion(ctx, s.pool)

@@ -19,6 +19,10 @@ import (
 // idempotency key disappears between the conflict and the read.
 const createAttempts = 3
 
+// resolveTimeout bounds how long CreateSaga tries to find out whether a
+// create whose commit went unanswered took place.
+const resolveTimeout = 30 * time.Second
+
 // Rows passed to the statements as JSON arrays (jsonb_to_recordset).
 type (
 	newStepJSON struct {
@@ -93,7 +97,30 @@ func (s *Store) CreateSaga(ctx context.Context, c saga.NewSaga) (out *saga.Saga,
 		op := &writeOp{sql: sqlCreateSaga, args: args, dest: []any{&now, &deadline, &leaseExp}}
 		sent := time.Now()
 		if err := s.committer.submit(ctx, op); err != nil {
-			return nil, false, interpretError(doing, err)
+			// op.sent is final once submit answered for the write (ctx not
+			// done): the committer no longer touches op.
+			if ctx.Err() != nil || op.sent == 0 {
+				return nil, false, unsentError(interpretError(doing, err), op)
+			}
+			// The write went out and no answer says whether it committed
+			// (the connection was lost during the commit, say): find out,
+			// rather than answer "unavailable" for a saga that exists and
+			// have the client create it again.
+			sg, rerr := s.resolveCreate(ctx, id)
+			switch {
+			case rerr == nil:
+				s.logger.Warn("create saga: the commit went unanswered but the saga was created", "saga_id", id.String(), "error", err)
+				return sg, false, nil
+			case errors.Is(rerr, saga.ErrNotFound):
+				// Read back: it was not committed.
+				ierr := interpretError(doing, err)
+				if errors.Is(ierr, saga.ErrUnavailable) {
+					ierr = fmt.Errorf("%w (%w)", ierr, saga.ErrNotWritten)
+				}
+				return nil, false, ierr
+			}
+			return nil, false, fmt.Errorf("%s: the database stopped answering during the commit and whether the saga was created is unknown "+
+				"(retry with the same idempotency key): %w: %w", doing, saga.ErrUnavailable, errors.Join(err, rerr))
 		}
 		if op.found {
 			s.clock.observe(now, sent, time.Now())
@@ -137,6 +164,19 @@ func (s *Store) CreateSaga(ctx context.Context, c saga.NewSaga) (out *saga.Saga,
 	return nil, false, fmt.Errorf("%s: it conflicts with a saga that cannot be read", doing)
 }
 
+// unsentError adds saga.ErrNotWritten to err, the failure of op's submit
+// interpreted, when the database could not be reached and op was never
+// sent: then it certainly was not committed. (The earlier attempts of a
+// CreateSaga were answered: they wrote nothing of it either.) op.sent is
+// read only when the committer has answered, which an error wrapping
+// saga.ErrUnavailable implies: a caller giving up gets its context's error.
+func unsentError(err error, op *writeOp) error {
+	if !errors.Is(err, saga.ErrUnavailable) || op.sent > 0 {
+		return err
+	}
+	return fmt.Errorf("%w (%w)", err, saga.ErrNotWritten)
+}
+
 // createArgs validates a new saga and returns the arguments of
 // sqlCreateSaga, its events sealed at time at, and the head of its chain.
 func (s *Store) createArgs(ctx context.Context, id saga.ID, c saga.NewSaga, at time.Time) ([]any, saga.ChainHead, error) {
@@ -155,7 +195,7 @@ func (s *Store) createArgs(ctx context.Context, id saga.ID, c saga.NewSaga, at t
 	if len(in.Steps) != len(in.Definition.Steps) {
 		return nil, chain, fmt.Errorf("%d step rows for %d definition steps", len(in.Steps), len(in.Definition.Steps))
 	}
-	def, err := json.Marshal(in.Definition)
+	def, err := s.sealer.EncodeDefinition(&in.Definition)
 	if err != nil {
 		return nil, chain, fmt.Errorf("encode definition: %w", err)
 	}
@@ -176,7 +216,7 @@ func (s *Store) createArgs(ctx context.Context, id saga.ID, c saga.NewSaga, at t
 	if err != nil {
 		return nil, chain, fmt.Errorf("encode steps: %w", err)
 	}
-	events, chain, err := s.chain.SealCreate(ctx, saga.ChainHead{SagaID: id}, in, c.Events, def, at)
+	events, chain, err := s.chain.SealCreate(ctx, saga.ChainHead{SagaID: id}, in, c.Events, at)
 	if err != nil {
 		return nil, chain, err
 	}

@@ -4,7 +4,9 @@
 # The database: TEST_DATABASE_URL when set; otherwise a server answering on
 # 127.0.0.1:5432 or the local unix socket; otherwise the local Debian cluster
 # is started (and Debian's postgresql installed first if it is absent).
-# Each test package creates and drops its own database on that server.
+# Each test package creates and drops its own database on that server. The
+# database outage tests (e2e) also make clusters of their own with initdb
+# and pg_ctl, so the server programs are installed when they are absent.
 #
 # The web console's browser test needs Debian's chromium: it is installed
 # when no chromium is on PATH.
@@ -56,6 +58,17 @@ ensure_postgres() {
   export TEST_DATABASE_URL="$url"
 }
 
+# The e2e outage tests run initdb and pg_ctl (as the postgres OS user when
+# run as root): make sure the server programs are there.
+ensure_server_programs() {
+  if command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    return
+  fi
+  log "PostgreSQL server programs (initdb, pg_ctl) absent: installing Debian's postgresql"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq postgresql >/dev/null
+}
+
 ensure_chromium() {
   if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then
     return
@@ -66,6 +79,7 @@ ensure_chromium() {
 }
 
 ensure_postgres
+ensure_server_programs
 ensure_chromium
 log "TEST_DATABASE_URL=${TEST_DATABASE_URL}"
 
@@ -90,6 +104,14 @@ for a in "${args[@]}"; do
     for f in "${args[@]}"; do
       case "$f" in -*) flags+=("$f") ;; esac
     done
+    # The fuzz targets of hostile input, briefly each (their seed corpus
+    # already ran above as ordinary tests). FUZZTIME=0 skips them.
+    if [ "${FUZZTIME:-10s}" != "0" ]; then
+      for target in FuzzDecodeDefinition FuzzListQuery; do
+        log "fuzzing $target for ${FUZZTIME:-10s}"
+        go test -run '^$' -fuzz "^${target}\$" -fuzztime "${FUZZTIME:-10s}" ./httpapi || status=$?
+      done
+    fi
     log "testing the nested module compat/dtm (DTM's own client against this service)"
     (cd compat/dtm && go test -race -count=1 -timeout 10m "${flags[@]}" ./...) || status=$?
     break

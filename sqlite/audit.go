@@ -188,7 +188,7 @@ func (s *Store) SetLegalHold(ctx context.Context, id saga.ID, hold bool) (sg *sa
 		var out *saga.Saga
 		if err := w.queryRow(sqlSetLegalHold, []any{sql.Named("id", idText(id)), sql.Named("hold", boolInt(hold)),
 			sql.Named("now", w.nowText()), sql.Named("event_seq", next.Seq), sql.Named("last_hash", next.Hash)},
-			sagaDest(&out)...); err != nil {
+			sagaDest(&out, s.sealer)...); err != nil {
 			return err
 		}
 		if err := insertEvents(w, events); err != nil {

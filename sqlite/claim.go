@@ -34,7 +34,7 @@ func (s *Store) ClaimSagas(ctx context.Context, owner string, leaseFor time.Dura
 		if err != nil {
 			return err
 		}
-		sagas, err := collectSagas(rows)
+		sagas, err := collectSagas(rows, s.sealer)
 		if err != nil || len(sagas) == 0 {
 			return err
 		}
@@ -104,7 +104,7 @@ func (s *Store) RenewLeases(ctx context.Context, owner string, leases map[saga.I
 		return nil, fmt.Errorf("renew leases: %w", err)
 	}
 	var ids []saga.ID // set on the writer's goroutine only
-	err = s.writer.submit(ctx, func(w *wtx) error {
+	err = s.writer.submitUrgent(ctx, func(w *wtx) error {
 		ids = ids[:0]
 		rows, err := w.query(sqlRenewLeases, sql.Named("leases", string(leasesJSON)), sql.Named("owner", owner),
 			sql.Named("lease_until", fmtTime(after(w.now, max(leaseFor, time.Microsecond)))), sql.Named("now", w.nowText()))
@@ -153,7 +153,7 @@ func (s *Store) RequestControl(ctx context.Context, id saga.ID, action saga.Cont
 		var out *saga.Saga
 		err = w.queryRow(sqlRequestControl, []any{sql.Named("action", string(action)), sql.Named("now", w.nowText()),
 			sql.Named("id", idText(id)), sql.Named("control_seq", req.Seq), sql.Named("control_by", nullText(req.Actor)),
-			sql.Named("event_seq", next.Seq), sql.Named("last_hash", next.Hash)}, sagaDest(&out)...)
+			sql.Named("event_seq", next.Seq), sql.Named("last_hash", next.Hash)}, sagaDest(&out, s.sealer)...)
 		if err != nil {
 			return err
 		}

@@ -61,6 +61,12 @@ type Config struct {
 	// Chain hashes the audit events (AUDIT_HMAC_KEY; default: plain
 	// SHA-256).
 	Chain *saga.Chain
+
+	// Sealer, when set (DEFINITION_ENCRYPTION_KEY), encrypts the values of
+	// the definitions' secret headers in the file, and decrypts them when
+	// sagas are read. Without it they are stored as they are, and a
+	// definition stored sealed cannot be read (saga.ErrSealed).
+	Sealer *saga.Sealer
 }
 
 // check validates c and applies the defaults. Errors name the field.

@@ -24,6 +24,18 @@ var unavailableCodes = map[int]bool{
 	sqlite3.SQLITE_CANTOPEN: true,
 }
 
+// refusedCodes are the result codes of data the database refuses for
+// good, whatever the attempt (a CHECK of the schema, such as a name longer
+// than 255 characters; a value over SQLite's size limit; a value of the
+// wrong type): saga.ErrRefused, as PostgreSQL's data exceptions.
+var refusedCodes = map[int]bool{
+	sqlite3.SQLITE_CONSTRAINT_CHECK:    true,
+	sqlite3.SQLITE_CONSTRAINT_NOTNULL:  true,
+	sqlite3.SQLITE_TOOBIG:              true,
+	sqlite3.SQLITE_MISMATCH:            true,
+	sqlite3.SQLITE_CONSTRAINT_DATATYPE: true,
+}
+
 // errorCode returns the extended result code of a driver error, or 0.
 func errorCode(err error) int {
 	var se *msqlite.Error
@@ -51,6 +63,8 @@ func interpretError(doing string, err error) error {
 		return fmt.Errorf("%s: a compensation names a step index the saga does not have: %w", doing, err)
 	case unavailableCodes[code&0xff]:
 		return fmt.Errorf("%s: %w: %w", doing, saga.ErrUnavailable, err)
+	case refusedCodes[code]:
+		return fmt.Errorf("%s: %w: %w", doing, saga.ErrRefused, err)
 	}
 	return fmt.Errorf("%s: %w", doing, err)
 }

@@ -29,7 +29,7 @@ func (s *Store) Export(ctx context.Context, pageSize int, fn func([]saga.SagaRec
 		var page []saga.SagaRecord
 		err := s.readTx(ctx, func(r *rtx) error {
 			var err error
-			page, err = exportPage(r, after, pageSize)
+			page, err = exportPage(r, after, pageSize, s.sealer)
 			return err
 		})
 		if err != nil {
@@ -49,7 +49,7 @@ func (s *Store) Export(ctx context.Context, pageSize int, fn func([]saga.SagaRec
 }
 
 // exportPage reads the records of up to limit sagas with ids after after.
-func exportPage(r *rtx, after string, limit int) ([]saga.SagaRecord, error) {
+func exportPage(r *rtx, after string, limit int, sealer *saga.Sealer) ([]saga.SagaRecord, error) {
 	rows, err := r.query(sqlExportSagas, sql.Named("after", after), sql.Named("limit", limit))
 	if err != nil {
 		return nil, err
@@ -64,7 +64,7 @@ func exportPage(r *rtx, after string, limit int) ([]saga.SagaRecord, error) {
 			h      head
 			ctlSeq sql.NullInt64
 		)
-		dest := append(sagaDest(&sg), &h.chain.Seq, &h.chain.Hash, textCol[saga.ControlAction]{&h.pending.Action},
+		dest := append(sagaDest(&sg, sealer), &h.chain.Seq, &h.chain.Hash, textCol[saga.ControlAction]{&h.pending.Action},
 			&ctlSeq, textCol[string]{&h.pending.Actor})
 		if err := rows.Scan(dest...); err != nil {
 			rows.Close()

@@ -71,7 +71,7 @@ func (s *Store) GetSaga(ctx context.Context, id saga.ID) (sg *saga.Saga, err err
 	defer s.observe(opGetSaga, time.Now(), &err)
 	err = s.readTx(ctx, func(r *rtx) error {
 		var err error
-		sg, err = loadSaga(r, id)
+		sg, err = loadSaga(r, id, s.sealer)
 		return err
 	})
 	if err != nil {
@@ -81,9 +81,9 @@ func (s *Store) GetSaga(ctx context.Context, id saga.ID) (sg *saga.Saga, err err
 }
 
 // loadSaga reads a saga and its steps; sql.ErrNoRows when there is none.
-func loadSaga(q querier, id saga.ID) (*saga.Saga, error) {
+func loadSaga(q querier, id saga.ID, sealer *saga.Sealer) (*saga.Saga, error) {
 	var sg *saga.Saga
-	err := q.queryRow(sqlGetSaga, []any{sql.Named("id", idText(id))}, sagaDest(&sg)...)
+	err := q.queryRow(sqlGetSaga, []any{sql.Named("id", idText(id))}, sagaDest(&sg, sealer)...)
 	if err != nil {
 		return nil, err
 	}
@@ -117,12 +117,12 @@ func collectSteps(rows *sql.Rows) (map[saga.ID][]saga.Step, error) {
 }
 
 // collectSagas reads rows of sagaColumns.
-func collectSagas(rows *sql.Rows) ([]*saga.Saga, error) {
+func collectSagas(rows *sql.Rows, sealer *saga.Sealer) ([]*saga.Saga, error) {
 	defer rows.Close()
 	var out []*saga.Saga
 	for rows.Next() {
 		var sg *saga.Saga
-		if err := rows.Scan(sagaDest(&sg)...); err != nil {
+		if err := rows.Scan(sagaDest(&sg, sealer)...); err != nil {
 			return nil, err
 		}
 		out = append(out, sg)
@@ -164,7 +164,7 @@ func (s *Store) ListSagas(ctx context.Context, f saga.Filter) (page saga.Page, e
 		if err != nil {
 			return err
 		}
-		sagas, err = collectSagas(rows)
+		sagas, err = collectSagas(rows, s.sealer)
 		return err
 	})
 	if err != nil {
@@ -254,13 +254,14 @@ func (s *Store) LatestCheckpoint(ctx context.Context, id saga.ID) (cp *saga.Chec
 	return cp, nil
 }
 
-// sagaDest returns the scan destinations of sagaColumns; *out is set to
+// sagaDest returns the scan destinations of sagaColumns, the definition
+// opened with sealer; *out is set to
 // the saga they fill (without steps).
-func sagaDest(out **saga.Saga) []any {
+func sagaDest(out **saga.Saga, sealer *saga.Sealer) []any {
 	sg := &saga.Saga{Durable: true}
 	*out = sg
 	return []any{idCol{&sg.ID}, &sg.Name, textCol[saga.SagaStatus]{&sg.Status}, idCol{&sg.TransactionID},
-		nullIDCol{&sg.UserID}, jsonCol{&sg.Context}, definitionCol{&sg.Definition, sg}, textCol[string]{&sg.IdempotencyKey},
+		nullIDCol{&sg.UserID}, jsonCol{&sg.Context}, definitionCol{&sg.Definition, sg, sealer}, textCol[string]{&sg.IdempotencyKey},
 		&sg.CompletedSteps, &sg.TotalSteps, textCol[string]{&sg.Error}, textCol[saga.SagaStatus]{&sg.CompensateTo},
 		textCol[saga.ControlAction]{&sg.Control}, nullTimeCol{&sg.Deadline}, textCol[string]{&sg.OwnerID},
 		nullTimeCol{&sg.LeaseExpiresAt}, &sg.LeaseEpoch, nullTimeCol{&sg.NextRunAt}, &sg.EventSeq,
@@ -270,8 +271,9 @@ func sagaDest(out **saga.Saga) []any {
 
 // definitionCol scans the definition column, decoding its JSON.
 type definitionCol struct {
-	def *saga.Definition
-	sg  *saga.Saga // for the error
+	def    *saga.Definition
+	sg     *saga.Saga // for the error
+	sealer *saga.Sealer
 }
 
 func (c definitionCol) Scan(v any) error {
@@ -279,7 +281,7 @@ func (c definitionCol) Scan(v any) error {
 	if err := (jsonCol{&raw}).Scan(v); err != nil {
 		return err
 	}
-	if err := json.Unmarshal(raw, c.def); err != nil {
+	if err := c.sealer.DecodeDefinition(raw, c.def); err != nil {
 		return fmt.Errorf("decode the definition of saga %s: %w", c.sg.ID, err)
 	}
 	return nil

@@ -113,6 +113,15 @@ INSERT INTO saga_checkpoints (id, saga_id, step_index, context, created_at)
 VALUES (:id, :saga_id, :idx, :context, :now)`
 )
 
+// A transition written already (a caller retrying it after an error, with
+// the same event ids): its first event, and the saga row's answer.
+const (
+	sqlEventSeq      = `SELECT seq FROM saga_events WHERE id = :id AND saga_id = :saga_id`
+	sqlAppliedAnswer = `
+SELECT lease_expires_at, control_request, deadline IS NOT NULL AND deadline <= :now
+FROM sagas WHERE id = :saga_id`
+)
+
 // Reads of one saga.
 const (
 	sqlSagaExists   = `SELECT 1 FROM sagas WHERE id = :id`

@@ -443,3 +443,45 @@ func TestParseURL(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusedData writes what the schema refuses for good: the error wraps
+// saga.ErrRefused (the engine fails the step rather than retry), and
+// nothing is written.
+func TestRefusedData(t *testing.T) {
+	t.Parallel()
+	s := openTest(t, hooks{})
+	sg := storetest.NewTestSaga("", 1)
+	sg.Name = strings.Repeat("n", 256)
+	_, _, err := s.CreateSaga(t.Context(), saga.NewSaga{Saga: sg})
+	if !errors.Is(err, saga.ErrRefused) {
+		t.Errorf("CreateSaga with a 256-character name: err = %v, want ErrRefused", err)
+	}
+	if c, _ := s.CountRows(t.Context()); c != (saga.TableCounts{}) {
+		t.Errorf("rows after a refused create: %+v", c)
+	}
+}
+
+// TestApplyRetried writes a transition twice with the same event ids, as
+// the engine does after an error whose write had in fact been committed:
+// the second answers as the first, and nothing is written twice.
+func TestApplyRetried(t *testing.T) {
+	t.Parallel()
+	s := openTest(t, hooks{})
+	sg := create(t, s)
+	tr := saga.Transition{SagaID: sg.ID, Lease: sg.Lease(), LeaseFor: time.Hour, Status: saga.SagaStatusExecuting,
+		Events: []saga.Event{{ID: saga.NewID(), Type: saga.EventSagaStarted}, {ID: saga.NewID(), Type: saga.EventStepStarted, StepIndex: new(0)}}}
+	first, err := s.Apply(t.Context(), tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.Apply(t.Context(), tr)
+	if err != nil {
+		t.Fatalf("the retried Apply: %v", err)
+	}
+	if again.EventSeq != first.EventSeq || first.EventSeq != 3 || !again.LeaseExpiresAt.Equal(first.LeaseExpiresAt) {
+		t.Errorf("retried Apply answered %+v, the first %+v", again, first)
+	}
+	if evs, _ := s.ListEvents(t.Context(), sg.ID, 0, 0); len(evs) != 3 {
+		t.Errorf("%d events after a retried Apply, want 3", len(evs))
+	}
+}

@@ -60,6 +60,7 @@ type Store struct {
 	hooks    hooks
 	clock    clock
 	chain    *saga.Chain
+	sealer   *saga.Sealer // seals secret header values of definitions; nil: none
 
 	lock      *fileLock
 	write     *sql.DB // one connection, owned by writer
@@ -107,6 +108,7 @@ func open(ctx context.Context, cfg Config, h hooks) (_ *Store, err error) {
 		hooks:     h,
 		readConns: cfg.ReadConns,
 		chain:     cfg.Chain,
+		sealer:    cfg.Sealer,
 	}
 	s.clock.now = time.Now
 	if h.now != nil {

@@ -29,7 +29,7 @@ func (s *Store) CreateSaga(ctx context.Context, c saga.NewSaga) (out *saga.Saga,
 		id = saga.NewID()
 	}
 	doing := "create saga " + id.String()
-	def, err := checkNewSaga(c)
+	def, err := checkNewSaga(c, s.sealer)
 	if err != nil {
 		return nil, false, fmt.Errorf("%s: %w", doing, err)
 	}
@@ -63,7 +63,7 @@ func (s *Store) CreateSaga(ctx context.Context, c saga.NewSaga) (out *saga.Saga,
 		if err := t.queryRow(sqlSagaIDByKey, []any{sql.Named("key", in.IdempotencyKey)}, idCol{&holder}); err != nil {
 			return err
 		}
-		stored, err = loadSaga(t, holder)
+		stored, err = loadSaga(t, holder, s.sealer)
 		found = err == nil
 		return err
 	})
@@ -74,7 +74,7 @@ func (s *Store) CreateSaga(ctx context.Context, c saga.NewSaga) (out *saga.Saga,
 }
 
 // checkNewSaga validates a new saga and returns its definition as stored.
-func checkNewSaga(c saga.NewSaga) ([]byte, error) {
+func checkNewSaga(c saga.NewSaga, sealer *saga.Sealer) ([]byte, error) {
 	in := c.Saga
 	status := cmp.Or(in.Status, saga.SagaStatusCreated)
 	switch {
@@ -97,7 +97,7 @@ func checkNewSaga(c saga.NewSaga) ([]byte, error) {
 			return nil, fmt.Errorf("event %d has no type", i)
 		}
 	}
-	def, err := json.Marshal(in.Definition)
+	def, err := sealer.EncodeDefinition(&in.Definition)
 	if err != nil {
 		return nil, fmt.Errorf("encode definition: %w", err)
 	}
@@ -111,7 +111,7 @@ func checkNewSaga(c saga.NewSaga) ([]byte, error) {
 func (s *Store) insertSaga(ctx context.Context, t *wtx, id saga.ID, c saga.NewSaga, def []byte) (bool, error) {
 	in := c.Saga
 	now := t.nowText()
-	events, head, err := s.chain.SealCreate(ctx, saga.ChainHead{SagaID: id}, in, c.Events, def, t.now)
+	events, head, err := s.chain.SealCreate(ctx, saga.ChainHead{SagaID: id}, in, c.Events, t.now)
 	if err != nil {
 		return false, err
 	}
@@ -374,6 +374,9 @@ func checkTransition(t saga.Transition) ([]saga.StepUpdate, []saga.CompensationU
 // compensations, events (sealed after the saga's chain, read in the same
 // transaction) and checkpoint.
 func (s *Store) applyTransition(w *wtx, t saga.Transition, steps []saga.StepUpdate, comps []saga.CompensationUpdate) (saga.Applied, error) {
+	if a, done, err := appliedBefore(w, t); done || err != nil {
+		return a, err
+	}
 	now := w.nowText()
 	h, err := readHead(w, t.SagaID)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -463,6 +466,34 @@ func (s *Store) applyTransition(w *wtx, t saga.Transition, steps []saga.StepUpda
 		a.LeaseExpiresAt = *leaseExp
 	}
 	return a, nil
+}
+
+// appliedBefore recognises a transition written already: its first event,
+// given with an id, is stored. A caller that retries a transition after an
+// error (its context ran out while the write was being committed) then
+// gets the answer of the write instead of a second copy. done is false
+// when the transition is new.
+func appliedBefore(w *wtx, t saga.Transition) (a saga.Applied, done bool, err error) {
+	if len(t.Events) == 0 || t.Events[0].ID.IsZero() {
+		return saga.Applied{}, false, nil
+	}
+	sagaID := sql.Named("saga_id", idText(t.SagaID))
+	var first int64
+	err = w.queryRow(sqlEventSeq, []any{sql.Named("id", idText(t.Events[0].ID)), sagaID}, &first)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return saga.Applied{}, false, nil
+	case err != nil:
+		return saga.Applied{}, false, err
+	}
+	var leaseExp *time.Time
+	a = saga.Applied{Now: w.now, EventSeq: first + int64(len(t.Events)) - 1}
+	err = w.queryRow(sqlAppliedAnswer, []any{sql.Named("now", w.nowText()), sagaID},
+		nullTimeCol{&leaseExp}, textCol[saga.ControlAction]{&a.Control}, &a.DeadlineExceeded)
+	if leaseExp != nil {
+		a.LeaseExpiresAt = *leaseExp
+	}
+	return a, true, err
 }
 
 // cloneJSON returns a copy of raw that shares no memory with it.

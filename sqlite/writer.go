@@ -47,6 +47,7 @@ type writer struct {
 	db       *sql.DB // one connection
 	store    *Store
 	queue    chan *writeOp
+	urgent   chan *writeOp // lease renewals: first into the next group
 	maxBatch int
 	stmts    map[string]*sql.Stmt // writeQueries prepared on db; read-only after newWriter
 
@@ -71,6 +72,7 @@ func newWriter(ctx context.Context, s *Store, db *sql.DB, maxBatch int) (*writer
 		db:       db,
 		store:    s,
 		queue:    make(chan *writeOp, maxBatch),
+		urgent:   make(chan *writeOp, maxBatch),
 		maxBatch: maxBatch,
 		stmts:    stmts,
 		done:     make(chan struct{}),
@@ -83,6 +85,17 @@ func newWriter(ctx context.Context, s *Store, db *sql.DB, maxBatch int) (*writer
 // submit hands fn to the writer and waits for the commit of its group (or
 // ctx). A nil error means fn's writes were committed.
 func (w *writer) submit(ctx context.Context, fn writeFunc) error {
+	return w.send(ctx, w.queue, fn)
+}
+
+// submitUrgent is submit for lease renewals: they go into the next group
+// before the writes queued, so that a long queue (many sagas writing on a
+// starved CPU) does not let the leases of the sagas waiting in it expire.
+func (w *writer) submitUrgent(ctx context.Context, fn writeFunc) error {
+	return w.send(ctx, w.urgent, fn)
+}
+
+func (w *writer) send(ctx context.Context, queue chan *writeOp, fn writeFunc) error {
 	op := &writeOp{ctx: ctx, fn: fn, done: make(chan error, 1)}
 	w.mu.RLock()
 	if w.closed {
@@ -90,7 +103,7 @@ func (w *writer) submit(ctx context.Context, fn writeFunc) error {
 		return errClosed
 	}
 	select {
-	case w.queue <- op:
+	case queue <- op:
 		w.mu.RUnlock()
 	case <-ctx.Done():
 		w.mu.RUnlock()
@@ -112,6 +125,7 @@ func (w *writer) close() {
 	if !w.closed {
 		w.closed = true
 		close(w.queue)
+		close(w.urgent)
 	}
 	w.mu.Unlock()
 	timer := time.NewTimer(closeGrace)
@@ -129,23 +143,47 @@ func (w *writer) close() {
 	}
 }
 
-// run takes the first waiting write, adds whatever else is waiting (up to
-// maxBatch), commits them together, and repeats until the queue is closed.
+// run takes the first waiting write (an urgent one if any), adds whatever
+// else is waiting (urgent writes first, up to maxBatch), commits them
+// together, and repeats until both queues are closed.
 func (w *writer) run() {
 	defer close(w.done)
+	urgent, queue := w.urgent, w.queue
 	batch := make([]*writeOp, 0, w.maxBatch)
-	for op := range w.queue {
-		batch = append(batch[:0], op)
-	gather:
-		for len(batch) < w.maxBatch {
+	for urgent != nil || queue != nil {
+		var (
+			op *writeOp
+			ok bool
+		)
+		select {
+		case op, ok = <-urgent:
+		default:
 			select {
-			case op, ok := <-w.queue:
+			case op, ok = <-urgent:
+			case op, ok = <-queue:
 				if !ok {
+					queue = nil
+					continue
+				}
+			}
+		}
+		if !ok {
+			urgent = nil
+			continue
+		}
+		batch = append(batch[:0], op)
+		for _, ch := range []chan *writeOp{urgent, queue} {
+		gather:
+			for ch != nil && len(batch) < w.maxBatch {
+				select {
+				case op, ok := <-ch:
+					if !ok {
+						break gather
+					}
+					batch = append(batch, op)
+				default:
 					break gather
 				}
-				batch = append(batch, op)
-			default:
-				break gather
 			}
 		}
 		w.commit(batch)
@@ -195,6 +233,14 @@ func (w *writer) exec(ops []*writeOp) (errs []error, err error) {
 		return nil, interpretError(doing, err)
 	}
 	errs = make([]error, len(ops))
+	if len(ops) == 1 {
+		// Alone in its transaction: a failure rolls the transaction back.
+		if errs[0] = ops[0].fn(t); errs[0] != nil {
+			_ = tx.Rollback()
+			return errs, nil
+		}
+		return errs, w.finish(tx)
+	}
 	for i, op := range ops {
 		if _, err := t.exec(sqlSavepoint); err != nil {
 			return fail("open savepoint", err)
@@ -210,15 +256,22 @@ func (w *writer) exec(ops []*writeOp) (errs []error, err error) {
 			return fail("release savepoint", err)
 		}
 	}
+	return errs, w.finish(tx)
+}
+
+// finish commits a group's transaction (rolled back on failure).
+func (w *writer) finish(tx *sql.Tx) error {
 	if h := w.store.hooks.beforeCommit; h != nil {
 		if err := h(); err != nil {
-			return fail("commit", err)
+			_ = tx.Rollback()
+			return interpretError("commit", err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return fail("commit", err)
+		_ = tx.Rollback()
+		return interpretError("commit", err)
 	}
-	return errs, nil
+	return nil
 }
 
 // Savepoints: each write of a group runs in one, so that a write that
@@ -235,7 +288,7 @@ const (
 var writeQueries = []string{
 	sqlSavepoint, sqlRollbackToSavepoint, sqlReleaseSavepoint,
 	sqlInsertSaga, sqlInsertStep, sqlInsertEvent, sqlSagaExists, sqlSagaIDByKey, sqlGetSaga, sqlGetSteps,
-	sqlApplySaga, sqlUpdateStep, sqlUpsertCompensation, sqlInsertCheckpoint,
+	sqlApplySaga, sqlUpdateStep, sqlUpsertCompensation, sqlInsertCheckpoint, sqlEventSeq, sqlAppliedAnswer,
 	sqlClaimSagas, sqlGetStepsOf, sqlRenewLeases, sqlRequestControl, sqlSagaStatus,
 	sqlDeleteFinished, sqlRecordMove, sqlReadHead, sqlInsertDeletion, sqlSetLegalHold,
 }

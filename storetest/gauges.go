@@ -132,7 +132,9 @@ func testGauges(t *testing.T, newStore factory) {
 
 		// A lease running out on a saga without a next run makes it stuck
 		// too (its holder died between writing that and releasing it).
-		short := h.create(NewTestSaga("w4", 1), shortLease)
+		// Leased long while it is driven (a loaded machine may take longer
+		// than the short lease), then short by the last write.
+		short := h.create(NewTestSaga("w4", 1), longLease)
 		short = h.drive(short, saga.SagaStatusExecuting, false)
 		h.apply(saga.Transition{SagaID: short.ID, Lease: short.Lease(), LeaseFor: shortLease,
 			Wake: saga.Wake{Kind: saga.WakeNever}})

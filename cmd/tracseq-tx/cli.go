@@ -300,6 +300,9 @@ func printSaga(w io.Writer, s *httpapi.SagaJSON) {
 	fmt.Fprintln(tw, "#\tNAME\tAFTER\tSTATUS\tATTEMPTS\tDURATION\tCOMPENSATION\tERROR\tOUTPUT")
 	for _, st := range s.Steps {
 		comp := "-"
+		if !st.Compensable {
+			comp = "none (not undone)"
+		}
 		if c := st.Compensation; c != nil {
 			comp = fmt.Sprintf("%s (%d)", c.Status, c.Attempts)
 			if c.Error != "" {
@@ -370,6 +373,7 @@ func (m *Main) runSubmit(ctx context.Context, args []string, env func(string) st
 	fs, cf := newClientFlagSet("submit", "FILE|- [flags]", stderr)
 	wait := fs.Duration("wait", 0, "wait up to this long for the saga to end (e.g. 30s)")
 	reason := fs.String("reason", "", "why the saga is submitted (recorded in its audit trail)")
+	key := fs.String("idempotency-key", "", "the submit's idempotency key (default: the definition's, else a new one, printed); give the printed key again to retry a submit whose answer was lost")
 	rest, err := parseInterspersed(fs, args)
 	if err != nil {
 		return flagError(err)
@@ -384,6 +388,16 @@ func (m *Main) runSubmit(ctx context.Context, args []string, env func(string) st
 	def, err := m.readDefinition(rest[0])
 	if err != nil {
 		return err
+	}
+	switch {
+	case *key != "" && def.IdempotencyKey != "" && *key != def.IdempotencyKey:
+		return usagef("--idempotency-key %q differs from the definition's idempotency_key %q", *key, def.IdempotencyKey)
+	case *key != "":
+		def.IdempotencyKey = *key
+	case def.IdempotencyKey == "":
+		// Always a key, so that a submit retried (by the client, or by
+		// the operator with the printed key) creates one saga.
+		def.IdempotencyKey = saga.NewID().String()
 	}
 	if err := def.Validate(); err != nil {
 		return fmt.Errorf("definition %s is invalid:%s", rest[0], listProblems(err))
@@ -411,7 +425,7 @@ func (m *Main) runSubmit(ctx context.Context, args []string, env func(string) st
 	if replayed {
 		verb = "already submitted with this idempotency key"
 	}
-	fmt.Fprintf(stdout, "saga %s %s: %s\n", s.ID, verb, s.Status)
+	fmt.Fprintf(stdout, "saga %s %s: %s (idempotency key %s)\n", s.ID, verb, s.Status, def.IdempotencyKey)
 	if *wait > 0 {
 		fmt.Fprintln(stdout)
 		printSaga(stdout, s)

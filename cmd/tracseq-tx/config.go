@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	saga "github.com/tracseq/transaction-service"
 	"github.com/tracseq/transaction-service/httpapi"
 	"github.com/tracseq/transaction-service/sqlite"
 )
@@ -39,7 +40,18 @@ const (
 	MaxConcurrentSagasDefault  = 1000
 	SlowQueryDefault           = 200 * time.Millisecond
 	MaxConnsPerHostDefault     = 256
+	OutageModeDefault          = OutageFallback
 	GaugeTTLDefault            = 5 * time.Second
+)
+
+// DB_OUTAGE_MODE values: what the service does with new sagas while the
+// database stops answering after start-up.
+const (
+	// OutageFallback accepts them in memory ("durable": false), runs them,
+	// and moves them to the database when it answers again.
+	OutageFallback = "fallback"
+	// OutageReject refuses them with 503 and Retry-After.
+	OutageReject = "reject"
 )
 
 // Upper bounds that catch typos (an extra zero or two) rather than limit
@@ -80,8 +92,12 @@ type Config struct {
 	SlowQuery          time.Duration // DB_SLOW_QUERY_MS
 	PprofAddr          string        // PPROF_ADDR; empty: no profiling listener
 	AuditKey           []byte        // AUDIT_HMAC_KEY; empty: the audit chain is plain SHA-256
-	GaugeTTL           time.Duration // METRICS_GAUGE_TTL_MS
-	Tracing            TracingConfig // OTEL_* (see tracing.go)
+	// DefinitionKeys (DEFINITION_ENCRYPTION_KEY, newest first) encrypt the
+	// secret header values of definitions at rest; empty: not encrypted.
+	DefinitionKeys [][]byte
+	OutageMode     string        // DB_OUTAGE_MODE: OutageFallback or OutageReject
+	GaugeTTL       time.Duration // METRICS_GAUGE_TTL_MS
+	Tracing        TracingConfig // OTEL_* (see tracing.go)
 }
 
 // LoadConfig reads the configuration from env (os.Getenv in production).
@@ -113,6 +129,8 @@ func LoadConfig(env func(string) string) (Config, error) {
 		SlowQuery:          time.Duration(p.integer("DB_SLOW_QUERY_MS", int(SlowQueryDefault/time.Millisecond), 1, maxSlowQueryMs)) * time.Millisecond,
 		PprofAddr:          p.address("PPROF_ADDR", ""),
 		AuditKey:           p.secret("AUDIT_HMAC_KEY", minAuditKeyLength),
+		DefinitionKeys:     p.keys("DEFINITION_ENCRYPTION_KEY"),
+		OutageMode:         p.outageMode("DB_OUTAGE_MODE"),
 		GaugeTTL:           time.Duration(p.integer("METRICS_GAUGE_TTL_MS", int(GaugeTTLDefault/time.Millisecond), 1, maxGaugeTTLMs)) * time.Millisecond,
 		Tracing:            p.tracing(),
 	}
@@ -272,6 +290,19 @@ func (p *envParser) logFormat(name string) string {
 	return LogFormatDefault
 }
 
+func (p *envParser) outageMode(name string) string {
+	v, set := p.value(name)
+	if !set {
+		return OutageModeDefault
+	}
+	switch m := strings.ToLower(v); m {
+	case OutageFallback, OutageReject:
+		return m
+	}
+	p.failValue(name, v, "must be fallback or reject")
+	return OutageModeDefault
+}
+
 // list splits a comma-separated value, dropping empty items.
 func list(v string) []string {
 	var out []string
@@ -348,12 +379,39 @@ func (p *envParser) hosts(name string) []string {
 	return hosts
 }
 
-// redactURL returns a connection URL with its password hidden, for logs.
-// A keyword/value connection string is not shown at all.
+func (p *envParser) keys(name string) [][]byte {
+	v, set := p.value(name)
+	if !set {
+		return nil
+	}
+	keys, err := saga.ParseSealerKeys(v)
+	if err != nil {
+		// Secrets are never echoed.
+		p.fail(name, fmt.Sprintf("%s (value not shown): %v", name, err))
+		return nil
+	}
+	return keys
+}
+
+// sealer returns the Sealer of DefinitionKeys, nil when there are none.
+func (cfg Config) sealer() (*saga.Sealer, error) {
+	if len(cfg.DefinitionKeys) == 0 {
+		return nil, nil
+	}
+	s, err := saga.NewSealer(cfg.DefinitionKeys...)
+	if err != nil {
+		return nil, fmt.Errorf("DEFINITION_ENCRYPTION_KEY: %w", err)
+	}
+	return s, nil
+}
+
+// redactURL returns a connection URL fit for logs: user information and
+// query values (a password= parameter) hidden. A keyword/value connection
+// string is not shown at all.
 func redactURL(v string) string {
 	u, err := url.Parse(v)
 	if err != nil || u.Scheme == "" {
 		return "(connection string not shown)"
 	}
-	return u.Redacted()
+	return saga.RedactURL(v)
 }

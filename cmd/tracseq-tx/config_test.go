@@ -38,6 +38,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		MaxConcurrentSagas: 1000,
 		MaxConnsPerHost:    256,
 		SlowQuery:          200 * time.Millisecond,
+		OutageMode:         "fallback",
 		GaugeTTL:           5 * time.Second,
 		Tracing:            TracingConfig{ServiceName: ServiceNameDefault},
 	}
@@ -66,6 +67,7 @@ func TestLoadConfigValues(t *testing.T) {
 		"PARTICIPANT_MAX_CONNS_PER_HOST": "1024",
 		"DB_SLOW_QUERY_MS":               "50",
 		"PPROF_ADDR":                     "localhost:6060",
+		"DB_OUTAGE_MODE":                 "Reject",
 		"METRICS_GAUGE_TTL_MS":           "250",
 		"OTEL_EXPORTER_OTLP_ENDPOINT":    "http://collector:4318",
 		"OTEL_SERVICE_NAME":              "tx-eu",
@@ -92,6 +94,7 @@ func TestLoadConfigValues(t *testing.T) {
 		MaxConnsPerHost:    1024,
 		SlowQuery:          50 * time.Millisecond,
 		PprofAddr:          "localhost:6060",
+		OutageMode:         "reject",
 		GaugeTTL:           250 * time.Millisecond,
 		Tracing:            TracingConfig{Exporter: TracesOTLP, Endpoint: "http://collector:4318/v1/traces", ServiceName: "tx-eu"},
 	}
@@ -181,6 +184,8 @@ func TestLoadConfigBadValues(t *testing.T) {
 			[]string{`PPROF_ADDR="nowhere": must be host:port`}, ""},
 		{"pprof on api addr", map[string]string{"PPROF_ADDR": ":8080"},
 			[]string{`PPROF_ADDR=":8080" must differ from HTTP_ADDR`}, ""},
+		{"outage mode", map[string]string{"DB_OUTAGE_MODE": "memory"},
+			[]string{`DB_OUTAGE_MODE="memory": must be fallback or reject`}, ""},
 		{"database url", map[string]string{"DATABASE_URL": "postgres://u:secret@db:notaport/x"},
 			[]string{"DATABASE_URL: not a PostgreSQL connection string", "invalid port"}, "secret"},
 		{"database scheme", map[string]string{"DATABASE_URL": "mysql://u:secret@db/x"},

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -22,12 +23,47 @@ import (
 
 // dbProxy stands between the service and PostgreSQL: while down it accepts
 // connections and drops them at once (the database looks unreachable); once
-// up it forwards them.
+// up it forwards them. cut takes it down, closing the connections it
+// forwards.
 type dbProxy struct {
 	ln     net.Listener
 	target string
 	up     atomic.Bool
 	wg     sync.WaitGroup
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+}
+
+// cut takes the proxy down and closes every connection it forwards: the
+// database went away.
+func (p *dbProxy) cut() {
+	p.up.Store(false)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		c.Close()
+	}
+}
+
+// track records c while it is forwarded, and returns the function that
+// forgets it; nil when the proxy went down meanwhile (c is closed).
+func (p *dbProxy) track(c net.Conn) func() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.up.Load() {
+		c.Close()
+		return nil
+	}
+	if p.conns == nil {
+		p.conns = make(map[net.Conn]struct{})
+	}
+	p.conns[c] = struct{}{}
+	return func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		delete(p.conns, c)
+	}
 }
 
 func newDBProxy(t *testing.T, target string) *dbProxy {
@@ -66,10 +102,32 @@ func (p *dbProxy) forward(client net.Conn) {
 		return
 	}
 	defer server.Close()
+	for _, c := range []net.Conn{client, server} {
+		forget := p.track(c)
+		if forget == nil {
+			return
+		}
+		defer forget()
+	}
 	done := make(chan struct{}, 2)
 	go func() { io.Copy(server, client); done <- struct{}{} }()
 	go func() { io.Copy(client, server); done <- struct{}{} }()
 	<-done
+}
+
+// proxiedDatabase makes a test database and a dbProxy to it (down), and
+// returns the database's URL, the proxy and the URL through the proxy.
+func proxiedDatabase(t *testing.T) (dbURL string, proxy *dbProxy, viaProxy string) {
+	t.Helper()
+	dbURL = pgtest.NewDatabase(t)
+	u, err := url.Parse(dbURL)
+	if err != nil || u.Host == "" {
+		t.Fatalf("test database URL %q is not a URL with a host", dbURL)
+	}
+	proxy = newDBProxy(t, u.Host)
+	via := *u
+	via.Host = proxy.ln.Addr().String()
+	return dbURL, proxy, via.String()
 }
 
 // The service starts while the database is unreachable, accepts and runs
@@ -78,17 +136,10 @@ func (p *dbProxy) forward(client net.Conn) {
 func TestServeMovesSagasToDatabaseWhenItComesBack(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	dbURL := pgtest.NewDatabase(t)
-	u, err := url.Parse(dbURL)
-	if err != nil || u.Host == "" {
-		t.Fatalf("test database URL %q is not a URL with a host", dbURL)
-	}
-	proxy := newDBProxy(t, u.Host)
-	viaProxy := *u
-	viaProxy.Host = proxy.ln.Addr().String()
+	dbURL, proxy, viaProxy := proxiedDatabase(t)
 
 	p := newParticipant(t)
-	b := setup(t, map[string]string{"DATABASE_URL": viaProxy.String()})
+	b := setup(t, map[string]string{"DATABASE_URL": viaProxy})
 	ready, _, err := b.client.Ready(ctx)
 	if err != nil || ready.Persistence != "memory" {
 		t.Fatalf("Ready = %+v, %v; want memory mode", ready, err)
@@ -280,4 +331,105 @@ func value(families map[string]*familyValues, name string, want map[string]strin
 		}
 	}
 	return sum
+}
+
+// The database goes away while the service runs. With DB_OUTAGE_MODE=
+// fallback (the default) new sagas are accepted in memory and run, the
+// service stays ready in memory mode, and once the database answers they
+// are moved to it; with reject, submits are answered 503 with Retry-After
+// and the service is not ready.
+func TestServeOutageWhileRunning(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []string{OutageFallback, OutageReject} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			testServeOutageWhileRunning(t, mode)
+		})
+	}
+}
+
+func testServeOutageWhileRunning(t *testing.T, mode string) {
+	ctx := context.Background()
+	dbURL, proxy, viaProxy := proxiedDatabase(t)
+	proxy.up.Store(true)
+	p := newParticipant(t)
+	b := setup(t, map[string]string{"DATABASE_URL": viaProxy, "DB_OUTAGE_MODE": mode,
+		"DB_CONNECTION_TIMEOUT_SECONDS": "2", "LEASE_SECONDS": "2"})
+	if s, _, err := b.client.Submit(ctx, p.twoStep("before"), 30*time.Second); err != nil || !s.Durable || s.Status != saga.SagaStatusCompleted {
+		t.Fatalf("saga before the outage = %+v, %v; want Completed and durable", s, err)
+	}
+
+	proxy.cut()
+	// The first submits may find connections the database dropped while
+	// their writes were under way: their outcome is unknown, so they are
+	// refused (503) in either mode.
+	var s *httpapi.SagaJSON
+	refused := 0
+	for attempt := 0; s == nil && attempt < 20; attempt++ {
+		got, _, err := b.client.Submit(ctx, p.twoStep("during"), 30*time.Second)
+		var prob *httpapi.Problem
+		switch {
+		case err == nil:
+			s = got
+		case errors.As(err, &prob) && prob.Status == http.StatusServiceUnavailable:
+			refused++
+		default:
+			t.Fatalf("submit during the outage: %v", err)
+		}
+		if mode == OutageReject && refused == 3 {
+			break
+		}
+	}
+	t.Logf("%s: %d submits refused with 503 during the outage before one was accepted (or the test gave up)", mode, refused)
+	ready, status, err := b.client.Ready(ctx)
+	if err != nil {
+		t.Fatalf("ready during the outage: %v", err)
+	}
+	switch mode {
+	case OutageFallback:
+		if s == nil || s.Durable || s.Status != saga.SagaStatusCompleted {
+			t.Fatalf("saga submitted during the outage = %+v after %d refusals; want Completed, not durable", s, refused)
+		}
+		if status != http.StatusOK || ready.Persistence != httpapi.PersistenceMemory {
+			t.Errorf("ready during the outage = HTTP %d %+v; want 200 in memory mode", status, ready)
+		}
+	case OutageReject:
+		if s != nil {
+			t.Fatalf("saga accepted during the outage in reject mode: %+v", s)
+		}
+		if status != http.StatusServiceUnavailable || ready.Persistence != httpapi.PersistencePostgres {
+			t.Errorf("ready during the outage = HTTP %d %+v; want 503, durable", status, ready)
+		}
+	}
+
+	proxy.up.Store(true)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ready, status, err := b.client.Ready(ctx)
+		if err == nil && status == http.StatusOK && ready.Persistence == httpapi.PersistencePostgres {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not durable and ready 60 s after the database came back: HTTP %d %+v, %v", status, ready, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if s != nil {
+		got, err := b.client.Get(ctx, s.ID)
+		if err != nil || !got.Durable || got.Status != saga.SagaStatusCompleted {
+			t.Fatalf("saga accepted in memory, after the move = %+v, %v; want durable and Completed", got, err)
+		}
+		conn, err := pgx.Connect(ctx, dbURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		var n int
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM saga_events WHERE saga_id = $1`, s.ID).Scan(&n); err != nil || n == 0 {
+			t.Errorf("saga %s has %d events in the database (%v)", s.ID, n, err)
+		}
+	}
+	if s, _, err := b.client.Submit(ctx, p.twoStep("after"), 30*time.Second); err != nil || !s.Durable || s.Status != saga.SagaStatusCompleted {
+		t.Fatalf("saga after the outage = %+v, %v; want Completed and durable", s, err)
+	}
 }

@@ -54,7 +54,11 @@ func (m *Main) runMigrate(ctx context.Context, args []string, env func(string) s
 		if err != nil {
 			return err
 		}
-		return runMove(ctx, *from, *to, *asJSON, newLogger(cfg, stderr), stdout)
+		sealer, err := cfg.sealer()
+		if err != nil {
+			return err
+		}
+		return runMove(ctx, *from, *to, *asJSON, sealer, newLogger(cfg, stderr), stdout)
 	}
 	action := "up"
 	switch len(rest) {

@@ -39,7 +39,7 @@ type moveReport struct {
 // file's lock: no instance runs them meanwhile. At the end the file is
 // marked as moved, and a service started on it refuses to run, so that no
 // saga runs in two places.
-func runMove(ctx context.Context, from, to string, asJSON bool, logger *slog.Logger, stdout io.Writer) error {
+func runMove(ctx context.Context, from, to string, asJSON bool, sealer *saga.Sealer, logger *slog.Logger, stdout io.Writer) error {
 	path, err := sqlite.ParseURL(from)
 	if err != nil {
 		return usagef("--from: %v", err)
@@ -48,12 +48,12 @@ func runMove(ctx context.Context, from, to string, asJSON bool, logger *slog.Log
 		return usagef("--to must be a postgres:// or postgresql:// URL")
 	}
 	rep := moveReport{From: from, To: redactURL(to)}
-	src, err := sqlite.Open(ctx, sqlite.Config{Path: path, InstanceID: "tracseq-tx migrate --from", Logger: logger})
+	src, err := sqlite.Open(ctx, sqlite.Config{Path: path, InstanceID: "tracseq-tx migrate --from", Logger: logger, Sealer: sealer})
 	if err != nil {
 		return fmt.Errorf("open --from %s: %w", from, err)
 	}
 	defer src.Close()
-	dst, err := postgres.Open(ctx, postgres.Config{URL: to, MaxConns: 4, MinConns: 0, Logger: logger})
+	dst, err := postgres.Open(ctx, postgres.Config{URL: to, MaxConns: 4, MinConns: 0, Logger: logger, Sealer: sealer})
 	if err != nil {
 		return fmt.Errorf("open --to %s: %w", rep.To, err)
 	}

@@ -72,7 +72,7 @@ func commands() []command {
 		{"health", "[--ready] [--url URL]", "ask a running service whether it is alive (or ready); exit status 1 if not", (*Main).runHealth},
 		{"list", "[--status S] [--name N] [--transaction-id ID] [--created-after T] [--limit N] [--cursor C] [--all]", "list sagas, newest first", (*Main).runList},
 		{"show", "ID", "show a saga with its steps and events", (*Main).runShow},
-		{"submit", "FILE|- [--wait 30s] [--reason R]", "submit a saga definition (JSON) and optionally wait for its end", (*Main).runSubmit},
+		{"submit", "FILE|- [--wait 30s] [--idempotency-key K] [--reason R]", "submit a saga definition (JSON) with an idempotency key (printed) and optionally wait for its end", (*Main).runSubmit},
 		{"pause", "ID [--reason R]", "pause a saga between steps", controlCommand("pause")},
 		{"resume", "ID [--reason R]", "resume a paused saga", controlCommand("resume")},
 		{"cancel", "ID [--reason R]", "cancel a saga (its completed steps are compensated)", controlCommand("cancel")},

@@ -272,9 +272,12 @@ func (s *service) serve(srv *http.Server, ln net.Listener, name string) {
 }
 
 // openStore returns the store the configuration asks for: memory when
-// persistence is off; PostgreSQL (migrated) when it answers; otherwise a
-// failover store that serves from memory and switches to PostgreSQL once it
-// can be reached.
+// persistence is off; otherwise PostgreSQL (migrated) inside a failover
+// store, which serves from memory while the database cannot be reached (at
+// start-up, and with DB_OUTAGE_MODE=fallback whenever it stops answering)
+// and moves what memory holds to it when it answers. With
+// DB_OUTAGE_MODE=reject and a database that answers at start-up, the
+// PostgreSQL store itself, whose outages are answered 503.
 func openStore(ctx, bgCtx context.Context, cfg Config, chain *saga.Chain, logger *slog.Logger, mx *metrics.Metrics) (saga.Store, error) {
 	if !cfg.Persistence {
 		logger.Warn("persistence disabled: sagas live in memory only (ENABLE_PERSISTENCE=false)")
@@ -282,8 +285,15 @@ func openStore(ctx, bgCtx context.Context, cfg Config, chain *saga.Chain, logger
 		return memory.New(memory.Config{Chain: chain}), nil
 	}
 
+	sealer, err := cfg.sealer()
+	if err != nil {
+		return nil, err
+	}
+	if sealer != nil {
+		logger.Info("secret header values of definitions are encrypted at rest", "keys", len(cfg.DefinitionKeys))
+	}
 	if cfg.SQLitePath != "" {
-		return openSQLite(ctx, cfg, chain, logger, mx)
+		return openSQLite(ctx, cfg, sealer, chain, logger, mx)
 	}
 
 	// The pool gauges follow whichever PostgreSQL store is in use.
@@ -305,6 +315,7 @@ func openStore(ctx, bgCtx context.Context, cfg Config, chain *saga.Chain, logger
 			SlowQuery:      cfg.SlowQuery,
 			Logger:         logger,
 			Observe:        mx.ObserveDB,
+			Sealer:         sealer,
 			Chain:          chain,
 		})
 		if err != nil {
@@ -315,25 +326,32 @@ func openStore(ctx, bgCtx context.Context, cfg Config, chain *saga.Chain, logger
 			pg.Close()
 			return nil, err
 		}
-		logger.Info("database ready", "migration_version", version, "database", redactURL(cfg.DatabaseURL))
+		logger.Info("database ready", "persistence", postgres.Backend, "durable", true, "migration_version", version, "database", redactURL(cfg.DatabaseURL))
 		current.Store(pg)
 		return pg, nil
 	}
 
 	pg, err := connect(ctx)
-	if err == nil {
+	fallback := cfg.OutageMode == OutageFallback
+	switch {
+	case err == nil && !fallback:
+		// DB_OUTAGE_MODE=reject: an outage after start-up is answered 503.
 		mx.SetPersistence(true)
 		return pg, nil
-	}
-	if ctx.Err() != nil {
+	case err != nil && ctx.Err() != nil:
 		return nil, fmt.Errorf("open database: %w", err)
+	case errors.Is(err, saga.ErrAccessRefused):
+		// Memory mode is for a database that does not answer; one that
+		// answers and refuses is misconfigured, and would refuse forever.
+		return nil, fmt.Errorf("DATABASE_URL %s: the database answered and refused the connection; "+
+			"fix the user, password or database name (this is a configuration error, not an outage): %w",
+			redactURL(cfg.DatabaseURL), err)
+	case err != nil:
+		logger.Warn("DATABASE UNREACHABLE: starting in MEMORY mode; sagas accepted now are NOT durable "+
+			"(\"durable\": false) until the database answers; reconnecting in the background",
+			"database", redactURL(cfg.DatabaseURL), "error", err)
 	}
-
-	logger.Warn("DATABASE UNREACHABLE: starting in MEMORY mode; sagas accepted now are NOT durable "+
-		"(\"durable\": false) until the database answers; reconnecting in the background",
-		"database", redactURL(cfg.DatabaseURL), "error", err)
-	mx.SetPersistence(false)
-	fo, err := failover.New(failover.Config{
+	fcfg := failover.Config{
 		Connect: func(ctx context.Context) (failover.Durable, error) {
 			pg, err := connect(ctx)
 			if err != nil {
@@ -341,16 +359,21 @@ func openStore(ctx, bgCtx context.Context, cfg Config, chain *saga.Chain, logger
 			}
 			return pg, nil
 		},
-		Logger: logger,
-		Chain:  chain,
-		OnModeChange: func(durable bool) {
-			mx.SetPersistence(durable)
-			if durable {
-				logger.Info("database reachable again: persistence is durable; the sagas held in memory were moved to it")
-			}
-		},
-	})
+		// DB_OUTAGE_MODE=fallback: an outage after start-up is met as one
+		// at start-up, new sagas in memory until the database answers.
+		Fallback:     fallback,
+		Logger:       logger,
+		Chain:        chain,
+		OnModeChange: mx.SetPersistence,
+	}
+	if pg != nil {
+		fcfg.Database = pg
+	}
+	fo, err := failover.New(fcfg)
 	if err != nil {
+		if pg != nil {
+			pg.Close()
+		}
 		return nil, err
 	}
 	fo.Start(bgCtx)
@@ -361,13 +384,14 @@ func openStore(ctx, bgCtx context.Context, cfg Config, chain *saga.Chain, logger
 // A file that cannot be opened (or that another process holds) stops the
 // start: unlike an unreachable PostgreSQL, it is no outage to ride out in
 // memory.
-func openSQLite(ctx context.Context, cfg Config, chain *saga.Chain, logger *slog.Logger, mx *metrics.Metrics) (saga.Store, error) {
+func openSQLite(ctx context.Context, cfg Config, sealer *saga.Sealer, chain *saga.Chain, logger *slog.Logger, mx *metrics.Metrics) (saga.Store, error) {
 	st, err := sqlite.Open(ctx, sqlite.Config{
 		Path:       cfg.SQLitePath,
 		InstanceID: cfg.InstanceID,
 		SlowQuery:  cfg.SlowQuery,
 		Logger:     logger,
 		Observe:    mx.ObserveDB,
+		Sealer:     sealer,
 		Chain:      chain,
 	})
 	if err != nil {
@@ -416,6 +440,11 @@ func (s *service) shutdown() error {
 	}
 	if s.engine != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), engineStopTimeout)
+		if s.inMemory() {
+			// Handing the sagas back, as Stop does, would lose them: no
+			// database keeps them for another instance. Let them end first.
+			s.drainMemory(ctx)
+		}
 		if err := s.engine.Stop(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("stop engine: %w", err))
 		}

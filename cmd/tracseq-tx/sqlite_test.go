@@ -160,7 +160,7 @@ func TestMoveSQLiteToPostgres(t *testing.T) {
 	}
 }
 
-// submitMany submits n definitions, 16 at a time, waits until every saga
+// submitMany submits n definitions, 64 at a time, waits until every saga
 // has ended, and returns their ids in submission order.
 func submitMany(t *testing.T, c *httpapi.Client, n int, def func(i int) saga.Definition) []string {
 	t.Helper()
@@ -168,7 +168,7 @@ func submitMany(t *testing.T, c *httpapi.Client, n int, def func(i int) saga.Def
 	work := make(chan int)
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
-	for range 16 {
+	for range 64 {
 		wg.Go(func() {
 			for i := range work {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

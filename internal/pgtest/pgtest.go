@@ -8,12 +8,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"net/url"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -32,10 +34,10 @@ func ServerURL() string {
 // out any connection left) when the test ends, and returns its URL.
 func NewDatabase(tb testing.TB) string {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	admin, err := pgx.Connect(ctx, ServerURL())
+	admin, err := connect(ctx)
 	if err != nil {
 		tb.Fatalf("pgtest: cannot reach PostgreSQL at TEST_DATABASE_URL (run tests with scripts/test.sh): %v", err)
 	}
@@ -50,7 +52,7 @@ func NewDatabase(tb testing.TB) string {
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		conn, err := pgx.Connect(ctx, ServerURL())
+		conn, err := connect(ctx)
 		if err != nil {
 			tb.Logf("pgtest: drop database %s: %v", name, err)
 			return
@@ -61,6 +63,24 @@ func NewDatabase(tb testing.TB) string {
 		}
 	})
 	return DatabaseURL(tb, name)
+}
+
+// connect connects to the server's maintenance database. A server whose
+// connection slots are all taken for the moment (many test packages run
+// at once) is waited for, up to ctx.
+func connect(ctx context.Context) (*pgx.Conn, error) {
+	for {
+		conn, err := pgx.Connect(ctx, ServerURL())
+		var pgErr *pgconn.PgError
+		if err == nil || !errors.As(err, &pgErr) || (pgErr.Code != "53300" && pgErr.Code != "57P03") {
+			return conn, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // DatabaseURL returns the server URL with its database replaced by name.
