@@ -610,19 +610,20 @@ type Deletion struct {
 	Address     string
 }
 
-// RetentionRule names the rule of DeleteFinished for tombstones.
-func RetentionRule(age time.Duration) string {
-	return "retention: ended more than " + age.String() + " ago"
+// RetentionRule names, for tombstones, the retention rule under which
+// cleanup deletes sagas that ended in status more than age ago.
+func RetentionRule(status SagaStatus, age time.Duration) string {
+	return "retention: " + string(status) + " more than " + age.String() + " ago"
 }
 
 // NewDeletion returns the tombstone of s, whose chain ends with the hash
-// lastHash, deleted at at under the retention rule of age, at the request
-// ctx carries, if any.
+// lastHash, deleted at at under the retention rule of age for its status,
+// at the request ctx carries, if any.
 func NewDeletion(ctx context.Context, s *Saga, lastHash []byte, age time.Duration, at time.Time) Deletion {
 	d := Deletion{
 		SagaID: s.ID, Name: s.Name, Status: s.Status, EventSeq: s.EventSeq,
 		LastHash: bytes.Clone(lastHash), CompletedAt: clonePtr(s.CompletedAt),
-		DeletedAt: at, Rule: RetentionRule(age),
+		DeletedAt: at, Rule: RetentionRule(s.Status, age),
 	}
 	if req, ok := RequesterFrom(ctx); ok {
 		d.Actor, d.Reason, d.Address = req.Actor, req.Reason, req.Address

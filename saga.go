@@ -181,6 +181,10 @@ type Health struct {
 	PoolMax          int32
 	MigrationVersion int64
 	Error            string // why the store is not healthy, if it is not
+	// Replicas are the read replicas (none unless configured); a replica
+	// that is not usable does not make the store unhealthy: reads go to
+	// the primary.
+	Replicas []ReplicaHealth
 	// Unreachable is set with Error when the backend could not be reached
 	// at all (refused or lost connections), as opposed to answering slowly
 	// or wrongly.

@@ -88,8 +88,16 @@ type Store interface {
 	// Cancelled, TimedOut) whose completed_at is older than now() - age, with
 	// their rows in every table, at most batch sagas per transaction, and
 	// returns how many it deleted. Failed sagas are kept: they wait for an
-	// operator.
+	// operator; so are sagas under legal hold.
 	DeleteFinished(ctx context.Context, age time.Duration, batch int) (int, error)
+
+	// DeleteExpired is DeleteFinished with an age per end status (see
+	// Retention.For): it deletes the sagas that ended in a status that
+	// cleanup deletes longer ago than that status's retention, other than
+	// those under legal hold, at most batch per transaction, and returns
+	// how many it deleted. DeleteFinished(age) is
+	// DeleteExpired(UniformRetention(age)).
+	DeleteExpired(ctx context.Context, r Retention, batch int) (int, error)
 
 	// SetLegalHold sets (hold = true) or clears the legal hold of a saga,
 	// which keeps cleanup from deleting it, and returns the saga (without

@@ -312,6 +312,13 @@ func (c *Client) Cleanup(ctx context.Context, opts ...RequestOption) (int, error
 	return c.api.CleanupWithReason(ctx, requestOpts(opts).reason)
 }
 
+// SetLegalHold sets (hold = true) or clears the saga's legal hold: cleanup
+// never deletes a held saga. It returns the saga. WithReason records why
+// on the LegalHoldChanged event.
+func (c *Client) SetLegalHold(ctx context.Context, id string, hold bool, opts ...RequestOption) (*Saga, error) {
+	return c.api.SetLegalHoldWithReason(ctx, id, hold, requestOpts(opts).reason)
+}
+
 // Health returns the liveness answer.
 func (c *Client) Health(ctx context.Context) (*Health, error) { return c.api.Health(ctx) }
 

@@ -205,22 +205,37 @@ func logSummary(t *testing.T, p *stub) stubSummary {
 // TestCrashRecovery kills the only instance with SIGKILL while sagas are in
 // flight, restarts it on the same database, and checks that every saga
 // ends as planned with a complete trail and no effect applied twice, on
-// PostgreSQL and on SQLite.
+// PostgreSQL and on SQLite, and on PostgreSQL through the PgBouncer in
+// transaction pooling mode that scripts/test.sh starts (DB_POOLER).
 func TestCrashRecovery(t *testing.T) {
 	t.Parallel()
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
 			t.Parallel()
-			testCrashRecovery(t, b.newDatabase(t))
+			dbURL := b.newDatabase(t)
+			testCrashRecovery(t, dbURL, instanceConfig{DatabaseURL: dbURL})
 		})
 	}
+	t.Run("PgBouncer", func(t *testing.T) {
+		t.Parallel()
+		dbURL := pgtest.NewDatabase(t)
+		testCrashRecovery(t, dbURL, instanceConfig{DatabaseURL: pgtest.PgBouncerURL(t, dbURL),
+			Env: []string{"DB_POOLER=pgbouncer", "DATABASE_DIRECT_URL=" + dbURL}})
+	})
 }
 
-func testCrashRecovery(t *testing.T, dbURL string) {
+// testCrashRecovery is TestCrashRecovery with the instances configured as
+// base (with their ids set) on the database dbURL.
+func testCrashRecovery(t *testing.T, dbURL string, base instanceConfig) {
 	const n = 200
 	lease := leaseSecondsDefault * time.Second
 	p := newStub(t, 5*time.Millisecond, 30*time.Millisecond)
-	first := startInstance(t, instanceConfig{DatabaseURL: dbURL, InstanceID: "crash-1"})
+	withID := func(id string) instanceConfig {
+		cfg := base
+		cfg.InstanceID = id
+		return cfg
+	}
+	first := startInstance(t, withID("crash-1"))
 
 	subs := newSubmissions("crash", n, false)
 	expected := expectedCalls(subs)
@@ -244,7 +259,7 @@ func testCrashRecovery(t *testing.T, dbURL string) {
 		t.Fatal("no saga was in flight when the instance was killed: the test tested nothing")
 	}
 
-	second := startInstance(t, instanceConfig{DatabaseURL: dbURL, InstanceID: "crash-2"})
+	second := startInstance(t, withID("crash-2"))
 	stuck := watchStuck(second)
 	// Submissions the kill cut short go to the new instance, with the same
 	// idempotency key.

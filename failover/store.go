@@ -576,6 +576,35 @@ func (s *Store) DeleteFinished(ctx context.Context, age time.Duration, batch int
 	return n + more, nil
 }
 
+// DeleteExpired deletes the sagas whose retention has passed where they
+// are held now; see saga.Store.
+func (s *Store) DeleteExpired(ctx context.Context, r saga.Retention, batch int) (int, error) {
+	if s.durable.Load() {
+		return s.db.DeleteExpired(ctx, r, batch)
+	}
+	s.mu.RLock()
+	if s.durable.Load() {
+		s.mu.RUnlock()
+		return s.db.DeleteExpired(ctx, r, batch)
+	}
+	defer s.mu.RUnlock()
+	return s.mem.DeleteExpired(ctx, r, batch)
+}
+
+// SetLegalHold sets or clears a saga's legal hold where the saga is held;
+// see saga.Store. A saga set aside while moving cannot be changed.
+func (s *Store) SetLegalHold(ctx context.Context, id saga.ID, hold bool) (*saga.Saga, error) {
+	switch p, db := s.locate(id); p {
+	case inDatabase:
+		return db.SetLegalHold(ctx, id, hold)
+	case setAside:
+		s.mu.RUnlock()
+		return nil, readOnly("set legal hold", id)
+	}
+	defer s.mu.RUnlock()
+	return s.mem.SetLegalHold(ctx, id, hold)
+}
+
 // Health reports the database's health while durable. Otherwise it reports
 // Mode "memory", Durable false, and in Error why the database is not in use
 // (the last error of Connect, of a check or of the move). With Fallback, a
@@ -609,21 +638,6 @@ func (s *Store) Close() {
 	}
 	s.mem.Close()
 	s.aside.Close()
-}
-
-// SetLegalHold sets or clears a saga's legal hold where the saga is; see
-// saga.Store. A saga set aside refuses it with an error wrapping
-// saga.ErrUnavailable.
-func (s *Store) SetLegalHold(ctx context.Context, id saga.ID, hold bool) (*saga.Saga, error) {
-	switch p, db := s.locate(id); p {
-	case inDatabase:
-		return db.SetLegalHold(ctx, id, hold)
-	case setAside:
-		s.mu.RUnlock()
-		return nil, readOnly("set legal hold", id)
-	}
-	defer s.mu.RUnlock()
-	return s.mem.SetLegalHold(ctx, id, hold)
 }
 
 // auditSource returns the store whose audit trail the audit reads use:

@@ -165,6 +165,26 @@ func (c *Client) Audit(ctx context.Context, id string) (*AuditJSON, error) {
 	return &out, nil
 }
 
+// SetLegalHold sets (hold = true) or clears the saga's legal hold and
+// returns the saga.
+func (c *Client) SetLegalHold(ctx context.Context, id string, hold bool) (*SagaJSON, error) {
+	return c.SetLegalHoldWithReason(ctx, id, hold, "")
+}
+
+// SetLegalHoldWithReason is SetLegalHold with the reason the
+// LegalHoldChanged event records (none when empty).
+func (c *Client) SetLegalHoldWithReason(ctx context.Context, id string, hold bool, reason string) (*SagaJSON, error) {
+	method := http.MethodPost
+	if !hold {
+		method = http.MethodDelete
+	}
+	var out SagaJSON
+	if _, err := c.call(ctx, method, "/api/v1/sagas/"+url.PathEscape(id)+"/hold", nil, operatorBody(reason), &out); err != nil {
+		return nil, fmt.Errorf("set legal hold: %w", err)
+	}
+	return &out, nil
+}
+
 // AuditCSV returns a saga's audit trail as CSV (AuditCSVHeader) and the
 // service's verdict on its chain.
 func (c *Client) AuditCSV(ctx context.Context, id string) (csv []byte, verified bool, err error) {

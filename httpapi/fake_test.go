@@ -28,6 +28,7 @@ type fakeCoordinator struct {
 	control    func(ctx context.Context, id saga.ID, a saga.ControlAction) (*saga.Saga, error)
 	statistics func(ctx context.Context, window time.Duration) (saga.Stats, error)
 	cleanup    func(ctx context.Context) (int, error)
+	hold       func(ctx context.Context, id saga.ID, hold bool) (*saga.Saga, error)
 	health     func(ctx context.Context) saga.Health
 	instanceID string
 
@@ -114,6 +115,14 @@ func (f *fakeCoordinator) Cleanup(ctx context.Context) (int, error) {
 		return 0, errNotConfigured
 	}
 	return f.cleanup(ctx)
+}
+
+func (f *fakeCoordinator) SetLegalHold(ctx context.Context, id saga.ID, hold bool) (*saga.Saga, error) {
+	f.record("SetLegalHold")
+	if f.hold == nil {
+		return nil, errNotConfigured
+	}
+	return f.hold(ctx, id, hold)
 }
 
 func (f *fakeCoordinator) Health(ctx context.Context) saga.Health {

@@ -60,6 +60,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	r = withReason(r, reason)
+	s.noteWrite(r)
 	sg, existed, err := s.coord.Submit(r.Context(), def)
 	if err != nil {
 		return fmt.Errorf("submit saga: %w", err)
@@ -149,7 +150,7 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	sg, err := s.coord.Get(r.Context(), id)
+	sg, err := s.coord.Get(s.ReadContext(r), id)
 	if err != nil {
 		return notFound(fmt.Errorf("get saga: %w", err), id)
 	}
@@ -176,7 +177,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	if len(ve.Problems) > 0 {
 		return &ve
 	}
-	evs, err := s.coord.Events(r.Context(), id, afterSeq, int(limit))
+	evs, err := s.coord.Events(s.ReadContext(r), id, afterSeq, int(limit))
 	if err != nil {
 		return notFound(fmt.Errorf("list events: %w", err), id)
 	}
@@ -194,7 +195,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	page, err := s.coord.List(r.Context(), f)
+	page, err := s.coord.List(s.ReadContext(r), f)
 	if err != nil {
 		return fmt.Errorf("list sagas: %w", err)
 	}
@@ -313,6 +314,7 @@ func controlHandler(a saga.ControlAction) handlerFunc {
 			return err
 		}
 		r = withReason(r, reason)
+		s.noteWrite(r)
 		sg, err := s.coord.Control(r.Context(), id, a)
 		switch {
 		case err == nil:
@@ -322,6 +324,31 @@ func controlHandler(a saga.ControlAction) handlerFunc {
 			return s.conflict(r.Context(), id, a)
 		}
 		return notFound(fmt.Errorf("%s saga: %w", a, err), id)
+	}
+}
+
+// holdHandler serves POST (hold = true) and DELETE of
+// /api/v1/sagas/{id}/hold: the saga's legal hold, which keeps cleanup from
+// deleting it; the body may give a reason ({"reason": "…"}) that the
+// LegalHoldChanged event keeps. The answer is the saga, 200.
+func holdHandler(hold bool) handlerFunc {
+	return func(s *Server, w http.ResponseWriter, r *http.Request) error {
+		id, err := pathID(r)
+		if err != nil {
+			return err
+		}
+		reason, err := s.decodeOperatorRequest(w, r)
+		if err != nil {
+			return err
+		}
+		r = withReason(r, reason)
+		s.noteWrite(r)
+		sg, err := s.coord.SetLegalHold(r.Context(), id, hold)
+		if err != nil {
+			return notFound(fmt.Errorf("set legal hold: %w", err), id)
+		}
+		s.writeJSON(w, http.StatusOK, NewSagaJSON(sg, false))
+		return nil
 	}
 }
 
@@ -355,7 +382,7 @@ func (s *Server) statistics(w http.ResponseWriter, r *http.Request) error {
 		}
 		window = d
 	}
-	st, err := s.coord.Statistics(r.Context(), window)
+	st, err := s.coord.Statistics(s.ReadContext(r), window)
 	if err != nil {
 		return fmt.Errorf("compute statistics: %w", err)
 	}

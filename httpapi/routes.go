@@ -44,6 +44,8 @@ func routes() []route {
 		{method: http.MethodPost, path: "/api/v1/sagas/{id}/resume", api: true, handle: controlHandler(saga.ControlResume)},
 		{method: http.MethodPost, path: "/api/v1/sagas/{id}/cancel", api: true, handle: controlHandler(saga.ControlCancel)},
 		{method: http.MethodPost, path: "/api/v1/sagas/{id}/retry", api: true, handle: controlHandler(saga.ControlRetry)},
+		{method: http.MethodPost, path: "/api/v1/sagas/{id}/hold", api: true, handle: holdHandler(true)},
+		{method: http.MethodDelete, path: "/api/v1/sagas/{id}/hold", api: true, handle: holdHandler(false)},
 		{method: http.MethodGet, path: "/api/v1/statistics", api: true, query: []string{"window"}, handle: (*Server).statistics},
 		{method: http.MethodPost, path: "/api/v1/maintenance/cleanup", api: true, handle: (*Server).cleanup},
 		{method: http.MethodGet, path: "/health", handle: (*Server).health},

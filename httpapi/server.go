@@ -44,6 +44,9 @@ type Coordinator interface {
 	Statistics(ctx context.Context, window time.Duration) (saga.Stats, error)
 	// Cleanup deletes old finished sagas now and returns how many.
 	Cleanup(ctx context.Context) (int, error)
+	// SetLegalHold sets or clears a saga's legal hold (cleanup never
+	// deletes a held saga) and returns the saga.
+	SetLegalHold(ctx context.Context, id saga.ID, hold bool) (*saga.Saga, error)
 	// Health reports on the store.
 	Health(ctx context.Context) saga.Health
 	// InstanceID names this instance.
@@ -91,6 +94,11 @@ type Config struct {
 	// route pattern (such as "GET /api/v1/sagas/{id}", or "unmatched"), the
 	// status answered and the time taken.
 	ObserveRequest func(route string, status int, d time.Duration)
+	// ReadAfterWrite is how long after a client's write its reads are
+	// served by the primary rather than a read replica (see ReadContext).
+	// Default ReadAfterWriteDefault; set it above the store's allowed
+	// replica lag.
+	ReadAfterWrite time.Duration
 	// Routes are served beside the API's own, under /api/ (the DTM
 	// endpoint, say); see Route.
 	Routes []Route
@@ -109,6 +117,7 @@ type Server struct {
 	maxWait      time.Duration
 	version      string
 	observe      func(route string, status int, d time.Duration)
+	writers      *recentWriters
 
 	mux     *http.ServeMux
 	handler http.Handler
@@ -124,6 +133,9 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.MaxBodyBytes < 0 {
 		return nil, fmt.Errorf("httpapi: Config.MaxBodyBytes must not be negative (got %d)", cfg.MaxBodyBytes)
 	}
+	if cfg.ReadAfterWrite < 0 {
+		return nil, fmt.Errorf("httpapi: Config.ReadAfterWrite must not be negative (got %s)", cfg.ReadAfterWrite)
+	}
 	if cfg.MaxWait < 0 {
 		return nil, fmt.Errorf("httpapi: Config.MaxWait must not be negative (got %s)", cfg.MaxWait)
 	}
@@ -138,6 +150,7 @@ func NewServer(cfg Config) (*Server, error) {
 		observe:      cfg.ObserveRequest,
 		auditStore:   cfg.Audit,
 		chain:        cfg.Chain,
+		writers:      newRecentWriters(cmp.Or(cfg.ReadAfterWrite, ReadAfterWriteDefault)),
 		mux:          http.NewServeMux(),
 	}
 	names := make(map[string]bool, len(cfg.Tokens))

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -275,7 +276,7 @@ func TestGetSaga(t *testing.T) {
 	}
 	wantKeys := []string{"id", "name", "status", "transaction_id", "user_id", "context", "completed_steps",
 		"total_steps", "created_at", "updated_at", "started_at", "completed_at", "deadline", "error", "durable",
-		"idempotency_key", "control_request", "owner_id", "max_parallel", "steps"}
+		"legal_hold", "idempotency_key", "control_request", "owner_id", "max_parallel", "steps"}
 	if keys := slices.Sorted(maps.Keys(m)); !slices.Equal(keys, slices.Sorted(slices.Values(wantKeys))) {
 		t.Errorf("saga keys %v, want %v", keys, wantKeys)
 	}
@@ -701,7 +702,7 @@ func TestReady(t *testing.T) {
 					t.Errorf("readiness shows %q: %q", secret, r.Error)
 				}
 			}
-			if tc.wantDB && *r.Database != (DatabaseJSON{RoundTripMs: 1.25, MigrationVersion: 4,
+			if tc.wantDB && !reflect.DeepEqual(*r.Database, DatabaseJSON{RoundTripMs: 1.25, MigrationVersion: 4,
 				Pool: PoolJSON{Total: 5, Idle: 3, InUse: 2, Max: 20}}) {
 				t.Errorf("database %+v", *r.Database)
 			}

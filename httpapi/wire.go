@@ -3,6 +3,7 @@ package httpapi
 import (
 	"cmp"
 	"encoding/json"
+	"strconv"
 	"time"
 
 	saga "github.com/tracseq/transaction-service"
@@ -28,6 +29,7 @@ type SagaJSON struct {
 	Deadline       *time.Time         `json:"deadline"`
 	Error          string             `json:"error"`
 	Durable        bool               `json:"durable"`
+	LegalHold      bool               `json:"legal_hold"`
 	IdempotencyKey string             `json:"idempotency_key"`
 	ControlRequest saga.ControlAction `json:"control_request"`
 	OwnerID        string             `json:"owner_id"`
@@ -153,6 +155,19 @@ type DatabaseJSON struct {
 	RoundTripMs      float64  `json:"round_trip_ms"`
 	Pool             PoolJSON `json:"pool"`
 	MigrationVersion int64    `json:"migration_version"`
+	// Replicas are the read replicas (DATABASE_READ_URL), omitted when none
+	// is configured. One that is not usable does not make the service not
+	// ready: reads go to the primary.
+	Replicas []ReplicaJSON `json:"replicas,omitempty"`
+}
+
+// ReplicaJSON is one read replica in DatabaseJSON.
+type ReplicaJSON struct {
+	Name      string     `json:"name"` // "replica 1", … in the order of DATABASE_READ_URL
+	Usable    bool       `json:"usable"`
+	LagMs     float64    `json:"lag_ms"`
+	Error     string     `json:"error,omitempty"`
+	CheckedAt *time.Time `json:"checked_at"`
 }
 
 // PoolJSON is the connection pool in DatabaseJSON.
@@ -195,6 +210,7 @@ func NewSagaJSON(s *saga.Saga, withSteps bool) SagaJSON {
 		Deadline:       utc(s.Deadline),
 		Error:          s.Error,
 		Durable:        s.Durable,
+		LegalHold:      s.LegalHold,
 		IdempotencyKey: s.IdempotencyKey,
 		ControlRequest: s.Control,
 		OwnerID:        s.OwnerID,
@@ -318,6 +334,14 @@ func newReadyJSON(h saga.Health, extraOK bool, instanceID, version string) Ready
 			RoundTripMs:      durationMs(h.RoundTrip),
 			Pool:             PoolJSON{Total: h.PoolTotal, Idle: h.PoolIdle, InUse: h.PoolInUse, Max: h.PoolMax},
 			MigrationVersion: h.MigrationVersion,
+		}
+		for i, r := range h.Replicas {
+			// Named by position, not by address: the endpoint is open.
+			rj := ReplicaJSON{Name: "replica " + strconv.Itoa(i+1), Usable: r.Usable, LagMs: durationMs(r.Lag), Error: r.Error}
+			if !r.CheckedAt.IsZero() {
+				rj.CheckedAt = utc(&r.CheckedAt)
+			}
+			out.Database.Replicas = append(out.Database.Replicas, rj)
 		}
 		if h.Error != "" {
 			out.Status = StatusNotReady

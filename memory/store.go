@@ -568,6 +568,20 @@ func finished(st saga.SagaStatus) bool {
 // more than age ago, batch at a time (DeleteBatchDefault when batch <= 0),
 // and returns how many it deleted.
 func (s *Store) DeleteFinished(ctx context.Context, age time.Duration, batch int) (int, error) {
+	if age < 0 {
+		return 0, fmt.Errorf("delete finished sagas: age %v is negative", age)
+	}
+	return s.DeleteExpired(ctx, saga.UniformRetention(age), batch)
+}
+
+// DeleteExpired deletes the sagas whose end status's retention has passed
+// (none under legal hold), batch at a time; see saga.Store.
+func (s *Store) DeleteExpired(ctx context.Context, r saga.Retention, batch int) (int, error) {
+	for _, st := range saga.RetainedStatuses {
+		if age, _ := r.For(st); age < 0 {
+			return 0, fmt.Errorf("delete finished sagas: retention %v of %s is negative", age, st)
+		}
+	}
 	if batch <= 0 {
 		batch = DeleteBatchDefault
 	}
@@ -576,7 +590,7 @@ func (s *Store) DeleteFinished(ctx context.Context, age time.Duration, batch int
 		if err := ctx.Err(); err != nil {
 			return deleted, fmt.Errorf("delete finished sagas: %w", err)
 		}
-		n := s.deleteBatch(ctx, age, batch)
+		n := s.deleteBatch(ctx, r, batch)
 		deleted += n
 		if n < batch {
 			return deleted, nil
@@ -584,20 +598,20 @@ func (s *Store) DeleteFinished(ctx context.Context, age time.Duration, batch int
 	}
 }
 
-// deleteBatch deletes up to batch finished sagas older than age, leaving
-// a tombstone of each.
-func (s *Store) deleteBatch(ctx context.Context, age time.Duration, batch int) int {
+// deleteBatch deletes up to batch sagas whose retention has passed,
+// leaving a tombstone of each.
+func (s *Store) deleteBatch(ctx context.Context, r saga.Retention, batch int) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.clock()
-	cutoff := now.Add(-age)
 	n := 0
 	for _, e := range s.sagas {
 		if n == batch {
 			break
 		}
 		sg := e.saga
-		if finished(sg.Status) && !sg.LegalHold && sg.CompletedAt != nil && sg.CompletedAt.Before(cutoff) {
+		age, ok := r.For(sg.Status)
+		if ok && !sg.LegalHold && sg.CompletedAt != nil && sg.CompletedAt.Before(now.Add(-age)) {
 			s.deletions = append(s.deletions, saga.NewDeletion(ctx, sg, e.lastHash, age, now))
 			s.remove(e)
 			n++

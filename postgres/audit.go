@@ -18,7 +18,6 @@ const (
 	opChains       = "audit_chains"
 	opExportEvents = "audit_export"
 	opDeletions    = "audit_deletions"
-	opSetLegalHold = "set_legal_hold"
 )
 
 // The audit reads. Each is one statement, so it reads one snapshot, and

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	saga "github.com/tracseq/transaction-service"
 )
@@ -53,13 +54,13 @@ func (s *Store) resolveCreate(ctx context.Context, id saga.ID) (*saga.Saga, erro
 
 func (s *Store) loadSaga(ctx context.Context, id saga.ID) (*saga.Saga, error) {
 	var sg *saga.Saga
-	err := retry(ctx, func(ctx context.Context) error {
+	err := retry(ctx, s.reading(func(ctx context.Context, pool *pgxpool.Pool) error {
 		b := &pgx.Batch{}
 		b.Queue(sqlBeginSnapshot)
 		b.Queue(sqlGetSaga, id)
 		b.Queue(sqlGetSteps, []saga.ID{id})
 		b.Queue(sqlCommit)
-		br := s.pool.SendBatch(ctx, b)
+		br := pool.SendBatch(ctx, b)
 		defer br.Close()
 		if _, err := br.Exec(); err != nil {
 			return err
@@ -84,7 +85,7 @@ func (s *Store) loadSaga(ctx context.Context, id saga.ID) (*saga.Saga, error) {
 			return err
 		}
 		return br.Close()
-	})
+	}))
 	return sg, err
 }
 
@@ -130,8 +131,8 @@ func (s *Store) ListSagas(ctx context.Context, f saga.Filter) (page saga.Page, e
 	}
 	limit := f.EffectiveLimit()
 	var sagas []*saga.Saga
-	err = retry(ctx, func(ctx context.Context) error {
-		rows, err := s.pool.Query(ctx, query, nullString(f.Status), nullString(f.Name), f.TransactionID,
+	err = retry(ctx, s.reading(func(ctx context.Context, pool *pgxpool.Pool) error {
+		rows, err := pool.Query(ctx, query, nullString(f.Status), nullString(f.Name), f.TransactionID,
 			after, before, beforeID, limit+1)
 		if err != nil {
 			return err
@@ -146,7 +147,7 @@ func (s *Store) ListSagas(ctx context.Context, f saga.Filter) (page saga.Page, e
 			sagas = append(sagas, sg)
 		}
 		return rows.Err()
-	})
+	}))
 	if err != nil {
 		return saga.Page{}, interpretError("list sagas", err)
 	}
@@ -171,8 +172,8 @@ func (s *Store) ListEvents(ctx context.Context, id saga.ID, afterSeq int64, limi
 		l := int64(limit)
 		lim = &l
 	}
-	err = retry(ctx, func(ctx context.Context) error {
-		rows, err := s.pool.Query(ctx, sqlListEvents, id, afterSeq, lim)
+	err = retry(ctx, s.reading(func(ctx context.Context, pool *pgxpool.Pool) error {
+		rows, err := pool.Query(ctx, sqlListEvents, id, afterSeq, lim)
 		if err != nil {
 			return err
 		}
@@ -213,7 +214,7 @@ func (s *Store) ListEvents(ctx context.Context, id saga.ID, afterSeq int64, limi
 			return pgx.ErrNoRows
 		}
 		return nil
-	})
+	}))
 	if err != nil {
 		return nil, interpretError("list events of saga "+id.String(), err)
 	}

@@ -137,7 +137,7 @@ WITH upd AS (
 		updated_at = $24::timestamptz
 	WHERE id = $1 AND owner_id = $2 AND lease_epoch = $3 AND lease_expires_at > now()
 		AND ($25::bigint IS NULL OR event_seq = $25::bigint)
-		AND NOT EXISTS (SELECT 1 FROM saga_events WHERE id = $17::uuid)
+		AND NOT EXISTS (SELECT 1 FROM saga_events WHERE saga_id = $1 AND id = $17::uuid)
 	RETURNING id, event_seq, lease_expires_at, control_request, control_seq, control_by,
 		(deadline IS NOT NULL AND deadline <= $24::timestamptz) AS deadline_exceeded
 ), step_rows AS (
@@ -355,27 +355,28 @@ SELECT
 FROM ended`
 )
 
-// sqlDeleteFinished deletes up to $2 sagas that ended (other than Failed)
-// more than $1 µs before $7 (the time of the write, the frame of
-// completed_at) and are not under legal hold, and writes the tombstone of
-// each (rule $3, requested by actor $4 with reason $5 from address $6);
-// the foreign keys cascade to their other rows.
-const sqlDeleteFinished = `
+// sqlDeleteExpired deletes up to $3 sagas that ended in status $1 more
+// than $2 µs before $8 (the time of the write, the frame of completed_at)
+// and are not under legal hold, and writes the tombstone of each (rule $4,
+// requested by actor $5 with reason $6 from address $7); the foreign keys
+// cascade to their other rows. The status leads the index it walks, oldest
+// first.
+const sqlDeleteExpired = `
 WITH gone AS (
 	DELETE FROM sagas WHERE id = ANY (ARRAY(
 		SELECT id FROM sagas
-		WHERE status IN ('Completed', 'Compensated', 'Cancelled', 'TimedOut')
-			AND completed_at < $7::timestamptz - $1::bigint * interval '1 microsecond'
+		WHERE status = $1::saga_status AND status IN ('Completed', 'Compensated', 'Cancelled', 'TimedOut')
+			AND completed_at < $8::timestamptz - $2::bigint * interval '1 microsecond'
 			AND NOT legal_hold
 		ORDER BY completed_at
-		LIMIT $2
+		LIMIT $3
 		FOR UPDATE SKIP LOCKED
 	))
 	RETURNING id, name, status, event_seq, last_hash, completed_at
 )
 INSERT INTO saga_deletions (saga_id, name, final_status, event_seq, last_hash, completed_at,
 	deleted_at, rule, actor, reason, client_addr)
-SELECT id, name, status, event_seq, last_hash, completed_at, now(), $3, $4, $5, $6 FROM gone`
+SELECT id, name, status, event_seq, last_hash, completed_at, now(), $4, $5, $6, $7 FROM gone`
 
 // sqlPing is the health check's round trip.
 const sqlPing = `SELECT 1`

@@ -27,6 +27,7 @@ const (
 	opRequestControl   = "request_control"
 	opStats            = "stats"
 	opDeleteFinished   = "delete_finished"
+	opSetLegalHold     = "set_legal_hold"
 	opHealth           = "health"
 	opImport           = "import"
 	opGroupCommit      = "group_commit"
@@ -52,6 +53,9 @@ type Store struct {
 
 	committer *committer
 	closeOnce sync.Once
+
+	cfg     Config      // as given to Open
+	readers *readRouter // nil without ReadURLs
 }
 
 var _ saga.Store = (*Store)(nil)
@@ -105,11 +109,44 @@ func open(ctx context.Context, cfg Config, h hooks) (*Store, error) {
 		hooks:    h,
 		chain:    cfg.Chain,
 		sealer:   cfg.Sealer,
+		cfg:      cfg,
+	}
+	if len(cfg.ReadURLs) > 0 {
+		if s.readers, err = newReadRouter(cfg, pool, s.logger); err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("configure read replicas: %w", err)
+		}
 	}
 	s.clock.observe(dbNow, sent, time.Now())
 	writers := min(writersDefault, int(pc.MaxConns))
 	s.committer = newCommitter(s, writers, cmp.Or(cfg.MaxBatch, MaxBatchDefault))
 	return s, nil
+}
+
+// Migrate applies the embedded migrations (see the package function
+// Migrate) on a direct connection to the primary when Config.DirectURL is
+// set (a pooler cannot carry the migration's session lock), else on the
+// store's pool, and returns the schema version.
+func (s *Store) Migrate(ctx context.Context, logger *slog.Logger) (int64, error) {
+	if s.cfg.DirectURL == "" {
+		return Migrate(ctx, s.pool, logger)
+	}
+	cc, err := s.cfg.directConnConfig()
+	if err != nil {
+		return 0, fmt.Errorf("apply migrations: %w", err)
+	}
+	pc, err := pgxpool.ParseConfig("")
+	if err != nil {
+		return 0, fmt.Errorf("apply migrations: %w", err)
+	}
+	pc.ConnConfig = cc
+	pc.MaxConns = 2
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return 0, fmt.Errorf("apply migrations: DATABASE_DIRECT_URL: %w", err)
+	}
+	defer pool.Close()
+	return Migrate(ctx, pool, logger)
 }
 
 // Pool returns the store's connection pool (for Migrate and health
@@ -123,6 +160,9 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 func (s *Store) Close() {
 	s.closeOnce.Do(func() {
 		s.committer.close()
+		if s.readers != nil {
+			s.readers.close()
+		}
 		s.pool.Close()
 	})
 }
@@ -153,6 +193,9 @@ func (s *Store) Health(ctx context.Context) (h saga.Health) {
 	h.PoolIdle = st.IdleConns()
 	h.PoolInUse = st.AcquiredConns()
 	h.PoolMax = st.MaxConns()
+	if s.readers != nil {
+		h.Replicas = s.readers.healths()
+	}
 	return h
 }
 

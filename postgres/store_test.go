@@ -46,8 +46,34 @@ func openMigrated(t testing.TB, cfg postgres.Config) *postgres.Store {
 		t.Fatalf("Open: %v", err)
 	}
 	t.Cleanup(s.Close)
-	if _, err := postgres.Migrate(ctx, s.Pool(), nil); err != nil {
+	if _, err := s.Migrate(ctx, nil); err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
 	return s
+}
+
+// TestConformanceThroughPgBouncer runs the conformance suite through the
+// PgBouncer in transaction pooling mode that scripts/test.sh starts, with
+// DB_POOLER=pgbouncer: no prepared statement outlives its transaction.
+// Migrations go straight to the server (DirectURL), as in the service.
+func TestConformanceThroughPgBouncer(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T) saga.Store {
+		direct := pgtest.NewDatabase(t)
+		s := openMigrated(t, postgres.Config{URL: pgtest.PgBouncerURL(t, direct), DirectURL: direct,
+			Pooler: postgres.PoolerPgBouncer})
+		return s
+	})
+}
+
+func TestMinConnsZeroIsKept(t *testing.T) {
+	t.Parallel()
+	s, err := postgres.Open(t.Context(), postgres.Config{URL: pgtest.NewDatabase(t), MaxConns: 3, MinConns: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := s.Pool().Config().MinConns; got != 0 {
+		t.Fatalf("MinConns 0 became %d", got)
+	}
 }

@@ -19,7 +19,6 @@ const (
 	opChains       = "audit_chains"
 	opExportEvents = "audit_export"
 	opDeletions    = "audit_deletions"
-	opSetLegalHold = "set_legal_hold"
 )
 
 // Chains reads the chains of up to q.EffectiveLimit() sagas matching q in

@@ -103,58 +103,76 @@ func seconds(secs float64) time.Duration {
 }
 
 // DeleteFinished deletes sagas that ended (Completed, Compensated,
-// Cancelled, TimedOut) longer than age ago and are not under legal hold,
-// batch sagas per write (1,000 when batch <= 0), their other rows
-// following by cascade, writes a tombstone of each to saga_deletions, and
-// returns how many it deleted. See saga.Store.
-func (s *Store) DeleteFinished(ctx context.Context, age time.Duration, batch int) (deleted int, err error) {
-	defer s.observe(opDeleteFinished, time.Now(), &err)
+// Cancelled, TimedOut) longer than age ago, other than those under legal
+// hold, leaving a tombstone of each. See DeleteExpired and saga.Store.
+func (s *Store) DeleteFinished(ctx context.Context, age time.Duration, batch int) (int, error) {
 	if age < 0 {
 		return 0, fmt.Errorf("delete finished sagas: age %v is negative", age)
+	}
+	return s.DeleteExpired(ctx, saga.UniformRetention(age), batch)
+}
+
+// DeleteExpired deletes, status by status, the sagas whose retention has
+// passed and that are not under legal hold, batch sagas per write (1,000
+// when batch <= 0), their other rows following by cascade, writes a
+// tombstone of each to saga_deletions (the rule, and the requester ctx
+// carries), and returns how many it deleted. See saga.Store.
+func (s *Store) DeleteExpired(ctx context.Context, r saga.Retention, batch int) (deleted int, err error) {
+	defer s.observe(opDeleteFinished, time.Now(), &err)
+	for _, status := range saga.RetainedStatuses {
+		if age, _ := r.For(status); age < 0 {
+			return 0, fmt.Errorf("delete finished sagas: retention %v of %s is negative", age, status)
+		}
 	}
 	if batch <= 0 {
 		batch = deleteBatchDefault
 	}
 	req, _ := saga.RequesterFrom(ctx)
-	for {
-		var n int64 // set on the writer's goroutine only
-		err = s.writer.submit(ctx, func(w *wtx) error {
-			n = 0
-			gone, err := deleteBatch(w, age, batch)
-			if err != nil {
-				return err
-			}
-			for _, d := range gone {
-				_, err := w.exec(sqlInsertDeletion, sql.Named("saga_id", idText(d.SagaID)), sql.Named("name", d.Name),
-					sql.Named("status", string(d.Status)), sql.Named("event_seq", d.EventSeq),
-					sql.Named("last_hash", nullBytes(d.LastHash)), sql.Named("completed_at", fmtTimePtr(d.CompletedAt)),
-					sql.Named("now", w.nowText()), sql.Named("rule", saga.RetentionRule(age)),
-					sql.Named("actor", nullText(req.Actor)), sql.Named("reason", nullText(req.Reason)),
-					sql.Named("client_addr", nullText(req.Address)))
+	for _, status := range saga.RetainedStatuses {
+		age, _ := r.For(status)
+		rule := saga.RetentionRule(status, age)
+		for {
+			var n int64 // set on the writer's goroutine only
+			err = s.writer.submit(ctx, func(w *wtx) error {
+				n = 0
+				gone, err := deleteBatch(w, status, age, batch)
 				if err != nil {
-					return fmt.Errorf("write the tombstone of saga %s: %w", d.SagaID, err)
+					return err
 				}
+				for _, d := range gone {
+					_, err := w.exec(sqlInsertDeletion, sql.Named("saga_id", idText(d.SagaID)), sql.Named("name", d.Name),
+						sql.Named("status", string(d.Status)), sql.Named("event_seq", d.EventSeq),
+						sql.Named("last_hash", nullBytes(d.LastHash)), sql.Named("completed_at", fmtTimePtr(d.CompletedAt)),
+						sql.Named("now", w.nowText()), sql.Named("rule", rule),
+						sql.Named("actor", nullText(req.Actor)), sql.Named("reason", nullText(req.Reason)),
+						sql.Named("client_addr", nullText(req.Address)))
+					if err != nil {
+						return fmt.Errorf("write the tombstone of saga %s: %w", d.SagaID, err)
+					}
+				}
+				n = int64(len(gone))
+				return nil
+			})
+			if err != nil {
+				return deleted, interpretError("delete finished sagas", err)
 			}
-			n = int64(len(gone))
-			return nil
-		})
-		if err != nil {
-			return deleted, interpretError("delete finished sagas", err)
-		}
-		deleted += int(n)
-		if n < int64(batch) {
-			return deleted, nil
-		}
-		if err := ctx.Err(); err != nil {
-			return deleted, fmt.Errorf("delete finished sagas: %w", err)
+			deleted += int(n)
+			if n < int64(batch) {
+				break
+			}
+			if err := ctx.Err(); err != nil {
+				return deleted, fmt.Errorf("delete finished sagas: %w", err)
+			}
 		}
 	}
+	return deleted, nil
 }
 
-// deleteBatch deletes up to batch finished sagas older than age in the
-// writer's transaction and returns what their tombstones keep.
-func deleteBatch(w *wtx, age time.Duration, batch int) ([]saga.Deletion, error) {
-	rows, err := w.query(sqlDeleteFinished, sql.Named("cutoff", fmtTime(w.now.Add(-age))), sql.Named("batch", batch))
+// deleteBatch deletes up to batch sagas that ended in status more than age
+// ago in the writer's transaction and returns what their tombstones keep.
+func deleteBatch(w *wtx, status saga.SagaStatus, age time.Duration, batch int) ([]saga.Deletion, error) {
+	rows, err := w.query(sqlDeleteExpired, sql.Named("status", string(status)),
+		sql.Named("cutoff", fmtTime(w.now.Add(-age))), sql.Named("batch", batch))
 	if err != nil {
 		return nil, err
 	}

@@ -265,8 +265,7 @@ func sagaDest(out **saga.Saga, sealer *saga.Sealer) []any {
 		&sg.CompletedSteps, &sg.TotalSteps, textCol[string]{&sg.Error}, textCol[saga.SagaStatus]{&sg.CompensateTo},
 		textCol[saga.ControlAction]{&sg.Control}, nullTimeCol{&sg.Deadline}, textCol[string]{&sg.OwnerID},
 		nullTimeCol{&sg.LeaseExpiresAt}, &sg.LeaseEpoch, nullTimeCol{&sg.NextRunAt}, &sg.EventSeq,
-		timeCol{&sg.CreatedAt}, timeCol{&sg.UpdatedAt}, nullTimeCol{&sg.StartedAt}, nullTimeCol{&sg.CompletedAt},
-		&sg.LegalHold}
+		timeCol{&sg.CreatedAt}, timeCol{&sg.UpdatedAt}, nullTimeCol{&sg.StartedAt}, nullTimeCol{&sg.CompletedAt}, &sg.LegalHold}
 }
 
 // definitionCol scans the definition column, decoding its JSON.

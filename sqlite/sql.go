@@ -247,15 +247,15 @@ SELECT count(*), coalesce(sum(status = 'Completed'), 0), coalesce(avg(secs), 0.0
 SELECT secs FROM ended ORDER BY secs LIMIT 2 OFFSET :offset`
 )
 
-// sqlDeleteFinished deletes up to :batch sagas that ended (other than
-// Failed) before :cutoff and are not under legal hold, oldest first along
-// the partial index of finished sagas, and returns what their tombstones
-// keep; the foreign keys cascade to their other rows.
-const sqlDeleteFinished = `
+// sqlDeleteExpired deletes up to :batch sagas that ended in :status before
+// :cutoff and are not under legal hold, oldest first along the index led
+// by the status, and returns what their tombstones keep; the foreign keys
+// cascade to their other rows.
+const sqlDeleteExpired = `
 DELETE FROM sagas WHERE id IN (
-	SELECT id FROM sagas INDEXED BY sagas_finished_completed_at_idx
-	WHERE status IN ('Completed', 'Compensated', 'Cancelled', 'TimedOut') AND completed_at < :cutoff
-		AND legal_hold = 0
+	SELECT id FROM sagas INDEXED BY sagas_finished_status_completed_at_idx
+	WHERE status = :status AND status IN ('Completed', 'Compensated', 'Cancelled', 'TimedOut')
+		AND completed_at < :cutoff AND NOT legal_hold
 	ORDER BY completed_at
 	LIMIT :batch)
 RETURNING id, name, status, event_seq, last_hash, completed_at`

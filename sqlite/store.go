@@ -31,6 +31,7 @@ const (
 	opRequestControl   = "request_control"
 	opStats            = "stats"
 	opDeleteFinished   = "delete_finished"
+	opSetLegalHold     = "set_legal_hold"
 	opHealth           = "health"
 	opExport           = "export"
 	opGroupCommit      = "group_commit"

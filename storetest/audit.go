@@ -239,7 +239,7 @@ func testAudit(t *testing.T, newStore factory) {
 		d := tombs[0]
 		if d.SagaID != gone.ID || d.Status != saga.SagaStatusCancelled || d.EventSeq != head.Seq || !bytes.Equal(d.LastHash, head.Hash) ||
 			d.Actor != requester.Actor || d.Reason != requester.Reason || d.Address != requester.Address ||
-			d.Rule != saga.RetentionRule(0) || d.CompletedAt == nil || !near(d.DeletedAt, before) || d.Name != "test-saga" {
+			d.Rule != saga.RetentionRule(saga.SagaStatusCancelled, 0) || d.CompletedAt == nil || !near(d.DeletedAt, before) || d.Name != "test-saga" {
 			t.Errorf("tombstone = %+v, want saga %s Cancelled at seq %d by lab-ops", d, gone.ID, head.Seq)
 		}
 		// Lifted, the hold no longer keeps it.

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -478,6 +479,104 @@ func testDeleteFinished(t *testing.T, newStore factory) {
 		got, existed, err := h.store.CreateSaga(h.ctx, saga.NewSaga{Saga: sg})
 		if err != nil || existed || got.ID != sg.ID {
 			t.Errorf("CreateSaga with a deleted saga's key = %v, existed %v, %v; want a new saga", got, existed, err)
+		}
+	})
+}
+
+func testDeleteExpired(t *testing.T, newStore factory) {
+	// ended drives one saga of each deletable end status to its end and
+	// waits until that end is in the past by the store's clock.
+	ended := func(h *harness) map[saga.SagaStatus]*saga.Saga {
+		h.now()
+		out := make(map[saga.SagaStatus]*saga.Saga)
+		var lastEnd time.Time
+		for _, st := range saga.RetainedStatuses {
+			s := h.drive(h.create(NewTestSaga("w", 2), longLease, event(saga.EventSagaCreated, nil)), st, true)
+			out[st] = s
+			if s.CompletedAt.After(lastEnd) {
+				lastEnd = *s.CompletedAt
+			}
+		}
+		h.waitPast("the last end", lastEnd)
+		return out
+	}
+	exists := func(h *harness, id saga.ID) bool {
+		_, err := h.store.GetSaga(h.ctx, id)
+		if err != nil && !errors.Is(err, saga.ErrNotFound) {
+			h.t.Fatalf("GetSaga: %v", err)
+		}
+		return err == nil
+	}
+
+	t.Run("PerStatus", func(t *testing.T) {
+		h := setup(t, newStore)
+		sagas := ended(h)
+		// Completed and Cancelled (zero: the Completed retention) are past
+		// their retention; Compensated and TimedOut are kept for an hour.
+		r := saga.Retention{Completed: 0, Compensated: time.Hour, TimedOut: time.Hour}
+		n, err := h.store.DeleteExpired(h.ctx, r, 1)
+		if err != nil || n != 2 {
+			t.Fatalf("DeleteExpired = %d, %v; want 2", n, err)
+		}
+		for st, s := range sagas {
+			want := st == saga.SagaStatusCompensated || st == saga.SagaStatusTimedOut
+			if got := exists(h, s.ID); got != want {
+				t.Errorf("%s saga exists = %v after DeleteExpired, want %v", st, got, want)
+			}
+		}
+		if n, err := h.store.DeleteExpired(h.ctx, saga.UniformRetention(0), 10); err != nil || n != 2 {
+			t.Errorf("DeleteExpired(0) = %d, %v; want the 2 kept before", n, err)
+		}
+		if _, err := h.store.DeleteExpired(h.ctx, saga.Retention{Completed: -time.Second}, 10); err == nil {
+			t.Error("DeleteExpired with a negative retention succeeded")
+		}
+	})
+
+	t.Run("LegalHold", func(t *testing.T) {
+		h := setup(t, newStore)
+		sagas := ended(h)
+		held := sagas[saga.SagaStatusCompleted]
+		got, err := h.store.SetLegalHold(h.ctx, held.ID, true)
+		if err != nil || !got.LegalHold || got.ID != held.ID || got.Status != saga.SagaStatusCompleted {
+			t.Fatalf("SetLegalHold(true) = %+v, %v", got, err)
+		}
+		if !h.get(held.ID).LegalHold {
+			t.Error("GetSaga does not show the hold")
+		}
+		if page := h.list(saga.Filter{Status: saga.SagaStatusCompleted}); len(page.Sagas) != 1 || !page.Sagas[0].LegalHold {
+			t.Errorf("ListSagas does not show the hold: %+v", page.Sagas)
+		}
+		if n, err := h.store.DeleteFinished(h.ctx, 0, 10); err != nil || n != len(sagas)-1 {
+			t.Fatalf("DeleteFinished = %d, %v; want all but the held saga (%d)", n, err, len(sagas)-1)
+		}
+		if n, err := h.store.DeleteExpired(h.ctx, saga.UniformRetention(0), 10); err != nil || n != 0 || !exists(h, held.ID) {
+			t.Fatalf("DeleteExpired deleted a held saga: %d, %v", n, err)
+		}
+		// Cleared, the saga is deleted like any other.
+		if got, err := h.store.SetLegalHold(h.ctx, held.ID, false); err != nil || got.LegalHold {
+			t.Fatalf("SetLegalHold(false) = %+v, %v", got, err)
+		}
+		if n, err := h.store.DeleteFinished(h.ctx, 0, 10); err != nil || n != 1 || exists(h, held.ID) {
+			t.Fatalf("DeleteFinished after the hold was cleared = %d, %v", n, err)
+		}
+		_, err = h.store.SetLegalHold(h.ctx, saga.NewID(), true)
+		isNotFound(t, "SetLegalHold of an unknown saga", err)
+	})
+
+	t.Run("HoldOnRunningSaga", func(t *testing.T) {
+		// A hold set while the saga runs stays through its transitions.
+		h := setup(t, newStore)
+		s := h.create(NewTestSaga("w", 2), longLease, event(saga.EventSagaCreated, nil))
+		if _, err := h.store.SetLegalHold(h.ctx, s.ID, true); err != nil {
+			t.Fatal(err)
+		}
+		end := h.drive(s, saga.SagaStatusCompleted, true)
+		h.waitPast("the end", *end.CompletedAt)
+		if !h.get(s.ID).LegalHold {
+			t.Error("the hold was lost by the saga's transitions")
+		}
+		if n, err := h.store.DeleteFinished(h.ctx, 0, 10); err != nil || n != 0 {
+			t.Errorf("DeleteFinished = %d, %v; want 0", n, err)
 		}
 	})
 }

@@ -53,6 +53,7 @@ func Run(t *testing.T, newStore func(t *testing.T) saga.Store) {
 		{"LatestCheckpoint", testLatestCheckpoint},
 		{"Stats", testStats},
 		{"DeleteFinished", testDeleteFinished},
+		{"DeleteExpired", testDeleteExpired},
 		{"Health", testHealth},
 		{"Gauges", testGauges},
 		{"Audit", testAudit},

@@ -17,7 +17,10 @@ import (
 
 	saga "github.com/tracseq/transaction-service"
 	"github.com/tracseq/transaction-service/client"
+	"github.com/tracseq/transaction-service/engine"
 	"github.com/tracseq/transaction-service/httpapi"
+	"github.com/tracseq/transaction-service/postgres"
+	"github.com/tracseq/transaction-service/sqlite"
 )
 
 // Defaults of the operator commands.
@@ -511,6 +514,41 @@ func controlCommand(action saga.ControlAction) func(*Main, context.Context, []st
 	}
 }
 
+// holdCommand sets (hold) or clears a saga's legal hold.
+func holdCommand(hold bool) func(*Main, context.Context, []string, func(string) string, io.Writer, io.Writer) error {
+	name := "hold"
+	if !hold {
+		name = "unhold"
+	}
+	return func(_ *Main, ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
+		fs, cf := newClientFlagSet(name, "ID [flags]", stderr)
+		reason := fs.String("reason", "", "why (recorded on the LegalHoldChanged event of the saga's audit trail)")
+		id, err := parseOneID(fs, args)
+		if err != nil || id == "" {
+			return err
+		}
+		c, err := cf.client(env)
+		if err != nil {
+			return err
+		}
+		callCtx, cancel := cf.withTimeout(ctx)
+		defer cancel()
+		s, err := c.SetLegalHold(callCtx, id, hold, client.WithReason(*reason))
+		if err != nil {
+			return apiError(err)
+		}
+		if cf.json {
+			return writeJSON(stdout, s)
+		}
+		if s.LegalHold {
+			fmt.Fprintf(stdout, "saga %s is under legal hold: cleanup will not delete it\n", s.ID)
+		} else {
+			fmt.Fprintf(stdout, "saga %s is no longer under legal hold\n", s.ID)
+		}
+		return nil
+	}
+}
+
 func (m *Main) runStats(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
 	fs, cf := newClientFlagSet("stats", "[flags]", stderr)
 	window := fs.Duration("window", time.Hour, "the window of the rates and durations")
@@ -553,7 +591,8 @@ func (m *Main) runStats(ctx context.Context, args []string, env func(string) str
 }
 
 func (m *Main) runCleanup(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
-	fs, cf := newClientFlagSet("cleanup", "[flags]", stderr)
+	fs, cf := newClientFlagSet("cleanup", "[--direct] [--reason R] [flags]", stderr)
+	direct := fs.Bool("direct", false, "clean up in this process, on DATABASE_URL with the CLEANUP_*_AFTER_HOURS of the environment, without a running service and without a time limit (cron jobs, large backlogs)")
 	reason := fs.String("reason", "", "why (recorded on the tombstone of each saga deleted)")
 	rest, err := parseInterspersed(fs, args)
 	if err != nil {
@@ -562,6 +601,9 @@ func (m *Main) runCleanup(ctx context.Context, args []string, env func(string) s
 	if len(rest) > 0 {
 		fs.Usage()
 		return usagef("cleanup takes no arguments, got %q", rest)
+	}
+	if *direct {
+		return cleanupDirect(ctx, env, *reason, cf.json, stdout, stderr)
 	}
 	callCtx, cancel := cf.withTimeout(ctx)
 	defer cancel()
@@ -577,6 +619,44 @@ func (m *Main) runCleanup(ctx context.Context, args []string, env func(string) s
 		return writeJSON(stdout, httpapi.CleanupJSON{Deleted: n})
 	}
 	fmt.Fprintf(stdout, "deleted %d finished sagas\n", n)
+	return nil
+}
+
+// DirectCleanupActor is the actor the tombstones of cleanup --direct name.
+const DirectCleanupActor = "tracseq-tx cleanup --direct"
+
+// cleanupDirect deletes the sagas whose retention has passed straight
+// from the database, and says how many and how fast. Its tombstones name
+// DirectCleanupActor and reason.
+func cleanupDirect(ctx context.Context, env func(string) string, reason string, asJSON bool, stdout, stderr io.Writer) error {
+	cfg, err := LoadConfig(env)
+	if err != nil {
+		return err
+	}
+	logger := newLogger(cfg, stderr)
+	var store saga.Store
+	if cfg.SQLitePath != "" {
+		// The file's lock makes this fail while a service runs on it: use
+		// the service's cleanup then.
+		store, err = sqlite.Open(ctx, sqlite.Config{Path: cfg.SQLitePath, InstanceID: "tracseq-tx cleanup", Logger: logger})
+	} else {
+		store, err = postgres.Open(ctx, postgres.Config{URL: cfg.DatabaseURL, MaxConns: 2, ConnectTimeout: cfg.DBConnectTimeout, Logger: logger})
+	}
+	if err != nil {
+		return fmt.Errorf("open database %s: %w", redactURL(cfg.DatabaseURL), err)
+	}
+	defer store.Close()
+	start := time.Now()
+	ctx = saga.WithRequester(ctx, saga.Requester{Actor: DirectCleanupActor, Reason: reason})
+	n, err := store.DeleteExpired(ctx, cfg.retention(), engine.CleanupBatch)
+	took := time.Since(start)
+	if err != nil {
+		return fmt.Errorf("cleanup (%d sagas deleted before the error): %w", n, err)
+	}
+	if asJSON {
+		return writeJSON(stdout, map[string]any{"deleted": n, "seconds": took.Seconds()})
+	}
+	fmt.Fprintf(stdout, "deleted %d finished sagas in %v (%.0f sagas/s)\n", n, took.Round(time.Millisecond), float64(n)/max(took.Seconds(), 1e-9))
 	return nil
 }
 

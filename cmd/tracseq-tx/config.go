@@ -40,6 +40,13 @@ const (
 	MaxConcurrentSagasDefault  = 1000
 	SlowQueryDefault           = 200 * time.Millisecond
 	MaxConnsPerHostDefault     = 256
+	DBReadMaxLagDefault        = time.Second
+	// ClaimPollDefault is the claim loop's safety-net poll while the
+	// instance LISTENs for runnable work (PostgreSQL); without it (memory)
+	// the engine's 1 s applies.
+	ClaimPollDefault = 5 * time.Second
+	// ClaimPollUnlistenedDefault is the poll with DB_LISTEN=false.
+	ClaimPollUnlistenedDefault = time.Second
 	OutageModeDefault          = OutageFallback
 	GaugeTTLDefault            = 5 * time.Second
 )
@@ -66,6 +73,8 @@ const (
 	maxConnsPerHost      = 100_000
 	maxInstanceIDLength  = 200
 	minAuditKeyLength    = 16
+	maxReadLagMs         = 3_600_000
+	maxClaimPollSeconds  = 3600
 	maxGaugeTTLMs        = 3_600_000
 )
 
@@ -75,11 +84,20 @@ type Config struct {
 	DatabaseURL        string        // DATABASE_URL (PostgreSQL), or the sqlite:// URL of SQLitePath
 	SQLitePath         string        // the SQLite file when DATABASE_URL is sqlite:// or unset; empty for PostgreSQL
 	DataDir            string        // TRACSEQ_DATA_DIR: where the default SQLite file is; default the working directory
+	DatabaseDirectURL  string        // DATABASE_DIRECT_URL; empty: DATABASE_URL
+	DatabaseReadURLs   []string      // DATABASE_READ_URL (comma-separated); empty: reads go to DATABASE_URL
+	DBReadMaxLag       time.Duration // DB_READ_MAX_LAG_MS
+	DBPooler           string        // DB_POOLER: "" or pgbouncer
 	DBMaxConns         int32         // DB_MAX_CONNECTIONS
 	DBMinConns         int32         // DB_MIN_CONNECTIONS
 	DBConnectTimeout   time.Duration // DB_CONNECTION_TIMEOUT_SECONDS
 	Persistence        bool          // ENABLE_PERSISTENCE
-	CleanupAfter       time.Duration // CLEANUP_AFTER_HOURS
+	CleanupAfter       time.Duration // CLEANUP_AFTER_HOURS (Completed, and the default of the three below)
+	CleanupCompensated time.Duration // CLEANUP_COMPENSATED_AFTER_HOURS
+	CleanupCancelled   time.Duration // CLEANUP_CANCELLED_AFTER_HOURS
+	CleanupTimedOut    time.Duration // CLEANUP_TIMED_OUT_AFTER_HOURS
+	ClaimPoll          time.Duration // CLAIM_POLL_SECONDS; 0: by mode (claimPoll)
+	Listen             bool          // DB_LISTEN: LISTEN for runnable work (PostgreSQL)
 	HTTPAddr           string        // HTTP_ADDR
 	LogLevel           slog.Level    // LOG_LEVEL
 	LogFormat          string        // LOG_FORMAT: text or json
@@ -112,11 +130,16 @@ func LoadConfig(env func(string) string) (Config, error) {
 		DatabaseURL:        dbURL,
 		SQLitePath:         sqlitePath,
 		DataDir:            dataDir,
+		DatabaseDirectURL:  p.optionalDatabaseURL("DATABASE_DIRECT_URL"),
+		DatabaseReadURLs:   p.databaseURLs("DATABASE_READ_URL"),
+		DBReadMaxLag:       time.Duration(p.integer("DB_READ_MAX_LAG_MS", int(DBReadMaxLagDefault/time.Millisecond), 1, maxReadLagMs)) * time.Millisecond,
+		DBPooler:           p.pooler("DB_POOLER"),
 		DBMaxConns:         int32(p.integer("DB_MAX_CONNECTIONS", DBMaxConnectionsDefault, 1, maxDBConnections)),
 		DBMinConns:         int32(p.integer("DB_MIN_CONNECTIONS", DBMinConnectionsDefault, 0, maxDBConnections)),
 		DBConnectTimeout:   time.Duration(p.integer("DB_CONNECTION_TIMEOUT_SECONDS", int(DBConnectionTimeoutDefault/time.Second), 1, maxConnectTimeoutSec)) * time.Second,
 		Persistence:        p.boolean("ENABLE_PERSISTENCE", PersistenceDefault),
 		CleanupAfter:       time.Duration(p.integer("CLEANUP_AFTER_HOURS", int(CleanupAfterDefault/time.Hour), 1, maxCleanupHours)) * time.Hour,
+		Listen:             p.boolean("DB_LISTEN", true),
 		HTTPAddr:           p.address("HTTP_ADDR", HTTPAddrDefault),
 		LogLevel:           p.logLevel("LOG_LEVEL"),
 		LogFormat:          p.logFormat("LOG_FORMAT"),
@@ -133,6 +156,15 @@ func LoadConfig(env func(string) string) (Config, error) {
 		OutageMode:         p.outageMode("DB_OUTAGE_MODE"),
 		GaugeTTL:           time.Duration(p.integer("METRICS_GAUGE_TTL_MS", int(GaugeTTLDefault/time.Millisecond), 1, maxGaugeTTLMs)) * time.Millisecond,
 		Tracing:            p.tracing(),
+	}
+	// Unset, the poll depends on whether the instance listens (see
+	// Config.claimPoll).
+	cfg.ClaimPoll = time.Duration(p.integer("CLAIM_POLL_SECONDS", 0, 1, maxClaimPollSeconds)) * time.Second
+	cfg.CleanupCompensated = p.hours("CLEANUP_COMPENSATED_AFTER_HOURS", cfg.CleanupAfter)
+	cfg.CleanupCancelled = p.hours("CLEANUP_CANCELLED_AFTER_HOURS", cfg.CleanupAfter)
+	cfg.CleanupTimedOut = p.hours("CLEANUP_TIMED_OUT_AFTER_HOURS", cfg.CleanupAfter)
+	if cfg.DBPooler != "" && cfg.DatabaseDirectURL == "" && p.ok("DATABASE_DIRECT_URL") {
+		p.fail("DATABASE_DIRECT_URL", "DB_POOLER="+cfg.DBPooler+" needs DATABASE_DIRECT_URL: a connection straight to the primary for LISTEN and the migration lock, which a transaction pooler cannot carry")
 	}
 	if cfg.DBMinConns > cfg.DBMaxConns && p.ok("DB_MIN_CONNECTIONS") && p.ok("DB_MAX_CONNECTIONS") {
 		p.fail("DB_MIN_CONNECTIONS", fmt.Sprintf("DB_MIN_CONNECTIONS=%d must not exceed DB_MAX_CONNECTIONS=%d", cfg.DBMinConns, cfg.DBMaxConns))
@@ -256,6 +288,69 @@ func (p *envParser) databaseURL(name, dataDir string) (dbURL, sqlitePath string)
 		return "", ""
 	}
 	return v, ""
+}
+
+// claimPoll is the claim loop's safety-net poll: CLAIM_POLL_SECONDS when
+// set, else ClaimPollDefault while the instance LISTENs for runnable work,
+// and the poll it had before (1 s) when it does not (DB_LISTEN=false, or a
+// store without LISTEN): then the poll is how released work and retries
+// come due are found.
+func (cfg Config) claimPoll(listening bool) time.Duration {
+	switch {
+	case cfg.ClaimPoll > 0:
+		return cfg.ClaimPoll
+	case listening:
+		return ClaimPollDefault
+	}
+	return ClaimPollUnlistenedDefault
+}
+
+// optionalDatabaseURL reads a PostgreSQL URL without a default.
+func (p *envParser) optionalDatabaseURL(name string) string {
+	v, set := p.value(name)
+	if !set {
+		return ""
+	}
+	if _, err := pgxpool.ParseConfig(v); err != nil {
+		// pgx quotes the value with its password masked; never echo it raw.
+		p.fail(name, fmt.Sprintf("%s: not a PostgreSQL connection string: %v", name, err))
+		return ""
+	}
+	return v
+}
+
+// databaseURLs reads a comma-separated list of PostgreSQL URLs (keyword/value
+// strings contain no comma-free form worth supporting here: give URLs).
+func (p *envParser) databaseURLs(name string) []string {
+	v, _ := p.value(name)
+	urls := list(v)
+	for i, u := range urls {
+		if _, err := pgxpool.ParseConfig(u); err != nil {
+			p.fail(name, fmt.Sprintf("%s: item %d is not a PostgreSQL connection URL: %v", name, i+1, err))
+			return nil
+		}
+	}
+	return urls
+}
+
+func (p *envParser) pooler(name string) string {
+	v, set := p.value(name)
+	if !set {
+		return ""
+	}
+	switch f := strings.ToLower(v); f {
+	case "none":
+		return ""
+	case "pgbouncer":
+		return f
+	}
+	p.failValue(name, v, "must be none or pgbouncer")
+	return ""
+}
+
+// hours reads a number of hours; unset takes def.
+func (p *envParser) hours(name string, def time.Duration) time.Duration {
+	return time.Duration(p.integer(name, int(def/time.Hour), 1, maxCleanupHours)) * time.Hour
 }
 
 func (p *envParser) logLevel(name string) slog.Level {

@@ -30,6 +30,11 @@ func TestLoadConfigDefaults(t *testing.T) {
 		DBConnectTimeout:   30 * time.Second,
 		Persistence:        true,
 		CleanupAfter:       24 * time.Hour,
+		CleanupCompensated: 24 * time.Hour,
+		CleanupCancelled:   24 * time.Hour,
+		CleanupTimedOut:    24 * time.Hour,
+		DBReadMaxLag:       time.Second,
+		Listen:             true,
 		HTTPAddr:           ":8080",
 		LogLevel:           slog.LevelInfo,
 		LogFormat:          "text",
@@ -50,27 +55,34 @@ func TestLoadConfigDefaults(t *testing.T) {
 func TestLoadConfigValues(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{
-		"DATABASE_URL":                   "postgres://u:p@db:5433/x?sslmode=disable",
-		"DB_MAX_CONNECTIONS":             "40",
-		"DB_MIN_CONNECTIONS":             "0",
-		"DB_CONNECTION_TIMEOUT_SECONDS":  "5",
-		"ENABLE_PERSISTENCE":             "false",
-		"CLEANUP_AFTER_HOURS":            "48",
-		"HTTP_ADDR":                      "127.0.0.1:0",
-		"LOG_LEVEL":                      "DEBUG",
-		"LOG_FORMAT":                     "JSON",
-		"API_TOKENS":                     " a1 , ,b2,",
-		"INSTANCE_ID":                    "node-7",
-		"LEASE_SECONDS":                  "30",
-		"MAX_CONCURRENT_SAGAS":           "64",
-		"PARTICIPANT_ALLOWED_HOSTS":      "inventory.local, payments.local:8443",
-		"PARTICIPANT_MAX_CONNS_PER_HOST": "1024",
-		"DB_SLOW_QUERY_MS":               "50",
-		"PPROF_ADDR":                     "localhost:6060",
-		"DB_OUTAGE_MODE":                 "Reject",
-		"METRICS_GAUGE_TTL_MS":           "250",
-		"OTEL_EXPORTER_OTLP_ENDPOINT":    "http://collector:4318",
-		"OTEL_SERVICE_NAME":              "tx-eu",
+		"DATABASE_URL":                    "postgres://u:p@db:5433/x?sslmode=disable",
+		"DB_MAX_CONNECTIONS":              "40",
+		"DB_MIN_CONNECTIONS":              "0",
+		"DB_CONNECTION_TIMEOUT_SECONDS":   "5",
+		"ENABLE_PERSISTENCE":              "false",
+		"CLEANUP_AFTER_HOURS":             "48",
+		"HTTP_ADDR":                       "127.0.0.1:0",
+		"LOG_LEVEL":                       "DEBUG",
+		"LOG_FORMAT":                      "JSON",
+		"API_TOKENS":                      " a1 , ,b2,",
+		"INSTANCE_ID":                     "node-7",
+		"LEASE_SECONDS":                   "30",
+		"MAX_CONCURRENT_SAGAS":            "64",
+		"PARTICIPANT_ALLOWED_HOSTS":       "inventory.local, payments.local:8443",
+		"PARTICIPANT_MAX_CONNS_PER_HOST":  "1024",
+		"DB_SLOW_QUERY_MS":                "50",
+		"PPROF_ADDR":                      "localhost:6060",
+		"DATABASE_DIRECT_URL":             "postgres://u:p@db:5432/x?sslmode=disable",
+		"DATABASE_READ_URL":               "postgres://u:p@r1:5432/x, postgres://u:p@r2:5432/x",
+		"DB_READ_MAX_LAG_MS":              "250",
+		"DB_POOLER":                       "PgBouncer",
+		"CLEANUP_COMPENSATED_AFTER_HOURS": "720",
+		"CLEANUP_TIMED_OUT_AFTER_HOURS":   "168",
+		"CLAIM_POLL_SECONDS":              "30",
+		"METRICS_GAUGE_TTL_MS":            "250",
+		"OTEL_EXPORTER_OTLP_ENDPOINT":     "http://collector:4318",
+		"OTEL_SERVICE_NAME":               "tx-eu",
+		"DB_OUTAGE_MODE":                  "Reject",
 	}
 	cfg, err := LoadConfig(envOf(env))
 	if err != nil {
@@ -83,6 +95,15 @@ func TestLoadConfigValues(t *testing.T) {
 		DBConnectTimeout:   5 * time.Second,
 		Persistence:        false,
 		CleanupAfter:       48 * time.Hour,
+		CleanupCompensated: 720 * time.Hour,
+		CleanupCancelled:   48 * time.Hour,
+		CleanupTimedOut:    168 * time.Hour,
+		DatabaseDirectURL:  "postgres://u:p@db:5432/x?sslmode=disable",
+		DatabaseReadURLs:   []string{"postgres://u:p@r1:5432/x", "postgres://u:p@r2:5432/x"},
+		DBReadMaxLag:       250 * time.Millisecond,
+		DBPooler:           "pgbouncer",
+		ClaimPoll:          30 * time.Second,
+		Listen:             true,
 		HTTPAddr:           "127.0.0.1:0",
 		LogLevel:           slog.LevelDebug,
 		LogFormat:          "json",
@@ -188,6 +209,18 @@ func TestLoadConfigBadValues(t *testing.T) {
 			[]string{`DB_OUTAGE_MODE="memory": must be fallback or reject`}, ""},
 		{"database url", map[string]string{"DATABASE_URL": "postgres://u:secret@db:notaport/x"},
 			[]string{"DATABASE_URL: not a PostgreSQL connection string", "invalid port"}, "secret"},
+		{"pooler", map[string]string{"DB_POOLER": "pgpool"},
+			[]string{`DB_POOLER="pgpool": must be none or pgbouncer`}, ""},
+		{"pooler without direct url", map[string]string{"DB_POOLER": "pgbouncer"},
+			[]string{"DB_POOLER=pgbouncer needs DATABASE_DIRECT_URL"}, ""},
+		{"read url", map[string]string{"DATABASE_READ_URL": "postgres://r1/x,postgres://u:secret@r2:port/x"},
+			[]string{"DATABASE_READ_URL: item 2 is not a PostgreSQL connection URL"}, "secret"},
+		{"read lag", map[string]string{"DB_READ_MAX_LAG_MS": "0"},
+			[]string{`DB_READ_MAX_LAG_MS="0": must be a positive integer`}, ""},
+		{"retention", map[string]string{"CLEANUP_COMPENSATED_AFTER_HOURS": "-1"},
+			[]string{`CLEANUP_COMPENSATED_AFTER_HOURS="-1": must be a positive integer`}, ""},
+		{"claim poll", map[string]string{"CLAIM_POLL_SECONDS": "0"},
+			[]string{`CLAIM_POLL_SECONDS="0": must be a positive integer`}, ""},
 		{"database scheme", map[string]string{"DATABASE_URL": "mysql://u:secret@db/x"},
 			[]string{"DATABASE_URL: unknown scheme \"mysql\"", "sqlite://"}, "secret"},
 		{"sqlite url", map[string]string{"DATABASE_URL": "sqlite://tracseq.db?_pragma=synchronous(OFF)"},
@@ -223,6 +256,24 @@ func TestLoadConfigBooleans(t *testing.T) {
 		}
 		if cfg.Persistence != want {
 			t.Errorf("ENABLE_PERSISTENCE=%q: got %v, want %v", v, cfg.Persistence, want)
+		}
+	}
+}
+
+func TestClaimPollByMode(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		set       time.Duration
+		listening bool
+		want      time.Duration
+	}{
+		{0, true, ClaimPollDefault},
+		{0, false, ClaimPollUnlistenedDefault},
+		{30 * time.Second, true, 30 * time.Second},
+		{30 * time.Second, false, 30 * time.Second},
+	} {
+		if got := (Config{ClaimPoll: tc.set}).claimPoll(tc.listening); got != tc.want {
+			t.Errorf("claimPoll(set %v, listening %v) = %v, want %v", tc.set, tc.listening, got, tc.want)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -103,8 +104,10 @@ func (m *Main) runMigrate(ctx context.Context, args []string, env func(string) s
 			states = append(states, newMigrationJSON(s.Version, s.Name, s.Applied, s.AppliedAt))
 		}
 	default:
+		// Migrations hold a session lock: they go straight to the primary
+		// (DATABASE_DIRECT_URL), never through a pooler.
 		store, err := postgres.Open(ctx, postgres.Config{
-			URL:            cfg.DatabaseURL,
+			URL:            cmp.Or(cfg.DatabaseDirectURL, cfg.DatabaseURL),
 			MaxConns:       2,
 			MinConns:       0,
 			ConnectTimeout: cfg.DBConnectTimeout,

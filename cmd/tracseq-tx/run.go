@@ -77,8 +77,10 @@ func commands() []command {
 		{"resume", "ID [--reason R]", "resume a paused saga", controlCommand("resume")},
 		{"cancel", "ID [--reason R]", "cancel a saga (its completed steps are compensated)", controlCommand("cancel")},
 		{"retry", "ID [--reason R]", "retry the compensation of a Failed saga", controlCommand("retry")},
+		{"hold", "ID [--reason R]", "put a saga under legal hold: cleanup never deletes it", holdCommand(true)},
+		{"unhold", "ID [--reason R]", "clear a saga's legal hold", holdCommand(false)},
 		{"stats", "[--window 1h]", "show counts by status, rates and durations", (*Main).runStats},
-		{"cleanup", "[--reason R]", "delete finished sagas older than the service's CLEANUP_AFTER_HOURS now", (*Main).runCleanup},
+		{"cleanup", "[--direct] [--reason R]", "delete the finished sagas whose retention (CLEANUP_*_AFTER_HOURS) has passed, now", (*Main).runCleanup},
 		{"audit", "verify|replay|export|deletions", "check, rebuild and export the audit trail in DATABASE_URL (audit -h)", (*Main).runAudit},
 		{"help", "", "show this list", (*Main).runHelp},
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,6 +59,7 @@ type service struct {
 	http     *http.Server
 	pprof    *http.Server
 	engine   *engine.Coordinator
+	notify   *postgres.Listener // nil without PostgreSQL
 	store    saga.Store
 	tracing  *sdktrace.TracerProvider // nil when tracing is off
 	cancel   context.CancelFunc       // background work (failover reconnects)
@@ -151,11 +154,20 @@ func startService(ctx context.Context, cfg Config, stderr io.Writer) (_ *service
 			"service_name", cfg.Tracing.ServiceName)
 	}
 
+	// With PostgreSQL, work released by other instances and retries come
+	// due are announced by NOTIFY: the poll is only a safety net. Without
+	// LISTEN (DB_LISTEN=false, SQLite, memory) it is how they are found.
+	listening := cfg.Persistence && cfg.Listen && cfg.SQLitePath == "" && isPostgresURL(cfg.DatabaseURL)
+	claimInterval := cfg.claimPoll(listening)
+	retention := cfg.retention()
 	svc.engine, err = engine.New(svc.store, engine.Config{
-		InstanceID:         cfg.InstanceID,
+		InstanceID:    cfg.InstanceID,
+		ClaimInterval: claimInterval,
+		// The engine's own cleanup deletes only what every status's
+		// retention lets go; the retention loop below applies each one.
+		CleanupAfter:       retention.Longest(),
 		LeaseDuration:      cfg.LeaseDuration,
 		MaxConcurrentSagas: cfg.MaxConcurrentSagas,
-		CleanupAfter:       cfg.CleanupAfter,
 		AllowedHosts:       cfg.AllowedHosts,
 		Invoker: participantclient.New(participantclient.Config{
 			MaxConnsPerHost: cfg.MaxConnsPerHost,
@@ -171,6 +183,21 @@ func startService(ctx context.Context, cfg Config, stderr io.Writer) (_ *service
 	if err := svc.engine.Start(bgCtx); err != nil {
 		return nil, fmt.Errorf("start engine: %w", err)
 	}
+	if listening {
+		svc.notify, err = postgres.NewListener(postgres.ListenerConfig{
+			DB:     dbConfig(cfg, logger, nil),
+			Wake:   svc.engine.Wake,
+			Logger: logger,
+		})
+		if err != nil {
+			return nil, err
+		}
+		if err := svc.notify.Start(bgCtx); err != nil {
+			return nil, fmt.Errorf("start listener: %w", err)
+		}
+	}
+
+	svc.wg.Go(func() { runRetention(bgCtx, svc.engine, retention, logger) })
 
 	auditStore, _ := svc.store.(saga.AuditStore)
 	dtm, err := dtmapi.New(dtmapi.Config{
@@ -183,7 +210,7 @@ func startService(ctx context.Context, cfg Config, stderr io.Writer) (_ *service
 	}
 	api, err := httpapi.NewServer(httpapi.Config{
 		Routes:         dtm.Routes(),
-		Coordinator:    svc.engine,
+		Coordinator:    apiCoordinator{Coordinator: svc.engine, retention: retention},
 		Tokens:         cfg.APITokens,
 		Audit:          auditStore,
 		Chain:          chain,
@@ -191,6 +218,7 @@ func startService(ctx context.Context, cfg Config, stderr io.Writer) (_ *service
 		Metrics:        mx.Handler(),
 		Version:        versionString(),
 		ObserveRequest: mx.ObserveHTTP,
+		ReadAfterWrite: 2 * cfg.DBReadMaxLag,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create API server: %w", err)
@@ -233,7 +261,8 @@ func startService(ctx context.Context, cfg Config, stderr io.Writer) (_ *service
 }
 
 // withConsole mounts the web console at /ui/ (and GET / redirects there)
-// beside the API. The console reads through the engine, as the API does,
+// beside the API. The console reads through the engine, as the API does
+// (with the API's read routing: httpapi.Server.ReplicaReads),
 // and the store's gauges; its data need the API's token when one is set.
 func withConsole(api *httpapi.Server, svc *service, logger *slog.Logger) (http.Handler, error) {
 	gr, ok := svc.store.(saga.GaugeReader)
@@ -255,7 +284,9 @@ func withConsole(api *httpapi.Server, svc *service, logger *slog.Logger) (http.H
 		return nil, fmt.Errorf("create console: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle(console.Prefix, con.Handler())
+	// The console's pages read like the API's GETs: from a read replica
+	// when one is configured, except right after the same client's action.
+	mux.Handle(console.Prefix, api.ReplicaReads(con.Handler()))
 	mux.HandleFunc("GET /{$}", console.RedirectHome)
 	mux.Handle("/", api.Handler())
 	return mux, nil
@@ -306,27 +337,25 @@ func openStore(ctx, bgCtx context.Context, cfg Config, chain *saga.Chain, logger
 		st := pg.Pool().Stat()
 		return st.TotalConns(), st.IdleConns(), st.AcquiredConns(), st.MaxConns()
 	})
+	var sizingChecked atomic.Bool
 	connect := func(ctx context.Context) (*postgres.Store, error) {
-		pg, err := postgres.Open(ctx, postgres.Config{
-			URL:            cfg.DatabaseURL,
-			MaxConns:       cfg.DBMaxConns,
-			MinConns:       cfg.DBMinConns,
-			ConnectTimeout: cfg.DBConnectTimeout,
-			SlowQuery:      cfg.SlowQuery,
-			Logger:         logger,
-			Observe:        mx.ObserveDB,
-			Sealer:         sealer,
-			Chain:          chain,
-		})
+		pcfg := dbConfig(cfg, logger, mx.ObserveDB)
+		pcfg.Sealer = sealer
+		pcfg.Chain = chain
+		pg, err := postgres.Open(ctx, pcfg)
 		if err != nil {
 			return nil, err
 		}
-		version, err := postgres.Migrate(ctx, pg.Pool(), logger)
+		version, err := pg.Migrate(ctx, logger)
 		if err != nil {
 			pg.Close()
 			return nil, err
 		}
-		logger.Info("database ready", "persistence", postgres.Backend, "durable", true, "migration_version", version, "database", redactURL(cfg.DatabaseURL))
+		logger.Info("database ready", "persistence", postgres.Backend, "durable", true, "migration_version", version, "database", redactURL(cfg.DatabaseURL),
+			"read_replicas", len(cfg.DatabaseReadURLs), "pooler", cmp.Or(cfg.DBPooler, "none"))
+		if !sizingChecked.Swap(true) {
+			checkPoolSizing(ctx, pg, cfg, logger)
+		}
 		current.Store(pg)
 		return pg, nil
 	}
@@ -378,6 +407,91 @@ func openStore(ctx, bgCtx context.Context, cfg Config, chain *saga.Chain, logger
 	}
 	fo.Start(bgCtx)
 	return fo, nil
+}
+
+// isPostgresURL reports whether a DATABASE_URL names PostgreSQL (a
+// postgres:// or postgresql:// URL, or a keyword/value string): only then
+// is there a server to LISTEN to.
+func isPostgresURL(v string) bool {
+	scheme, _, found := strings.Cut(v, "://")
+	return !found || scheme == "postgres" || scheme == "postgresql"
+}
+
+// retention is the per-status retention of CLEANUP_*_AFTER_HOURS.
+func (cfg Config) retention() saga.Retention {
+	return saga.Retention{Completed: cfg.CleanupAfter, Compensated: cfg.CleanupCompensated,
+		Cancelled: cfg.CleanupCancelled, TimedOut: cfg.CleanupTimedOut}
+}
+
+// apiCoordinator is the engine as the API serves it: on-demand cleanup
+// applies the per-status retention.
+type apiCoordinator struct {
+	*engine.Coordinator
+	retention saga.Retention
+}
+
+// Cleanup deletes the sagas whose retention has passed.
+func (a apiCoordinator) Cleanup(ctx context.Context) (int, error) {
+	return a.CleanupExpired(ctx, a.retention)
+}
+
+// runRetention deletes the sagas whose retention has passed every
+// engine.CleanupIntervalDefault, until ctx ends.
+func runRetention(ctx context.Context, c *engine.Coordinator, r saga.Retention, logger *slog.Logger) {
+	ticker := time.NewTicker(engine.CleanupIntervalDefault)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		n, err := c.CleanupExpired(ctx, r)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			logger.Warn("clean up expired sagas", "error", err)
+		case n > 0:
+			logger.Info("cleaned up expired sagas", "deleted", n)
+		}
+	}
+}
+
+// dbConfig is the PostgreSQL store's configuration.
+func dbConfig(cfg Config, logger *slog.Logger, observe func(string, time.Duration, error)) postgres.Config {
+	return postgres.Config{
+		URL:            cfg.DatabaseURL,
+		DirectURL:      cfg.DatabaseDirectURL,
+		ReadURLs:       cfg.DatabaseReadURLs,
+		ReadMaxLag:     cfg.DBReadMaxLag,
+		Pooler:         cfg.DBPooler,
+		InstanceID:     cfg.InstanceID,
+		MaxConns:       cfg.DBMaxConns,
+		MinConns:       cfg.DBMinConns,
+		ConnectTimeout: cfg.DBConnectTimeout,
+		SlowQuery:      cfg.SlowQuery,
+		Logger:         logger,
+		Observe:        observe,
+	}
+}
+
+// checkPoolSizing warns when the instances' pools together may open more
+// connections than the server allows.
+func checkPoolSizing(ctx context.Context, pg *postgres.Store, cfg Config, logger *slog.Logger) {
+	if cfg.DBPooler != "" {
+		logger.Info("connections go through " + cfg.DBPooler + ": size its server pool (default_pool_size) against max_connections")
+		return
+	}
+	p, err := pg.CheckPoolSizing(ctx)
+	switch {
+	case err != nil:
+		logger.Warn("could not check the pool sizing", "error", err)
+	case !p.Fits():
+		logger.Warn("POOL SIZING: the instances may open more connections than the database allows: "+p.String()+
+			"; lower DB_MAX_CONNECTIONS, raise max_connections, or put PgBouncer in front (DB_POOLER)",
+			"instances", p.Instances, "per_instance", p.PerInstance, "need", p.Need, "max_connections", p.MaxConnections)
+	default:
+		logger.Info("pool sizing: "+p.String(), "instances", p.Instances, "need", p.Need, "max_connections", p.MaxConnections)
+	}
 }
 
 // openSQLite opens the SQLite store of cfg.SQLitePath, which migrates it.
@@ -449,6 +563,9 @@ func (s *service) shutdown() error {
 			errs = append(errs, fmt.Errorf("stop engine: %w", err))
 		}
 		cancel()
+	}
+	if s.notify != nil {
+		s.notify.Stop()
 	}
 	if s.cancel != nil {
 		s.cancel()

@@ -1,19 +1,17 @@
 -- +goose Up
--- The audit trail: who asked (actor), a hash chain per saga, tombstones of
--- deleted sagas, and the legal hold that keeps a saga from cleanup (added
--- by 00004_retention too, where it is: IF NOT EXISTS).
+-- The audit trail: who asked (actor), a hash chain per saga, and
+-- tombstones of deleted sagas.
 -- Every column added is nullable or has a constant default, so the change
 -- rewrites no table. Events written before it carry no hash; audit verify
 -- reports them as written before the chain.
 
 -- The head of the saga's chain (the hash of its latest event), the
 -- attribution of its pending operator request (the seq of its
--- OperatorRequested event, and who asked), and the legal hold.
+-- OperatorRequested event, and who asked).
 ALTER TABLE sagas
     ADD COLUMN last_hash   BYTEA,
     ADD COLUMN control_seq BIGINT,
-    ADD COLUMN control_by  TEXT,
-    ADD COLUMN IF NOT EXISTS legal_hold BOOLEAN NOT NULL DEFAULT false;
+    ADD COLUMN control_by  TEXT;
 
 -- Who asked (the name of the API token of an operator request or a
 -- submit), and the event's hash: SHA-256 (or HMAC-SHA-256) over its
