@@ -96,6 +96,15 @@ func (e Event) Clone() Event {
 	c := e
 	c.StepIndex = clonePtr(e.StepIndex)
 	c.Data = cloneRaw(e.Data)
+	c.Hash = cloneBytes(e.Hash)
+	return c
+}
+
+// Clone returns a copy of d that shares no memory with it.
+func (d Deletion) Clone() Deletion {
+	c := d
+	c.LastHash = cloneBytes(d.LastHash)
+	c.CompletedAt = clonePtr(d.CompletedAt)
 	return c
 }
 
@@ -112,6 +121,14 @@ func cloneRaw(raw json.RawMessage) json.RawMessage {
 		return nil
 	}
 	return json.RawMessage(bytes.Clone(raw))
+}
+
+// cloneBytes copies b; nil stays nil.
+func cloneBytes(b []byte) []byte {
+	if b == nil {
+		return nil
+	}
+	return bytes.Clone(b)
 }
 
 func clonePtr[T any](p *T) *T {

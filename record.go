@@ -7,6 +7,9 @@ type SagaRecord struct {
 	Saga        *Saga // with Steps
 	Events      []Event
 	Checkpoints []Checkpoint
+	// Pending attributes Saga.Control: the seq of its OperatorRequested
+	// event and who asked.
+	Pending PendingControl
 }
 
 // TableCounts are the rows of the five tables of a durable store (or of

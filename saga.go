@@ -38,14 +38,16 @@ type Saga struct {
 	// NextRunAt is when the saga is next runnable by a claim; nil means
 	// never (end states, Failed, Paused without deadline).
 	NextRunAt *time.Time
-	// EventSeq is the sequence number of the saga's latest event.
+	// EventSeq is the sequence number of the saga's latest event. Its hash
+	// (the head of the saga's audit chain, see Chain) is kept by the store
+	// beside the saga and read with AuditStore.Chains.
 	EventSeq int64
-	// Durable is false when the saga lives only in memory (no database, or
-	// the database was unreachable when it was accepted). Not stored.
-	Durable bool
 	// LegalHold keeps the saga from cleanup whatever its age, until the
 	// hold is cleared (Store.SetLegalHold).
 	LegalHold bool
+	// Durable is false when the saga lives only in memory (no database, or
+	// the database was unreachable when it was accepted). Not stored.
+	Durable bool
 
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
@@ -133,8 +135,8 @@ const (
 )
 
 // Event is one entry of a saga's audit trail. Stores assign ID (when zero),
-// Seq (1, 2, … per saga, in the order written) and CreatedAt (the database
-// clock).
+// Seq (1, 2, … per saga, in the order written), CreatedAt (the store's
+// clock) and Hash (see Chain.Seal).
 type Event struct {
 	ID         ID
 	SagaID     ID
@@ -142,8 +144,14 @@ type Event struct {
 	Type       EventType
 	StepIndex  *int
 	Data       json.RawMessage // a JSON object, or nil
-	InstanceID string
-	CreatedAt  time.Time
+	InstanceID string          // the instance that wrote it
+	// Actor is who asked for what the event records: the name of the API
+	// token of an operator request or a submit; empty for the engine's own
+	// events.
+	Actor     string
+	CreatedAt time.Time
+	// Hash chains the event to the one before it in its saga.
+	Hash []byte
 }
 
 // Stats are the figures of GET /api/v1/statistics.

@@ -102,7 +102,9 @@ type Store interface {
 
 	// SetLegalHold sets (hold = true) or clears the legal hold of a saga,
 	// which keeps cleanup from deleting it, and returns the saga (without
-	// steps) as it is after. ErrNotFound when there is no such saga.
+	// steps) as it is after. It writes a LegalHoldChanged event
+	// (Chain.SealLegalHold) attributed to the requester ctx carries.
+	// ErrNotFound when there is no such saga.
 	SetLegalHold(ctx context.Context, id ID, hold bool) (*Saga, error)
 
 	// Health reports on the store's backend.

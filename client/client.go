@@ -45,6 +45,10 @@ type (
 	StepState = httpapi.StepJSON
 	// Event is one entry of a saga's audit trail.
 	Event = httpapi.EventJSON
+	// AuditTrail is a saga's trail with its hash chain and the verdict.
+	AuditTrail = httpapi.AuditJSON
+	// AuditEvent is one event of an AuditTrail.
+	AuditEvent = httpapi.AuditEventJSON
 	// Stats are the service's figures.
 	Stats = httpapi.StatsJSON
 	// Ready is the readiness answer.
@@ -101,8 +105,9 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 type SubmitOption func(*submitOptions)
 
 type submitOptions struct {
-	wait time.Duration
-	key  string
+	wait   time.Duration
+	key    string
+	reason string
 }
 
 // WithWait makes the service answer once the saga has ended or d has
@@ -111,6 +116,32 @@ func WithWait(d time.Duration) SubmitOption { return func(o *submitOptions) { o.
 
 // WithIdempotencyKey submits under key (when the definition has none).
 func WithIdempotencyKey(key string) SubmitOption { return func(o *submitOptions) { o.key = key } }
+
+// WithSubmitReason records why the saga is submitted on its SagaCreated
+// event, beside the name of the token (the actor).
+func WithSubmitReason(reason string) SubmitOption {
+	return func(o *submitOptions) { o.reason = reason }
+}
+
+// RequestOption adjusts one operator request (Pause, Resume, Cancel,
+// Retry, Control, Cleanup).
+type RequestOption func(*requestOptions)
+
+type requestOptions struct {
+	reason string
+}
+
+// WithReason records why the request is made: in the saga's audit trail
+// with the request (OperatorRequested), or on the tombstones of a cleanup.
+func WithReason(reason string) RequestOption { return func(o *requestOptions) { o.reason = reason } }
+
+func requestOpts(opts []RequestOption) requestOptions {
+	var o requestOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}
 
 // Submit submits a saga and returns it as the service answered, and
 // whether a saga with its idempotency key existed already (then that saga
@@ -136,7 +167,7 @@ func (c *Client) Submit(ctx context.Context, def Definition, opts ...SubmitOptio
 	}
 	backoff := c.backoff
 	for try := 0; ; try++ {
-		s, replayed, err := c.api.Submit(ctx, def, o.wait)
+		s, replayed, err := c.api.SubmitWithReason(ctx, def, o.wait, o.reason)
 		if err == nil {
 			// A retry that found the saga of an earlier, lost try is
 			// still this call's saga.
@@ -216,28 +247,41 @@ func (c *Client) Events(ctx context.Context, id string) ([]Event, error) {
 
 // Pause asks for the saga to stop between steps. The answer is the saga
 // with the request recorded; the instance running it carries it out.
-func (c *Client) Pause(ctx context.Context, id string) (*Saga, error) {
-	return c.Control(ctx, id, saga.ControlPause)
+func (c *Client) Pause(ctx context.Context, id string, opts ...RequestOption) (*Saga, error) {
+	return c.Control(ctx, id, saga.ControlPause, opts...)
 }
 
 // Resume asks for a paused saga to go on.
-func (c *Client) Resume(ctx context.Context, id string) (*Saga, error) {
-	return c.Control(ctx, id, saga.ControlResume)
+func (c *Client) Resume(ctx context.Context, id string, opts ...RequestOption) (*Saga, error) {
+	return c.Control(ctx, id, saga.ControlResume, opts...)
 }
 
 // Cancel asks for the saga to stop and compensate what it did.
-func (c *Client) Cancel(ctx context.Context, id string) (*Saga, error) {
-	return c.Control(ctx, id, saga.ControlCancel)
+func (c *Client) Cancel(ctx context.Context, id string, opts ...RequestOption) (*Saga, error) {
+	return c.Control(ctx, id, saga.ControlCancel, opts...)
 }
 
 // Retry asks for a Failed saga's compensations to be tried again.
-func (c *Client) Retry(ctx context.Context, id string) (*Saga, error) {
-	return c.Control(ctx, id, saga.ControlRetry)
+func (c *Client) Retry(ctx context.Context, id string, opts ...RequestOption) (*Saga, error) {
+	return c.Control(ctx, id, saga.ControlRetry, opts...)
 }
 
 // Control asks for an operator action on a saga.
-func (c *Client) Control(ctx context.Context, id string, a saga.ControlAction) (*Saga, error) {
-	return c.api.Control(ctx, id, string(a))
+func (c *Client) Control(ctx context.Context, id string, a saga.ControlAction, opts ...RequestOption) (*Saga, error) {
+	return c.api.ControlWithReason(ctx, id, string(a), requestOpts(opts).reason)
+}
+
+// Audit returns a saga's audit trail with its hash chain and the
+// service's verdict on it (Verified, and Broken naming the first bad
+// event).
+func (c *Client) Audit(ctx context.Context, id string) (*AuditTrail, error) {
+	return c.api.Audit(ctx, id)
+}
+
+// AuditCSV returns a saga's audit trail as CSV (the columns of
+// AuditEvent, a header row first) and the service's verdict on its chain.
+func (c *Client) AuditCSV(ctx context.Context, id string) ([]byte, bool, error) {
+	return c.api.AuditCSV(ctx, id)
 }
 
 // Wait polls the saga every interval until it has ended (Failed included)
@@ -264,12 +308,15 @@ func (c *Client) Statistics(ctx context.Context, window time.Duration) (*Stats, 
 }
 
 // Cleanup deletes old finished sagas now and returns how many.
-func (c *Client) Cleanup(ctx context.Context) (int, error) { return c.api.Cleanup(ctx) }
+func (c *Client) Cleanup(ctx context.Context, opts ...RequestOption) (int, error) {
+	return c.api.CleanupWithReason(ctx, requestOpts(opts).reason)
+}
 
 // SetLegalHold sets (hold = true) or clears the saga's legal hold: cleanup
-// never deletes a held saga. It returns the saga.
-func (c *Client) SetLegalHold(ctx context.Context, id string, hold bool) (*Saga, error) {
-	return c.api.SetLegalHold(ctx, id, hold)
+// never deletes a held saga. It returns the saga. WithReason records why
+// on the LegalHoldChanged event.
+func (c *Client) SetLegalHold(ctx context.Context, id string, hold bool, opts ...RequestOption) (*Saga, error) {
+	return c.api.SetLegalHoldWithReason(ctx, id, hold, requestOpts(opts).reason)
 }
 
 // Health returns the liveness answer.

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/tracseq/transaction-service/client"
+	"github.com/tracseq/transaction-service/httpapi"
 )
 
 // binPath is the tracseq-tx binary that TestMain builds for the package.
@@ -189,7 +190,13 @@ func startInstance(t *testing.T, cfg instanceConfig) *instance {
 	case <-time.After(startTimeout):
 		t.Fatalf("instance %s did not listen within %v\n%s", in.id, startTimeout, in.logTail())
 	}
-	token, _, _ := strings.Cut(cfg.APITokens, ",")
+	entry, _, _ := strings.Cut(cfg.APITokens, ",")
+	var token string
+	if entry != "" {
+		if _, token, err = httpapi.ParseToken(entry, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// A transport of its own, so that terminate can close its idle
 	// connections.
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: http.DefaultTransport.(*http.Transport).Clone()}

@@ -287,6 +287,7 @@ func testCrashRecovery(t *testing.T, dbURL string, base instanceConfig) {
 		t.Error("crash-2 took over no saga of crash-1")
 	}
 	stuck.check(t)
+	checkAuditChains(t, dbURL, n, second)
 }
 
 // TestMultiInstance runs three instances on one database, spreads sagas
@@ -355,6 +356,7 @@ func TestMultiInstance(t *testing.T) {
 		}
 	}
 	stuck.check(t)
+	checkAuditChains(t, dbURL, n)
 }
 
 // TestGracefulShutdown stops an instance with SIGTERM while its sagas are

@@ -534,6 +534,7 @@ func (m *machine) recordAction(o outcome, data outcomeData) {
 		st.Uncertain = st.Uncertain || res.Uncertain
 		m.putStep(st, true, false)
 		data.backoff = o.backoff
+		data.res = uncertainAs(data.res, st.Uncertain)
 		m.eventJSON(saga.EventStepRetrying, &i, data.json())
 		m.setRetry(callKey{participant.KindAction, i}, m.in.now.Add(o.backoff))
 		m.d.retried = append(m.d.retried, participant.KindAction)
@@ -548,6 +549,7 @@ func (m *machine) recordAction(o outcome, data outcomeData) {
 	// connection).
 	st.Uncertain = st.Uncertain || res.Uncertain
 	m.putStep(st, true, true)
+	data.res = uncertainAs(data.res, st.Uncertain)
 	m.eventJSON(saga.EventStepFailed, &i, data.json())
 	if failing {
 		// Another step failed first: its cause stays the saga's error.
@@ -601,6 +603,18 @@ func (m *machine) recordCompensation(o outcome, data outcomeData) {
 		m.s.Error = m.s.Error + compensationFailedSep + fmt.Sprintf("compensation of step %q failed: %s", c.StepName, res.Error)
 		m.s.Error = strings.TrimPrefix(m.s.Error, compensationFailedSep)
 	}
+}
+
+// uncertainAs returns res with Uncertain set to the step's: the event of
+// an attempt tells whether the step's effect is uncertain (as the trail's
+// replay reads it), which an earlier attempt may have made so.
+func uncertainAs(res *participant.Result, uncertain bool) *participant.Result {
+	if res.Uncertain == uncertain {
+		return res
+	}
+	r := *res
+	r.Uncertain = uncertain
+	return &r
 }
 
 // sendOrWithdraw sends a call written as started, unless what the write

@@ -305,6 +305,9 @@ func TestDecide(t *testing.T) {
 				if u := d.t.Steps[0]; u.Index != 1 || !u.Uncertain {
 					t.Errorf("step update %+v, want step 1 uncertain", u)
 				}
+				if data := string(d.t.Events[0].Data); !strings.Contains(data, `"uncertain":true`) {
+					t.Errorf("StepFailed data %s: want the step's uncertainty, which the trail's replay reads", data)
+				}
 			},
 		},
 		{

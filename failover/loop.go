@@ -197,11 +197,38 @@ func (s *Store) moveSlice(ctx context.Context) (switched bool, moved int, err er
 		// Another call found the database away meanwhile: check it first.
 		return false, moved, errAwayAgain
 	}
-	// Memory is empty, and stays so while the lock is held: switch.
+	// Memory is empty, and stays so while the lock is held: move the
+	// tombstones of the sagas deleted in memory, then switch.
+	if err := s.moveDeletions(ctx); err != nil {
+		return false, moved, err
+	}
 	s.durable.Store(true)
 	clear(s.asideID)
 	clear(s.keys)
 	return true, moved, nil
+}
+
+// moveDeletions writes the tombstones kept in memory to the database and
+// forgets them. The caller holds the write lock.
+func (s *Store) moveDeletions(ctx context.Context) error {
+	var all []saga.Deletion
+	err := s.mem.Deletions(ctx, time.Time{}, time.Unix(1<<40, 0), func(d saga.Deletion) error {
+		all = append(all, d)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read tombstones in memory: %w", err)
+	}
+	for _, d := range all {
+		ictx, cancel := context.WithTimeout(ctx, s.importTimeout)
+		err := s.db.ImportDeletion(ictx, d)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("move tombstone of saga %s: %w", d.SagaID, err)
+		}
+	}
+	s.mem.ForgetDeletions()
+	return nil
 }
 
 // moveOne imports one saga and removes it from src. The caller holds the

@@ -42,6 +42,9 @@ type Durable interface {
 	// ids, sequence numbers and times. It is idempotent by saga id: when the
 	// saga is already there nothing is written and existed is true.
 	Import(ctx context.Context, r saga.SagaRecord) (existed bool, err error)
+	// ImportDeletion writes the tombstone of a saga deleted in memory; a
+	// tombstone of the same saga already there is kept.
+	ImportDeletion(ctx context.Context, d saga.Deletion) error
 }
 
 // Config configures a Store. Zero fields take the defaults; Connect is
@@ -83,6 +86,9 @@ type Config struct {
 	// OnModeChange is told the persistence mode: from New (false, or true
 	// with Database), then at every change, in order.
 	OnModeChange func(durable bool)
+	// Chain hashes the audit events of the sagas held in memory; it must
+	// be the database store's (default: plain SHA-256).
+	Chain *saga.Chain
 }
 
 // Store is a saga.Store that serves from memory while the database cannot
@@ -135,7 +141,10 @@ type Store struct {
 	done    chan struct{} // closed when the loop has returned
 }
 
-var _ saga.Store = (*Store)(nil)
+var (
+	_ saga.Store      = (*Store)(nil)
+	_ saga.AuditStore = (*Store)(nil)
+)
 
 // New returns a Store in memory mode, or in durable mode on cfg.Database.
 // It tells cfg.OnModeChange the mode. It returns an error when neither
@@ -154,8 +163,8 @@ func New(cfg Config) (*Store, error) {
 		sliceLen:      cmp.Or(cfg.MoveSlice, MoveSliceDefault),
 		logger:        cfg.Logger,
 		onModeChange:  cfg.OnModeChange,
-		mem:           memory.New(memory.Config{}),
-		aside:         memory.New(memory.Config{}),
+		mem:           memory.New(memory.Config{Chain: cfg.Chain}),
+		aside:         memory.New(memory.Config{Chain: cfg.Chain}),
 		switched:      make(chan struct{}),
 		wake:          make(chan struct{}, 1),
 		asideID:       make(map[saga.ID]bool),
@@ -596,7 +605,6 @@ func (s *Store) SetLegalHold(ctx context.Context, id saga.ID, hold bool) (*saga.
 	return s.mem.SetLegalHold(ctx, id, hold)
 }
 
-// Health reports the database's health once switched. Before, it reports
 // Health reports the database's health while durable. Otherwise it reports
 // Mode "memory", Durable false, and in Error why the database is not in use
 // (the last error of Connect, of a check or of the move). With Fallback, a
@@ -630,4 +638,46 @@ func (s *Store) Close() {
 	}
 	s.mem.Close()
 	s.aside.Close()
+}
+
+// auditSource returns the store whose audit trail the audit reads use:
+// the database once switched, memory before (the sagas being moved at that
+// moment are in neither view).
+func (s *Store) auditSource() (saga.AuditStore, error) {
+	if !s.durable.Load() {
+		return s.mem, nil
+	}
+	as, ok := s.db.(saga.AuditStore)
+	if !ok {
+		return nil, fmt.Errorf("read the audit trail: the database store cannot: %w", saga.ErrUnavailable)
+	}
+	return as, nil
+}
+
+// Chains reads audit chains; see saga.AuditStore and auditSource.
+func (s *Store) Chains(ctx context.Context, q saga.ChainQuery, head func(saga.ChainHead) error, event func(saga.Event) error) (int, saga.ID, error) {
+	as, err := s.auditSource()
+	if err != nil {
+		return 0, saga.NilID, err
+	}
+	return as.Chains(ctx, q, head, event)
+}
+
+// ExportEvents exports events; see saga.AuditStore and auditSource.
+func (s *Store) ExportEvents(ctx context.Context, from, to time.Time, fn func(saga.Event, []byte) error) error {
+	as, err := s.auditSource()
+	if err != nil {
+		return err
+	}
+	return as.ExportEvents(ctx, from, to, fn)
+}
+
+// Deletions lists tombstones; see saga.AuditStore and auditSource. Those
+// written in memory move to the database with the sagas.
+func (s *Store) Deletions(ctx context.Context, from, to time.Time, fn func(saga.Deletion) error) error {
+	as, err := s.auditSource()
+	if err != nil {
+		return err
+	}
+	return as.Deletions(ctx, from, to, fn)
 }

@@ -46,9 +46,18 @@ type ListQuery struct {
 // a saga with the definition's idempotency key already existed and is
 // returned instead of a new one.
 func (c *Client) Submit(ctx context.Context, def saga.Definition, wait time.Duration) (s *SagaJSON, replayed bool, err error) {
+	return c.SubmitWithReason(ctx, def, wait, "")
+}
+
+// SubmitWithReason submits a saga as Submit does, recording reason (when
+// not empty) with the submit in the saga's audit trail.
+func (c *Client) SubmitWithReason(ctx context.Context, def saga.Definition, wait time.Duration, reason string) (s *SagaJSON, replayed bool, err error) {
 	q := url.Values{}
 	if wait > 0 {
 		q.Set("wait", wait.String())
+	}
+	if reason != "" {
+		q.Set("reason", reason)
 	}
 	var out SagaJSON
 	resp, err := c.call(ctx, http.MethodPost, "/api/v1/sagas", q, def, &out)
@@ -122,10 +131,36 @@ func (c *Client) Events(ctx context.Context, id string) ([]EventJSON, error) {
 // "cancel" or "retry". The answer is the saga with the request recorded
 // (control_request); the action is carried out asynchronously.
 func (c *Client) Control(ctx context.Context, id string, action string) (*SagaJSON, error) {
+	return c.ControlWithReason(ctx, id, action, "")
+}
+
+// ControlWithReason asks for an operator action as Control does, with the
+// reason (when not empty) recorded with the request in the saga's audit
+// trail.
+func (c *Client) ControlWithReason(ctx context.Context, id, action, reason string) (*SagaJSON, error) {
 	var out SagaJSON
 	path := "/api/v1/sagas/" + url.PathEscape(id) + "/" + url.PathEscape(action)
-	if _, err := c.call(ctx, http.MethodPost, path, nil, nil, &out); err != nil {
+	if _, err := c.call(ctx, http.MethodPost, path, nil, operatorBody(reason), &out); err != nil {
 		return nil, fmt.Errorf("%s saga: %w", action, err)
+	}
+	return &out, nil
+}
+
+// operatorBody is the body of an operator request giving reason; none
+// without one.
+func operatorBody(reason string) any {
+	if reason == "" {
+		return nil
+	}
+	return OperatorRequestJSON{Reason: reason}
+}
+
+// Audit returns a saga's audit trail with its hashes and the service's
+// verdict on its chain.
+func (c *Client) Audit(ctx context.Context, id string) (*AuditJSON, error) {
+	var out AuditJSON
+	if _, err := c.call(ctx, http.MethodGet, "/api/v1/sagas/"+url.PathEscape(id)+"/audit", nil, nil, &out); err != nil {
+		return nil, fmt.Errorf("read audit trail: %w", err)
 	}
 	return &out, nil
 }
@@ -133,15 +168,35 @@ func (c *Client) Control(ctx context.Context, id string, action string) (*SagaJS
 // SetLegalHold sets (hold = true) or clears the saga's legal hold and
 // returns the saga.
 func (c *Client) SetLegalHold(ctx context.Context, id string, hold bool) (*SagaJSON, error) {
+	return c.SetLegalHoldWithReason(ctx, id, hold, "")
+}
+
+// SetLegalHoldWithReason is SetLegalHold with the reason the
+// LegalHoldChanged event records (none when empty).
+func (c *Client) SetLegalHoldWithReason(ctx context.Context, id string, hold bool, reason string) (*SagaJSON, error) {
 	method := http.MethodPost
 	if !hold {
 		method = http.MethodDelete
 	}
 	var out SagaJSON
-	if _, err := c.call(ctx, method, "/api/v1/sagas/"+url.PathEscape(id)+"/hold", nil, nil, &out); err != nil {
+	if _, err := c.call(ctx, method, "/api/v1/sagas/"+url.PathEscape(id)+"/hold", nil, operatorBody(reason), &out); err != nil {
 		return nil, fmt.Errorf("set legal hold: %w", err)
 	}
 	return &out, nil
+}
+
+// AuditCSV returns a saga's audit trail as CSV (AuditCSVHeader) and the
+// service's verdict on its chain.
+func (c *Client) AuditCSV(ctx context.Context, id string) (csv []byte, verified bool, err error) {
+	q := url.Values{"format": {"csv"}}
+	resp, body, err := c.send(ctx, http.MethodGet, "/api/v1/sagas/"+url.PathEscape(id)+"/audit", q, nil)
+	if err != nil {
+		return nil, false, fmt.Errorf("read audit trail: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, false, fmt.Errorf("read audit trail: %w", answerProblem(resp, body))
+	}
+	return body, resp.Header.Get("Audit-Verified") == "true", nil
 }
 
 // Statistics returns the service's figures; window 0 means the server's
@@ -160,8 +215,14 @@ func (c *Client) Statistics(ctx context.Context, window time.Duration) (*StatsJS
 
 // Cleanup deletes old finished sagas now and returns how many it deleted.
 func (c *Client) Cleanup(ctx context.Context) (int, error) {
+	return c.CleanupWithReason(ctx, "")
+}
+
+// CleanupWithReason deletes old finished sagas now as Cleanup does, with
+// the reason (when not empty) recorded on the tombstone of each.
+func (c *Client) CleanupWithReason(ctx context.Context, reason string) (int, error) {
 	var out CleanupJSON
-	if _, err := c.call(ctx, http.MethodPost, "/api/v1/maintenance/cleanup", nil, nil, &out); err != nil {
+	if _, err := c.call(ctx, http.MethodPost, "/api/v1/maintenance/cleanup", nil, operatorBody(reason), &out); err != nil {
 		return 0, fmt.Errorf("clean up sagas: %w", err)
 	}
 	return out.Deleted, nil

@@ -216,7 +216,7 @@ func setup(t *testing.T, fake *fakeCoordinator, mutate ...func(*Config)) *testBu
 	t.Cleanup(hs.Close)
 	token := ""
 	if len(cfg.Tokens) > 0 {
-		token = cfg.Tokens[0]
+		_, token, _ = ParseToken(cfg.Tokens[0], 1)
 	}
 	return &testBundle{
 		fake:   fake,

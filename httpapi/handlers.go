@@ -55,6 +55,11 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) error {
 	if err := def.Validate(); err != nil {
 		return err
 	}
+	reason := r.URL.Query().Get("reason")
+	if err := checkReason("reason", reason); err != nil {
+		return err
+	}
+	r = withReason(r, reason)
 	s.noteWrite(r)
 	sg, existed, err := s.coord.Submit(r.Context(), def)
 	if err != nil {
@@ -304,6 +309,11 @@ func controlHandler(a saga.ControlAction) handlerFunc {
 		if err != nil {
 			return err
 		}
+		reason, err := s.decodeOperatorRequest(w, r)
+		if err != nil {
+			return err
+		}
+		r = withReason(r, reason)
 		s.noteWrite(r)
 		sg, err := s.coord.Control(r.Context(), id, a)
 		switch {
@@ -319,13 +329,19 @@ func controlHandler(a saga.ControlAction) handlerFunc {
 
 // holdHandler serves POST (hold = true) and DELETE of
 // /api/v1/sagas/{id}/hold: the saga's legal hold, which keeps cleanup from
-// deleting it. The answer is the saga, 200.
+// deleting it; the body may give a reason ({"reason": "…"}) that the
+// LegalHoldChanged event keeps. The answer is the saga, 200.
 func holdHandler(hold bool) handlerFunc {
 	return func(s *Server, w http.ResponseWriter, r *http.Request) error {
 		id, err := pathID(r)
 		if err != nil {
 			return err
 		}
+		reason, err := s.decodeOperatorRequest(w, r)
+		if err != nil {
+			return err
+		}
+		r = withReason(r, reason)
 		s.noteWrite(r)
 		sg, err := s.coord.SetLegalHold(r.Context(), id, hold)
 		if err != nil {
@@ -376,6 +392,11 @@ func (s *Server) statistics(w http.ResponseWriter, r *http.Request) error {
 
 // cleanup serves POST /api/v1/maintenance/cleanup.
 func (s *Server) cleanup(w http.ResponseWriter, r *http.Request) error {
+	reason, err := s.decodeOperatorRequest(w, r)
+	if err != nil {
+		return err
+	}
+	r = withReason(r, reason)
 	n, err := s.coord.Cleanup(r.Context())
 	if err != nil {
 		return fmt.Errorf("clean up sagas: %w", err)

@@ -243,6 +243,10 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"Pool":            reflect.TypeFor[PoolJSON](),
 		"Problem":         reflect.TypeFor[Problem](),
 		"FieldError":      reflect.TypeFor[FieldError](),
+		"OperatorRequest": reflect.TypeFor[OperatorRequestJSON](),
+		"AuditTrail":      reflect.TypeFor[AuditJSON](),
+		"AuditEvent":      reflect.TypeFor[AuditEventJSON](),
+		"ChainBreak":      reflect.TypeFor[ChainBreakJSON](),
 	}
 	for name, typ := range pairs {
 		schema, ok := doc.Components.Schemas[name]

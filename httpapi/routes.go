@@ -33,12 +33,13 @@ const routeUnmatched = "unmatched"
 // routes returns the route table.
 func routes() []route {
 	return []route{
-		{method: http.MethodPost, path: "/api/v1/sagas", api: true, query: []string{"wait"}, handle: (*Server).submit},
+		{method: http.MethodPost, path: "/api/v1/sagas", api: true, query: []string{"wait", "reason"}, handle: (*Server).submit},
 		{method: http.MethodGet, path: "/api/v1/sagas", api: true,
 			query:  []string{"status", "name", "transaction_id", "created_after", "limit", "cursor"},
 			handle: (*Server).list},
 		{method: http.MethodGet, path: "/api/v1/sagas/{id}", api: true, handle: (*Server).get},
 		{method: http.MethodGet, path: "/api/v1/sagas/{id}/events", api: true, query: []string{"after_seq", "limit"}, handle: (*Server).events},
+		{method: http.MethodGet, path: "/api/v1/sagas/{id}/audit", api: true, query: []string{"format"}, handle: (*Server).audit},
 		{method: http.MethodPost, path: "/api/v1/sagas/{id}/pause", api: true, handle: controlHandler(saga.ControlPause)},
 		{method: http.MethodPost, path: "/api/v1/sagas/{id}/resume", api: true, handle: controlHandler(saga.ControlResume)},
 		{method: http.MethodPost, path: "/api/v1/sagas/{id}/cancel", api: true, handle: controlHandler(saga.ControlCancel)},

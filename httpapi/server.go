@@ -65,9 +65,17 @@ const (
 type Config struct {
 	// Coordinator serves the API. Required.
 	Coordinator Coordinator
-	// Tokens are the accepted bearer tokens (API_TOKENS). Empty: the API
-	// is open; the caller logs that warning.
+	// Tokens are the accepted bearer tokens (API_TOKENS): "name:secret",
+	// or a bare secret named token-1, token-2, … by position (ParseToken).
+	// The name is the actor recorded with the requests the token makes.
+	// Empty: the API is open (requests are recorded as made by
+	// "anonymous"); the caller logs that warning.
 	Tokens []string
+	// Audit reads audit chains for GET /api/v1/sagas/{id}/audit (the
+	// store, when it is a saga.AuditStore); nil: that route answers 503.
+	Audit saga.AuditStore
+	// Chain verifies the chains (AUDIT_HMAC_KEY); nil: plain SHA-256.
+	Chain *saga.Chain
 	// Logger receives the request log and errors. Default: discard.
 	Logger *slog.Logger
 	// Metrics is served at /metrics when set.
@@ -99,7 +107,9 @@ type Config struct {
 // Server is the REST API. It is safe for concurrent use.
 type Server struct {
 	coord        Coordinator
-	tokenHashes  [][sha256.Size]byte
+	tokens       []token
+	auditStore   saga.AuditStore
+	chain        *saga.Chain
 	log          *slog.Logger
 	metricsH     http.Handler
 	readyCheck   func(ctx context.Context) bool
@@ -138,14 +148,22 @@ func NewServer(cfg Config) (*Server, error) {
 		maxWait:      cmp.Or(cfg.MaxWait, MaxWaitDefault),
 		version:      cfg.Version,
 		observe:      cfg.ObserveRequest,
+		auditStore:   cfg.Audit,
+		chain:        cfg.Chain,
 		writers:      newRecentWriters(cmp.Or(cfg.ReadAfterWrite, ReadAfterWriteDefault)),
 		mux:          http.NewServeMux(),
 	}
-	for i, tok := range cfg.Tokens {
-		if strings.TrimSpace(tok) == "" {
-			return nil, fmt.Errorf("httpapi: Config.Tokens[%d] is empty", i)
+	names := make(map[string]bool, len(cfg.Tokens))
+	for i, entry := range cfg.Tokens {
+		name, secret, err := ParseToken(entry, i+1)
+		if err != nil {
+			return nil, fmt.Errorf("httpapi: Config.Tokens[%d]: %w", i, err)
 		}
-		s.tokenHashes = append(s.tokenHashes, sha256.Sum256([]byte(tok)))
+		if names[name] {
+			return nil, fmt.Errorf("httpapi: Config.Tokens[%d]: the name %q is given twice", i, name)
+		}
+		names[name] = true
+		s.tokens = append(s.tokens, token{name: name, hash: sha256.Sum256([]byte(secret))})
 	}
 	for _, rt := range routes() {
 		s.mux.Handle(rt.pattern(), s.wrap(rt.pattern(), rt))
@@ -253,11 +271,16 @@ func (s *Server) wrap(label string, rt route) http.Handler {
 			}
 		}()
 
-		if rt.api && len(s.tokenHashes) > 0 {
-			if err := s.authenticate(r); err != nil {
-				s.fail(rec, r, err)
-				return
+		if rt.api {
+			actor := saga.AnonymousActor
+			if len(s.tokens) > 0 {
+				var err error
+				if actor, err = s.authenticate(r); err != nil {
+					s.fail(rec, r, err)
+					return
+				}
 			}
+			r = r.WithContext(saga.WithRequester(r.Context(), s.requester(r, actor)))
 		}
 		if rt.api && label != routeUnmatched {
 			if err := checkQuery(r, rt.query); err != nil {
@@ -272,26 +295,29 @@ func (s *Server) wrap(label string, rt route) http.Handler {
 }
 
 // authenticate checks the bearer token against every configured token in
-// constant time (the tokens' hashes are compared, so lengths leak nothing).
-func (s *Server) authenticate(r *http.Request) error {
+// constant time (the tokens' hashes are compared, so lengths leak nothing)
+// and returns the name of the one it is.
+func (s *Server) authenticate(r *http.Request) (string, error) {
 	h := r.Header.Get("Authorization")
-	scheme, token, ok := strings.Cut(h, " ")
+	scheme, secret, ok := strings.Cut(h, " ")
 	if h == "" {
-		return saga.Errorf(codeUnauthorized, "", "missing Authorization: Bearer <token> header")
+		return "", saga.Errorf(codeUnauthorized, "", "missing Authorization: Bearer <token> header")
 	}
-	token = strings.TrimSpace(token)
-	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
-		return saga.Errorf(codeUnauthorized, "", "the Authorization header must be \"Bearer <token>\"")
+	secret = strings.TrimSpace(secret)
+	if !ok || !strings.EqualFold(scheme, "Bearer") || secret == "" {
+		return "", saga.Errorf(codeUnauthorized, "", "the Authorization header must be \"Bearer <token>\"")
 	}
-	got := sha256.Sum256([]byte(token))
-	match := 0
-	for i := range s.tokenHashes {
-		match |= subtle.ConstantTimeCompare(got[:], s.tokenHashes[i][:])
+	got := sha256.Sum256([]byte(secret))
+	found := -1
+	for i := range s.tokens {
+		if subtle.ConstantTimeCompare(got[:], s.tokens[i].hash[:]) == 1 {
+			found = i
+		}
 	}
-	if match != 1 {
-		return saga.Errorf(codeUnauthorized, "", "the bearer token is not valid")
+	if found < 0 {
+		return "", saga.Errorf(codeUnauthorized, "", "the bearer token is not valid")
 	}
-	return nil
+	return s.tokens[found].name, nil
 }
 
 // checkQuery rejects a query string that does not parse whole (a bad

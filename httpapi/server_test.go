@@ -362,7 +362,7 @@ func TestEvents(t *testing.T) {
 	if err := json.Unmarshal(raw, &m); err != nil {
 		t.Fatal(err)
 	}
-	wantKeys := []string{"created_at", "data", "id", "instance_id", "saga_id", "seq", "step_index", "type"}
+	wantKeys := []string{"actor", "created_at", "data", "id", "instance_id", "saga_id", "seq", "step_index", "type"}
 	if len(m.Events) != 2 || !slices.Equal(slices.Sorted(maps.Keys(m.Events[0])), wantKeys) {
 		t.Fatalf("events %v", m.Events)
 	}

@@ -82,7 +82,10 @@ type EventJSON struct {
 	StepIndex  *int            `json:"step_index"`
 	Data       json.RawMessage `json:"data"`
 	InstanceID string          `json:"instance_id"`
-	CreatedAt  time.Time       `json:"created_at"`
+	// Actor is who asked for what the event records (the name of the API
+	// token of an operator request or a submit); "" for the engine's own.
+	Actor     string    `json:"actor"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // EventsJSON is the answer of GET /api/v1/sagas/{id}/events.
@@ -276,6 +279,7 @@ func NewEventJSON(e saga.Event) EventJSON {
 		StepIndex:  e.StepIndex,
 		Data:       e.Data,
 		InstanceID: e.InstanceID,
+		Actor:      e.Actor,
 		CreatedAt:  e.CreatedAt.UTC(),
 	}
 }

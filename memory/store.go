@@ -24,17 +24,21 @@ type Config struct {
 	// Now is the store's clock, standing in for the database's now().
 	// Default time.Now.
 	Now func() time.Time
+	// Chain hashes the audit events (default: plain SHA-256).
+	Chain *saga.Chain
 }
 
 // Store is a saga.Store in memory. It is safe for concurrent use; the zero
 // value is not usable, call New.
 type Store struct {
-	now func() time.Time
+	now   func() time.Time
+	chain *saga.Chain
 
-	mu       sync.Mutex
-	sagas    map[saga.ID]*entry
-	keys     map[string]saga.ID     // idempotency key → saga
-	runnable map[saga.ID]*saga.Saga // sagas whose NextRunAt is set
+	mu        sync.Mutex
+	sagas     map[saga.ID]*entry
+	keys      map[string]saga.ID     // idempotency key → saga
+	runnable  map[saga.ID]*saga.Saga // sagas whose NextRunAt is set
+	deletions []saga.Deletion        // tombstones, oldest first
 }
 
 // entry is everything the store holds about one saga.
@@ -42,6 +46,19 @@ type entry struct {
 	saga        *saga.Saga // with steps
 	events      []saga.Event
 	checkpoints []saga.Checkpoint
+	lastHash    []byte // the hash of the latest event
+	ctlSeq      int64  // the OperatorRequested event of saga.Control
+	ctlBy       string // and who asked
+}
+
+// head returns the end of the saga's audit chain.
+func (e *entry) head() saga.ChainHead {
+	return saga.ChainHead{SagaID: e.saga.ID, Seq: e.saga.EventSeq, Hash: e.lastHash}
+}
+
+// pending returns the saga's pending operator request.
+func (e *entry) pending() saga.PendingControl {
+	return saga.PendingControl{Action: e.saga.Control, Seq: e.ctlSeq, Actor: e.ctlBy}
 }
 
 var _ saga.Store = (*Store)(nil)
@@ -54,6 +71,7 @@ func New(cfg Config) *Store {
 	}
 	return &Store{
 		now:      now,
+		chain:    cfg.Chain,
 		sagas:    make(map[saga.ID]*entry),
 		keys:     make(map[string]saga.ID),
 		runnable: make(map[saga.ID]*saga.Saga),
@@ -89,20 +107,17 @@ func (s *Store) remove(e *entry) {
 	}
 }
 
-// appendEvents numbers evs after the saga's last event and stores copies.
+// own returns sealed events (saga.Chain.SealTransition and the like) as
+// the store keeps them: sharing no memory with the caller's.
+func own(evs []saga.Event, head saga.ChainHead, err error) ([]saga.Event, saga.ChainHead, error) {
+	return cloneEvents(evs), head, err
+}
+
+// appendEvents stores events sealed by seal and moves the saga's head.
 // The caller holds mu.
-func (e *entry) appendEvents(evs []saga.Event, now time.Time) {
-	for _, ev := range evs {
-		ev = cloneEvent(ev)
-		if ev.ID.IsZero() {
-			ev.ID = saga.NewID()
-		}
-		e.saga.EventSeq++
-		ev.SagaID = e.saga.ID
-		ev.Seq = e.saga.EventSeq
-		ev.CreatedAt = now
-		e.events = append(e.events, ev)
-	}
+func (e *entry) appendEvents(evs []saga.Event, head saga.ChainHead) {
+	e.events = append(e.events, evs...)
+	e.saga.EventSeq, e.lastHash = head.Seq, head.Hash
 }
 
 // CreateSaga stores a new saga; see saga.Store. The store assigns an id when
@@ -183,7 +198,11 @@ func (s *Store) CreateSaga(ctx context.Context, c saga.NewSaga) (*saga.Saga, boo
 	sg.EventSeq = 0
 
 	e := &entry{saga: sg}
-	e.appendEvents(c.Events, now)
+	evs, head, err := own(s.chain.SealCreate(ctx, e.head(), sg, c.Events, now))
+	if err != nil {
+		return nil, false, fmt.Errorf("create saga %s: %w", sg.ID, err)
+	}
+	e.appendEvents(evs, head)
 	s.sagas[sg.ID] = e
 	if sg.IdempotencyKey != "" {
 		s.keys[sg.IdempotencyKey] = sg.ID
@@ -371,6 +390,10 @@ func (s *Store) Apply(ctx context.Context, t saga.Transition) (saga.Applied, err
 			return saga.Applied{}, fmt.Errorf("apply transition to saga %s: compensation step index %d out of range", sg.ID, u.StepIndex)
 		}
 	}
+	evs, head, err := own(s.chain.SealTransition(e.head(), t, e.pending(), now))
+	if err != nil {
+		return saga.Applied{}, fmt.Errorf("apply transition to saga %s: %w", sg.ID, err)
+	}
 
 	// Nothing below fails: the write is all or nothing.
 	if t.Wake.Kind == saga.WakeAt {
@@ -384,10 +407,11 @@ func (s *Store) Apply(ctx context.Context, t saga.Transition) (saga.Applied, err
 	for k := range t.Compensations {
 		t.Compensations[k].Output = cloneRaw(t.Compensations[k].Output)
 	}
-	seq := sg.EventSeq
 	sg.ApplyTransition(t, now)
-	sg.EventSeq = seq // appendEvents counts them
-	e.appendEvents(t.Events, now)
+	if sg.Control == saga.ControlNone {
+		e.ctlSeq, e.ctlBy = 0, ""
+	}
+	e.appendEvents(evs, head)
 	if t.Checkpoint != nil {
 		cp := cloneCheckpoint(*t.Checkpoint)
 		cp.SagaID, cp.CreatedAt = sg.ID, now
@@ -513,7 +537,13 @@ func (s *Store) RequestControl(ctx context.Context, id saga.ID, action saga.Cont
 		return nil, fmt.Errorf("request %q on saga %s in status %s: %w", action, id, sg.Status, saga.ErrInvalidTransition)
 	}
 	now := s.clock()
-	sg.Control = action
+	evs, head, err := own(s.chain.SealControl(ctx, e.head(), action, e.pending(), now))
+	if err != nil {
+		return nil, fmt.Errorf("request %q on saga %s: %w", action, id, err)
+	}
+	e.appendEvents(evs, head)
+	last := evs[len(evs)-1]
+	sg.Control, e.ctlSeq, e.ctlBy = action, last.Seq, last.Actor
 	sg.NextRunAt = new(now)
 	sg.UpdatedAt = now
 	s.index(sg)
@@ -603,7 +633,7 @@ func (s *Store) DeleteExpired(ctx context.Context, r saga.Retention, batch int) 
 		if err := ctx.Err(); err != nil {
 			return deleted, fmt.Errorf("delete finished sagas: %w", err)
 		}
-		n := s.deleteBatch(r, batch)
+		n := s.deleteBatch(ctx, r, batch)
 		deleted += n
 		if n < batch {
 			return deleted, nil
@@ -611,8 +641,9 @@ func (s *Store) DeleteExpired(ctx context.Context, r saga.Retention, batch int) 
 	}
 }
 
-// deleteBatch deletes up to batch sagas whose retention has passed.
-func (s *Store) deleteBatch(r saga.Retention, batch int) int {
+// deleteBatch deletes up to batch sagas whose retention has passed,
+// leaving a tombstone of each.
+func (s *Store) deleteBatch(ctx context.Context, r saga.Retention, batch int) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.clock()
@@ -624,27 +655,12 @@ func (s *Store) deleteBatch(r saga.Retention, batch int) int {
 		sg := e.saga
 		age, ok := r.For(sg.Status)
 		if ok && !sg.LegalHold && sg.CompletedAt != nil && sg.CompletedAt.Before(now.Add(-age)) {
+			s.deletions = append(s.deletions, saga.NewDeletion(ctx, sg, e.lastHash, age, now))
 			s.remove(e)
 			n++
 		}
 	}
 	return n
-}
-
-// SetLegalHold sets or clears the saga's legal hold; see saga.Store.
-func (s *Store) SetLegalHold(ctx context.Context, id saga.ID, hold bool) (*saga.Saga, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("set legal hold: %w", err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, ok := s.sagas[id]
-	if !ok {
-		return nil, fmt.Errorf("set legal hold of saga %s: %w", id, saga.ErrNotFound)
-	}
-	e.saga.LegalHold = hold
-	e.saga.UpdatedAt = s.clock()
-	return cloneSaga(e.saga, false), nil
 }
 
 // Backend is the Health.Backend of the store.
@@ -672,6 +688,7 @@ func (s *Store) Export(ctx context.Context) ([]saga.SagaRecord, error) {
 			Saga:        cloneSaga(e.saga, true),
 			Events:      cloneEvents(e.events),
 			Checkpoints: cloneCheckpoints(e.checkpoints),
+			Pending:     e.pending(),
 		})
 	}
 	s.mu.Unlock()
@@ -727,10 +744,15 @@ func (s *Store) Import(ctx context.Context, r saga.SagaRecord) (existed bool, er
 		saga:        cloneSaga(r.Saga, true),
 		events:      cloneEvents(r.Events),
 		checkpoints: cloneCheckpoints(r.Checkpoints),
+		ctlSeq:      r.Pending.Seq,
+		ctlBy:       r.Pending.Actor,
 	}
 	slices.SortStableFunc(e.events, func(a, b saga.Event) int { return cmp.Compare(a.Seq, b.Seq) })
 	if n := len(e.events); n > 0 {
-		e.saga.EventSeq = max(e.saga.EventSeq, e.events[n-1].Seq)
+		last := e.events[n-1]
+		if last.Seq >= e.saga.EventSeq {
+			e.saga.EventSeq, e.lastHash = last.Seq, bytes.Clone(last.Hash)
+		}
 	}
 	s.sagas[id] = e
 	if k := e.saga.IdempotencyKey; k != "" {
@@ -747,4 +769,150 @@ func stepStarted(status saga.StepStatus) bool {
 		return true
 	}
 	return false
+}
+
+var _ saga.AuditStore = (*Store)(nil)
+
+// Chains reads the chains of up to q.EffectiveLimit() sagas matching q, in
+// ascending id order; see saga.AuditStore. Each saga is copied under the
+// lock and passed to the callbacks outside it.
+func (s *Store) Chains(ctx context.Context, q saga.ChainQuery, head func(saga.ChainHead) error, event func(saga.Event) error) (int, saga.ID, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, saga.NilID, fmt.Errorf("read chains: %w", err)
+	}
+	var only map[saga.ID]bool
+	if q.IDs != nil {
+		only = make(map[saga.ID]bool, len(q.IDs))
+		for _, id := range q.IDs {
+			only[id] = true
+		}
+	}
+	type chain struct {
+		head   saga.ChainHead
+		events []saga.Event
+	}
+	s.mu.Lock()
+	var ids []saga.ID
+	for id, e := range s.sagas {
+		switch {
+		case bytes.Compare(id[:], q.After[:]) <= 0,
+			only != nil && !only[id],
+			!q.Since.IsZero() && e.saga.UpdatedAt.Before(q.Since):
+			continue
+		}
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, func(a, b saga.ID) int { return bytes.Compare(a[:], b[:]) })
+	if limit := q.EffectiveLimit(); len(ids) > limit {
+		ids = ids[:limit]
+	}
+	chains := make([]chain, len(ids))
+	for i, id := range ids {
+		e := s.sagas[id]
+		h := e.head()
+		h.Hash = bytes.Clone(h.Hash)
+		chains[i] = chain{head: h, events: cloneEvents(e.events)}
+	}
+	s.mu.Unlock()
+	for _, c := range chains {
+		if err := head(c.head); err != nil {
+			return 0, saga.NilID, err
+		}
+		for _, ev := range c.events {
+			if err := event(ev); err != nil {
+				return 0, saga.NilID, err
+			}
+		}
+	}
+	if len(ids) == 0 {
+		return 0, saga.NilID, nil
+	}
+	return len(ids), ids[len(ids)-1], nil
+}
+
+// ExportEvents calls fn with every event created in [from, to), by saga id
+// then seq, with the hash of the event before it; see saga.AuditStore.
+func (s *Store) ExportEvents(ctx context.Context, from, to time.Time, fn func(saga.Event, []byte) error) error {
+	s.mu.Lock()
+	ids := make([]saga.ID, 0, len(s.sagas))
+	for id := range s.sagas {
+		ids = append(ids, id)
+	}
+	s.mu.Unlock()
+	slices.SortFunc(ids, func(a, b saga.ID) int { return bytes.Compare(a[:], b[:]) })
+	for _, id := range ids {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("export events: %w", err)
+		}
+		s.mu.Lock()
+		var evs []saga.Event
+		if e, ok := s.sagas[id]; ok {
+			evs = cloneEvents(e.events)
+		}
+		s.mu.Unlock()
+		var prev []byte
+		for _, ev := range evs {
+			if !ev.CreatedAt.Before(from) && ev.CreatedAt.Before(to) {
+				if err := fn(ev, prev); err != nil {
+					return err
+				}
+			}
+			prev = ev.Hash
+		}
+	}
+	return nil
+}
+
+// Deletions calls fn with the tombstones of sagas deleted in [from, to),
+// oldest first; see saga.AuditStore.
+func (s *Store) Deletions(ctx context.Context, from, to time.Time, fn func(saga.Deletion) error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("read deletions: %w", err)
+	}
+	s.mu.Lock()
+	var out []saga.Deletion
+	for _, d := range s.deletions {
+		if !d.DeletedAt.Before(from) && d.DeletedAt.Before(to) {
+			out = append(out, d.Clone())
+		}
+	}
+	s.mu.Unlock()
+	for _, d := range out {
+		if err := fn(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SetLegalHold sets or clears the legal hold of a saga, with its
+// LegalHoldChanged event; see saga.Store. Cleanup never deletes a saga
+// under hold. An error wraps saga.ErrNotFound for an unknown saga.
+func (s *Store) SetLegalHold(ctx context.Context, id saga.ID, hold bool) (*saga.Saga, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("set legal hold: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.sagas[id]
+	if !ok {
+		return nil, fmt.Errorf("set legal hold of saga %s: %w", id, saga.ErrNotFound)
+	}
+	now := s.clock()
+	evs, head, err := own(s.chain.SealLegalHold(ctx, e.head(), hold, now))
+	if err != nil {
+		return nil, fmt.Errorf("set legal hold of saga %s: %w", id, err)
+	}
+	e.appendEvents(evs, head)
+	e.saga.LegalHold = hold
+	e.saga.UpdatedAt = now
+	return cloneSaga(e.saga, false), nil
+}
+
+// ForgetDeletions drops every tombstone (after they were moved to the
+// database).
+func (s *Store) ForgetDeletions() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.deletions = nil
 }

@@ -25,19 +25,21 @@ func (s *Store) ClaimSagas(ctx context.Context, owner string, leaseFor time.Dura
 	case limit <= 0:
 		return nil, nil
 	}
+	var claimedHeads []head
 	err = retry(ctx, func(ctx context.Context) error {
 		rows, err := s.pool.Query(ctx, sqlClaimSagas, owner, max(micros(leaseFor), 1), limit)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
-		claimed = claimed[:0]
+		claimed, claimedHeads = claimed[:0], claimedHeads[:0]
 		for rows.Next() {
-			sg, err := scanSaga(rows, s.sealer)
+			sg, h, err := scanSagaHead(rows, s.sealer)
 			if err != nil {
 				return err
 			}
 			claimed = append(claimed, sg)
+			claimedHeads = append(claimedHeads, h)
 		}
 		return rows.Err()
 	})
@@ -46,6 +48,10 @@ func (s *Store) ClaimSagas(ctx context.Context, owner string, leaseFor time.Dura
 	}
 	if len(claimed) == 0 {
 		return nil, nil
+	}
+	// This instance writes the claimed sagas next.
+	for i, sg := range claimed {
+		s.heads.put(sg.ID, claimedHeads[i])
 	}
 	slices.SortFunc(claimed, func(a, b *saga.Saga) int {
 		if c := deref(a.NextRunAt).Compare(deref(b.NextRunAt)); c != 0 {
@@ -113,36 +119,70 @@ func (s *Store) RenewLeases(ctx context.Context, owner string, leases map[saga.I
 }
 
 // RequestControl records an operator action on a saga whose status allows
-// it and makes the saga runnable at once, in one statement. See
-// saga.Store.
+// it and makes the saga runnable at once, with the events of the request
+// (saga.Chain.SealControl), in one transaction that locks the saga's row to
+// chain them. See saga.Store.
 func (s *Store) RequestControl(ctx context.Context, id saga.ID, action saga.ControlAction) (sg *saga.Saga, err error) {
 	defer s.observe(opRequestControl, time.Now(), &err)
 	doing := fmt.Sprintf("request %s of saga %s", action, id)
-	allowed := action.AllowedStatuses()
-	if len(allowed) == 0 {
+	if len(action.AllowedStatuses()) == 0 {
 		return nil, fmt.Errorf("%s: unknown operator action %q: %w", doing, action, saga.ErrInvalidTransition)
 	}
-	statuses := make([]string, len(allowed))
-	for i, st := range allowed {
-		statuses[i] = string(st)
-	}
-	err = retry(ctx, func(ctx context.Context) error {
-		var err error
-		sg, err = scanSaga(s.pool.QueryRow(ctx, sqlRequestControl, id, string(action), statuses), s.sealer)
+	var (
+		refusedIn saga.SagaStatus
+		next      head
+	)
+	err = s.lockedWrite(ctx, id, func(tx pgx.Tx, status saga.SagaStatus, h head, at time.Time) error {
+		refusedIn = ""
+		if !action.AllowedIn(status) {
+			refusedIn = status
+			return nil
+		}
+		events, chain, err := s.chain.SealControl(ctx, h.chainHead(id), action, h.pending, at)
+		if err != nil {
+			return err
+		}
+		eventsJSON, _, err := encodeEvents(events)
+		if err != nil {
+			return err
+		}
+		req := events[len(events)-1]
+		sg, next, err = scanSagaHead(tx.QueryRow(ctx, sqlRequestControl, id, string(action), req.Seq, nullString(req.Actor),
+			at, chain.Seq, chain.Hash, eventsJSON), s.sealer)
 		return err
 	})
-	if err == nil {
-		return sg, nil
-	}
-	if !errors.Is(err, pgx.ErrNoRows) {
+	switch {
+	case err != nil:
 		return nil, interpretError(doing, err)
+	case refusedIn != "":
+		return nil, fmt.Errorf("%s: cannot %s a saga that is %s: %w", doing, action, refusedIn, saga.ErrInvalidTransition)
 	}
-	var status string
-	err = retry(ctx, func(ctx context.Context) error {
-		return s.pool.QueryRow(ctx, sqlSagaStatus, id).Scan(&status)
+	// The instance running the saga here chains its next write after these
+	// events without reading them back.
+	s.heads.advance(id, next)
+	return sg, nil
+}
+
+// lockedWrite runs fn in a transaction that holds the lock of saga id's
+// row, with its status, its chain head and the time of the write. It is
+// the path of the writes outside a lease (operator requests, legal holds):
+// they chain events after whatever the saga's writer wrote last.
+func (s *Store) lockedWrite(ctx context.Context, id saga.ID, fn func(tx pgx.Tx, status saga.SagaStatus, h head, at time.Time) error) error {
+	return retry(ctx, func(ctx context.Context) error {
+		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			var (
+				status  string
+				h       head
+				control *string
+				ctlSeq  *int64
+				ctlBy   *string
+			)
+			if err := tx.QueryRow(ctx, sqlLockSaga, id).Scan(&status, &h.seq, &h.hash, &control, &ctlSeq, &ctlBy, &h.at); err != nil {
+				return err
+			}
+			h.at = h.at.UTC()
+			h.pending = saga.PendingControl{Action: saga.ControlAction(deref(control)), Seq: deref(ctlSeq), Actor: deref(ctlBy)}
+			return fn(tx, saga.SagaStatus(status), h, s.clock.writeTime(h))
+		})
 	})
-	if err != nil {
-		return nil, interpretError(doing, err)
-	}
-	return nil, fmt.Errorf("%s: cannot %s a saga that is %s: %w", doing, action, status, saga.ErrInvalidTransition)
 }

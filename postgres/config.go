@@ -88,6 +88,9 @@ type Config struct {
 	// default 128.
 	MaxBatch int
 
+	// Chain hashes the audit events (AUDIT_HMAC_KEY; default: plain
+	// SHA-256).
+	Chain *saga.Chain
 	// Sealer, when set (DEFINITION_ENCRYPTION_KEY), encrypts the values of
 	// the definitions' secret headers in sagas.definition, and decrypts
 	// them when sagas are read. Without it they are stored as they are,

@@ -45,7 +45,9 @@ type (
 		Step      *int            `json:"step,omitempty"`
 		Data      json.RawMessage `json:"data,omitempty"`
 		Instance  string          `json:"instance,omitempty"`
+		Actor     string          `json:"actor,omitempty"`
 		CreatedAt time.Time       `json:"created_at"`
+		Hash      string          `json:"hash,omitempty"` // bytea text
 	}
 	importCheckpointJSON struct {
 		ID        saga.ID         `json:"id"`
@@ -93,6 +95,14 @@ func micro(t *time.Time) *time.Time {
 	}
 	u := t.Truncate(time.Microsecond)
 	return &u
+}
+
+// nullInt maps 0 to SQL NULL.
+func nullInt(n int64) *int64 {
+	if n == 0 {
+		return nil
+	}
+	return &n
 }
 
 // importArgs returns the arguments of sqlImport. Times are kept at
@@ -143,6 +153,7 @@ func importArgs(r saga.SagaRecord, sealer *saga.Sealer) ([]any, error) {
 		}
 	}
 	eventSeq := sg.EventSeq
+	var lastHash []byte
 	events := make([]importEventJSON, len(r.Events))
 	for i, e := range r.Events {
 		id := e.ID
@@ -150,9 +161,12 @@ func importArgs(r saga.SagaRecord, sealer *saga.Sealer) ([]any, error) {
 			id = saga.NewID()
 		}
 		seq := cmp.Or(e.Seq, int64(i+1))
-		eventSeq = max(eventSeq, seq)
+		if seq >= eventSeq {
+			eventSeq, lastHash = seq, e.Hash
+		}
 		events[i] = importEventJSON{ID: id, Seq: seq, Type: e.Type, Step: e.StepIndex, Data: e.Data,
-			Instance: e.InstanceID, CreatedAt: cmp.Or(e.CreatedAt, createdAt).Truncate(time.Microsecond)}
+			Instance: e.InstanceID, Actor: e.Actor, Hash: hashText(e.Hash),
+			CreatedAt: cmp.Or(e.CreatedAt, createdAt).Truncate(time.Microsecond)}
 	}
 	checkpoints := make([]importCheckpointJSON, len(r.Checkpoints))
 	for i, cp := range r.Checkpoints {
@@ -185,6 +199,7 @@ func importArgs(r saga.SagaRecord, sealer *saga.Sealer) ([]any, error) {
 		nullString(sg.CompensateTo), nullString(sg.Control), sg.Deadline,
 		nullString(sg.OwnerID), sg.LeaseExpiresAt, sg.LeaseEpoch, sg.NextRunAt, eventSeq,
 		createdAt, updatedAt, sg.StartedAt, sg.CompletedAt,
-		stepsJSON, compsJSON, eventsJSON, checkpointsJSON, sg.LegalHold,
+		stepsJSON, compsJSON, eventsJSON, checkpointsJSON,
+		nullBytes(lastHash), nullInt(r.Pending.Seq), nullString(r.Pending.Actor), sg.LegalHold,
 	}, nil
 }

@@ -71,7 +71,7 @@ func seconds(secs float64) time.Duration {
 
 // DeleteFinished deletes sagas that ended (Completed, Compensated,
 // Cancelled, TimedOut) longer than age ago, other than those under legal
-// hold. See DeleteExpired and saga.Store.
+// hold, leaving a tombstone of each. See DeleteExpired and saga.Store.
 func (s *Store) DeleteFinished(ctx context.Context, age time.Duration, batch int) (int, error) {
 	if age < 0 {
 		return 0, fmt.Errorf("delete finished sagas: age %v is negative", age)
@@ -81,13 +81,15 @@ func (s *Store) DeleteFinished(ctx context.Context, age time.Duration, batch int
 
 // DeleteExpired deletes, status by status, the sagas whose retention has
 // passed and that are not under legal hold, batch sagas per transaction
-// (1,000 when batch <= 0), their other rows following by cascade, and
-// returns how many it deleted. See saga.Store.
+// (1,000 when batch <= 0), their other rows following by cascade, writes a
+// tombstone of each to saga_deletions (the rule, and the requester ctx
+// carries), and returns how many it deleted. See saga.Store.
 func (s *Store) DeleteExpired(ctx context.Context, r saga.Retention, batch int) (deleted int, err error) {
 	defer s.observe(opDeleteFinished, time.Now(), &err)
 	if batch <= 0 {
 		batch = deleteBatchDefault
 	}
+	req, _ := saga.RequesterFrom(ctx)
 	for _, status := range saga.RetainedStatuses {
 		age, _ := r.For(status)
 		if age < 0 {
@@ -96,7 +98,9 @@ func (s *Store) DeleteExpired(ctx context.Context, r saga.Retention, batch int) 
 		for {
 			var n int64
 			err = retry(ctx, func(ctx context.Context) error {
-				tag, err := s.pool.Exec(ctx, sqlDeleteExpired, string(status), micros(age), batch)
+				tag, err := s.pool.Exec(ctx, sqlDeleteExpired, string(status), micros(age), batch,
+					saga.RetentionRule(status, age), nullString(req.Actor), nullString(req.Reason), nullString(req.Address),
+					s.clock.now())
 				n = tag.RowsAffected()
 				return err
 			})
@@ -113,18 +117,4 @@ func (s *Store) DeleteExpired(ctx context.Context, r saga.Retention, batch int) 
 		}
 	}
 	return deleted, nil
-}
-
-// SetLegalHold sets or clears a saga's legal hold. See saga.Store.
-func (s *Store) SetLegalHold(ctx context.Context, id saga.ID, hold bool) (sg *saga.Saga, err error) {
-	defer s.observe(opSetLegalHold, time.Now(), &err)
-	err = retry(ctx, func(ctx context.Context) error {
-		var err error
-		sg, err = scanSaga(s.pool.QueryRow(ctx, sqlSetLegalHold, id, hold), s.sealer)
-		return err
-	})
-	if err != nil {
-		return nil, interpretError("set legal hold of saga "+id.String(), err)
-	}
-	return sg, nil
 }

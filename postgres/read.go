@@ -189,16 +189,18 @@ func (s *Store) ListEvents(ctx context.Context, id saga.ID, afterSeq int64, limi
 				step      *int32
 				data      json.RawMessage
 				instance  *string
+				actor     *string
 				createdAt *time.Time
+				hash      []byte
 			)
-			if err := rows.Scan(&eventID, &seq, &typ, &step, &data, &instance, &createdAt); err != nil {
+			if err := rows.Scan(&eventID, &seq, &typ, &step, &data, &instance, &actor, &createdAt, &hash); err != nil {
 				return err
 			}
 			if eventID == nil {
 				continue // the saga has no such events
 			}
 			e := saga.Event{ID: *eventID, SagaID: id, Seq: *seq, Type: saga.EventType(*typ), Data: data,
-				InstanceID: deref(instance), CreatedAt: createdAt.UTC()}
+				InstanceID: deref(instance), Actor: deref(actor), CreatedAt: createdAt.UTC(), Hash: hash}
 			if step != nil {
 				i := int(*step)
 				e.StepIndex = &i

@@ -14,8 +14,9 @@ type scanner interface {
 }
 
 // scanSaga reads the columns of sagaColumns into a saga (without steps),
-// opening the sealed values of its definition with sealer.
-func scanSaga(row scanner, sealer *saga.Sealer) (*saga.Saga, error) {
+// opening the sealed values of its definition with sealer, and the columns
+// that follow into more.
+func scanSaga(row scanner, sealer *saga.Sealer, more ...any) (*saga.Saga, error) {
 	var (
 		s                                        saga.Saga
 		status                                   string
@@ -24,10 +25,10 @@ func scanSaga(row scanner, sealer *saga.Sealer) (*saga.Saga, error) {
 		completedSteps, totalSteps               int32
 		createdAt, updatedAt                     time.Time
 	)
-	err := row.Scan(&s.ID, &s.Name, &status, &s.TransactionID, &s.UserID, &s.Context,
+	err := row.Scan(append([]any{&s.ID, &s.Name, &status, &s.TransactionID, &s.UserID, &s.Context,
 		&definition, &key, &completedSteps, &totalSteps, &errText, &compensateTo,
 		&control, &s.Deadline, &own, &s.LeaseExpiresAt, &s.LeaseEpoch, &s.NextRunAt,
-		&s.EventSeq, &createdAt, &updatedAt, &s.StartedAt, &s.CompletedAt, &s.LegalHold)
+		&s.EventSeq, &createdAt, &updatedAt, &s.StartedAt, &s.CompletedAt, &s.LegalHold}, more...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -51,6 +52,22 @@ func scanSaga(row scanner, sealer *saga.Sealer) (*saga.Saga, error) {
 	s.CompletedAt = utc(s.CompletedAt)
 	s.Durable = true
 	return &s, nil
+}
+
+// scanSagaHead reads the columns of sagaColumns and headColumns: a saga
+// (without steps) and the head of its chain.
+func scanSagaHead(row scanner, sealer *saga.Sealer) (*saga.Saga, head, error) {
+	var (
+		lastHash []byte
+		ctlSeq   *int64
+		ctlBy    *string
+	)
+	s, err := scanSaga(row, sealer, &lastHash, &ctlSeq, &ctlBy)
+	if err != nil {
+		return nil, head{}, err
+	}
+	return s, head{seq: s.EventSeq, hash: lastHash, at: s.UpdatedAt, pending: saga.PendingControl{
+		Action: s.Control, Seq: deref(ctlSeq), Actor: deref(ctlBy)}}, nil
 }
 
 // scanStep reads the columns of stepColumns: a step with its compensation,

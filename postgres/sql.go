@@ -11,6 +11,11 @@ const sagaColumns = `s.id, s.name, s.status, s.transaction_id, s.user_id, s.tran
 	s.control_request, s.deadline, s.owner_id, s.lease_expires_at, s.lease_epoch, s.next_run_at,
 	s.event_seq, s.created_at, s.updated_at, s.started_at, s.completed_at, s.legal_hold`
 
+// headColumns follow sagaColumns where the store learns the head of the
+// saga's chain (scanSagaHead): the hash of its latest event and the
+// attribution of its pending request.
+const headColumns = `s.last_hash, s.control_seq, s.control_by`
+
 // stepColumns is the column list scanned by scanStep, on aliases st (the
 // step) and c (its compensation, left-joined).
 const stepColumns = `st.saga_id, st.step_index, st.step_name, st.status, st.attempts, st.input_data,
@@ -41,24 +46,28 @@ const (
 // $7 definition, $8 idempotency_key, $9 completed_steps, $10 total_steps,
 // $11 error, $12 compensate_to, $13 timeout (µs, 0: no deadline),
 // $14 owner, $15 lease (µs, 0: none), $16 runnable, $17 event count,
-// $18 started, $19 ended, $20 steps (JSON array), $21 events (JSON array).
+// $18 started, $19 ended, $20 steps (JSON array), $21 events (JSON array,
+// sealed: numbered and hashed), $22 the time of the write, $23 the hash
+// of the last event. The saga's times, its deadline (created_at +
+// timeout) and its events' times are the time of the write; its lease and
+// next-run time are on the database clock.
 const sqlCreateSaga = `
 WITH ins AS (
 	INSERT INTO sagas (id, name, status, transaction_id, user_id, transaction_context, definition,
 		idempotency_key, completed_steps, total_steps, error, compensate_to, deadline,
 		owner_id, lease_expires_at, lease_epoch, next_run_at, event_seq,
-		started_at, completed_at, created_at, updated_at)
+		started_at, completed_at, created_at, updated_at, last_hash)
 	VALUES ($1, $2, $3, $4, $5, coalesce($6::jsonb, '{}'), $7,
 		$8, $9, $10, $11, $12,
-		CASE WHEN $13::bigint > 0 THEN now() + $13::bigint * interval '1 microsecond' END,
+		CASE WHEN $13::bigint > 0 THEN $22::timestamptz + $13::bigint * interval '1 microsecond' END,
 		CASE WHEN $15::bigint > 0 THEN $14::text END,
 		CASE WHEN $15::bigint > 0 THEN now() + $15::bigint * interval '1 microsecond' END,
 		CASE WHEN $15::bigint > 0 THEN 1 ELSE 0 END,
 		CASE WHEN $16::bool THEN now() END,
 		$17,
-		CASE WHEN $18::bool THEN now() END,
-		CASE WHEN $19::bool THEN now() END,
-		now(), now())
+		CASE WHEN $18::bool THEN $22::timestamptz END,
+		CASE WHEN $19::bool THEN $22::timestamptz END,
+		$22::timestamptz, $22::timestamptz, $23::bytea)
 	ON CONFLICT DO NOTHING
 	RETURNING id, deadline, lease_expires_at
 ), step_rows AS (
@@ -66,15 +75,19 @@ WITH ins AS (
 		attempts, error, uncertain, started_at, completed_at, created_at, updated_at)
 	SELECT u.id, ins.id, u.name, u.idx, u.status, u.input, u.output,
 		u.attempts, u.error, u.uncertain,
-		CASE WHEN u.started THEN now() END, CASE WHEN u.ended THEN now() END, now(), now()
+		CASE WHEN u.started THEN $22::timestamptz END, CASE WHEN u.ended THEN $22::timestamptz END,
+		$22::timestamptz, $22::timestamptz
 	FROM ins, jsonb_to_recordset($20::jsonb) AS u(id uuid, name text, idx int, status step_status,
 		input jsonb, output jsonb, attempts int, error text, uncertain bool, started bool, ended bool)
 ), event_rows AS (
-	INSERT INTO saga_events (id, saga_id, seq, event_type, step_index, data, instance_id, created_at)
-	SELECT e.id, ins.id, e.n, e.type, e.step, e.data, e.instance, now()
-	FROM ins, jsonb_to_recordset($21::jsonb) AS e(id uuid, n bigint, type text, step int, data jsonb, instance text)
+	INSERT INTO saga_events (id, saga_id, seq, event_type, step_index, data, instance_id, actor, created_at, hash)
+	SELECT e.id, ins.id, e.seq, e.type, e.step, e.data, e.instance, e.actor, $22::timestamptz, e.hash
+	FROM ins, jsonb_to_recordset($21::jsonb) AS ` + eventRecord + `
 )
 SELECT now(), deadline, lease_expires_at FROM ins`
+
+// eventRecord is the row type of the sealed events passed as a JSON array.
+const eventRecord = `e(id uuid, seq bigint, type text, step int, data jsonb, instance text, actor text, hash bytea)`
 
 // sqlApply writes one fenced transition in one statement. The saga row is
 // updated only while the writer's lease is live; every other write joins
@@ -89,7 +102,12 @@ SELECT now(), deadline, lease_expires_at FROM ins`
 // $11 wake kind, $12 wake after (µs), $13 wake at, $14 release,
 // $15 lease (µs), $16 event count, $17 first event id,
 // $18 steps, $19 compensations, $20 events (JSON arrays),
-// $21 checkpoint id, $22 checkpoint step, $23 checkpoint context (NULL: none).
+// $21 checkpoint id, $22 checkpoint step, $23 checkpoint context (NULL: none),
+// $24 the time of the write, $25 the event_seq the events were chained
+// after (NULL: no fence on it), $26 the hash of the last event (NULL: keep).
+// The rows' times and the events' are the time of the write, and so is the
+// deadline test (the deadline is created_at + timeout); the lease and the
+// next-run time are on the database clock.
 const sqlApply = `
 WITH upd AS (
 	UPDATE sagas SET
@@ -98,8 +116,10 @@ WITH upd AS (
 		error = $6,
 		compensate_to = $7::saga_status,
 		control_request = CASE WHEN control_request = $8::text THEN NULL ELSE control_request END,
-		started_at = CASE WHEN $9::bool THEN coalesce(started_at, now()) ELSE started_at END,
-		completed_at = CASE WHEN $10::bool THEN now() ELSE completed_at END,
+		control_seq = CASE WHEN control_request = $8::text THEN NULL ELSE control_seq END,
+		control_by = CASE WHEN control_request = $8::text THEN NULL ELSE control_by END,
+		started_at = CASE WHEN $9::bool THEN coalesce(started_at, $24::timestamptz) ELSE started_at END,
+		completed_at = CASE WHEN $10::bool THEN $24::timestamptz ELSE completed_at END,
 		-- A request this write does not carry out is due now (SET sees the
 		-- old row: control_request is the request pending before it).
 		next_run_at = CASE
@@ -113,11 +133,13 @@ WITH upd AS (
 			WHEN $14::bool THEN NULL
 			ELSE now() + $15::bigint * interval '1 microsecond' END,
 		event_seq = event_seq + $16::int,
-		updated_at = now()
+		last_hash = coalesce($26::bytea, last_hash),
+		updated_at = $24::timestamptz
 	WHERE id = $1 AND owner_id = $2 AND lease_epoch = $3 AND lease_expires_at > now()
+		AND ($25::bigint IS NULL OR event_seq = $25::bigint)
 		AND NOT EXISTS (SELECT 1 FROM saga_events WHERE saga_id = $1 AND id = $17::uuid)
-	RETURNING id, event_seq, lease_expires_at, control_request,
-		(deadline IS NOT NULL AND deadline <= now()) AS deadline_exceeded
+	RETURNING id, event_seq, lease_expires_at, control_request, control_seq, control_by,
+		(deadline IS NOT NULL AND deadline <= $24::timestamptz) AS deadline_exceeded
 ), step_rows AS (
 	UPDATE saga_steps AS st SET
 		status = u.status,
@@ -125,9 +147,9 @@ WITH upd AS (
 		output_data = coalesce(u.output, st.output_data),
 		error = u.error,
 		uncertain = u.uncertain,
-		started_at = CASE WHEN u.start THEN coalesce(st.started_at, now()) ELSE st.started_at END,
-		completed_at = CASE WHEN u.stop THEN now() ELSE st.completed_at END,
-		updated_at = now()
+		started_at = CASE WHEN u.start THEN coalesce(st.started_at, $24::timestamptz) ELSE st.started_at END,
+		completed_at = CASE WHEN u.stop THEN $24::timestamptz ELSE st.completed_at END,
+		updated_at = $24::timestamptz
 	FROM upd, jsonb_to_recordset($18::jsonb) AS u(idx int, status step_status, attempts int,
 		output jsonb, error text, uncertain bool, start bool, stop bool)
 	WHERE st.saga_id = upd.id AND st.step_index = u.idx
@@ -144,7 +166,8 @@ WITH upd AS (
 	INSERT INTO saga_compensations AS c (id, saga_id, step_index, status, attempts, output_data, error,
 		started_at, completed_at, created_at, updated_at)
 	SELECT u.id, upd.id, u.idx, u.status, u.attempts, u.output, u.error,
-		CASE WHEN u.start THEN now() END, CASE WHEN u.stop THEN now() END, now(), now()
+		CASE WHEN u.start THEN $24::timestamptz END, CASE WHEN u.stop THEN $24::timestamptz END,
+		$24::timestamptz, $24::timestamptz
 	FROM upd, jsonb_to_recordset($19::jsonb) AS u(id uuid, idx int, status compensation_status,
 		attempts int, output jsonb, error text, start bool, stop bool)
 	ON CONFLICT (saga_id, step_index) DO UPDATE SET
@@ -154,24 +177,33 @@ WITH upd AS (
 		error = excluded.error,
 		started_at = coalesce(c.started_at, excluded.started_at),
 		completed_at = coalesce(excluded.completed_at, c.completed_at),
-		updated_at = now()
+		updated_at = $24::timestamptz
 ), event_rows AS (
-	INSERT INTO saga_events (id, saga_id, seq, event_type, step_index, data, instance_id, created_at)
-	SELECT e.id, upd.id, upd.event_seq - $16::int + e.n, e.type, e.step, e.data, e.instance, now()
-	FROM upd, jsonb_to_recordset($20::jsonb) AS e(id uuid, n bigint, type text, step int, data jsonb, instance text)
+	INSERT INTO saga_events (id, saga_id, seq, event_type, step_index, data, instance_id, actor, created_at, hash)
+	SELECT e.id, upd.id, e.seq, e.type, e.step, e.data, e.instance, e.actor, $24::timestamptz, e.hash
+	FROM upd, jsonb_to_recordset($20::jsonb) AS ` + eventRecord + `
 ), checkpoint_row AS (
 	INSERT INTO saga_checkpoints (id, saga_id, step_index, context, created_at)
-	SELECT $21::uuid, upd.id, $22::int, $23::jsonb, now() FROM upd WHERE $23::jsonb IS NOT NULL
+	SELECT $21::uuid, upd.id, $22::int, $23::jsonb, $24::timestamptz FROM upd WHERE $23::jsonb IS NOT NULL
 )
-SELECT now(), lease_expires_at, control_request, deadline_exceeded, event_seq FROM upd`
+SELECT now(), lease_expires_at, control_request, control_seq, control_by, deadline_exceeded, event_seq FROM upd`
+
+// sqlReadHead reads the end of saga $1's chain and its pending request.
+const sqlReadHead = `
+SELECT event_seq, last_hash, control_request, control_seq, control_by, updated_at FROM sagas WHERE id = $1`
 
 // sqlApplyRefused explains an Apply that updated nothing: whether the saga
-// exists, and whether the transition had in fact been written by an
-// earlier attempt (its first event, $2, is there).
+// exists, whether the transition had in fact been written by an earlier
+// attempt (its first event, $2, is there), whether the writer ($3, epoch
+// $4) still holds the lease, whether the deadline has passed at the time
+// of the write ($5), and where the saga's chain ends now (the write was
+// chained to another head).
 const sqlApplyRefused = `
 SELECT (SELECT e.seq FROM saga_events e WHERE e.id = $2::uuid AND e.saga_id = s.id),
 	now(), s.lease_expires_at, s.control_request,
-	(s.deadline IS NOT NULL AND s.deadline <= now())
+	(s.deadline IS NOT NULL AND s.deadline <= $5::timestamptz),
+	coalesce(s.owner_id = $3 AND s.lease_epoch = $4 AND s.lease_expires_at > now(), false),
+	s.event_seq, s.last_hash, s.control_seq, s.control_by, s.updated_at
 FROM sagas s WHERE s.id = $1`
 
 // Reads of one saga.
@@ -211,7 +243,7 @@ const (
 // sqlListEvents returns a saga's events after seq $2, at most $3 (NULL: all),
 // and one row of NULLs when the saga has none: no row at all means no saga.
 const sqlListEvents = `
-SELECT e.id, e.seq, e.event_type, e.step_index, e.data, e.instance_id, e.created_at
+SELECT e.id, e.seq, e.event_type, e.step_index, e.data, e.instance_id, e.actor, e.created_at, e.hash
 FROM sagas AS s
 LEFT JOIN LATERAL (
 	SELECT * FROM saga_events WHERE saga_id = s.id AND seq > $2 ORDER BY seq LIMIT $3
@@ -247,9 +279,9 @@ UPDATE sagas AS s SET
 	owner_id = $1,
 	lease_expires_at = now() + $2::bigint * interval '1 microsecond',
 	lease_epoch = s.lease_epoch + 1,
-	updated_at = now()
+	updated_at = greatest(now(), s.updated_at)
 WHERE s.id = ANY (ARRAY(SELECT id FROM runnable))
-RETURNING ` + sagaColumns
+RETURNING ` + sagaColumns + `, ` + headColumns
 
 // sqlRenewLeases extends the live leases $1 holds on the sagas $2 at the
 // epochs $3 to now() + $4 µs. Rows another transaction is writing are
@@ -276,15 +308,27 @@ SELECT id FROM renewed
 UNION ALL
 SELECT id FROM held WHERE id NOT IN (SELECT id FROM locked)`
 
-// sqlRequestControl records operator action $2 on saga $1 when its status
-// is one of $3, and makes the saga runnable at once.
-const sqlRequestControl = `
-UPDATE sagas AS s SET control_request = $2, next_run_at = now(), updated_at = now()
-WHERE s.id = $1 AND s.status = ANY($3::saga_status[])
-RETURNING ` + sagaColumns
+// sqlLockSaga locks saga $1 and reads its status and the end of its chain,
+// for an operator request.
+const sqlLockSaga = `
+SELECT status, event_seq, last_hash, control_request, control_seq, control_by, updated_at
+FROM sagas WHERE id = $1 FOR UPDATE`
 
-// sqlSagaStatus reads the status of saga $1.
-const sqlSagaStatus = `SELECT status FROM sagas WHERE id = $1`
+// sqlRequestControl records operator action $2 on saga $1, requested by
+// event $3 of actor $4 at $5, with the events $8 (sealed) ending the chain
+// at seq $6 with hash $7, and makes the saga runnable at once.
+const sqlRequestControl = `
+WITH upd AS (
+	UPDATE sagas AS s SET control_request = $2, control_seq = $3, control_by = $4,
+		next_run_at = now(), updated_at = $5, event_seq = $6, last_hash = $7
+	WHERE s.id = $1
+	RETURNING ` + sagaColumns + `, ` + headColumns + `
+), event_rows AS (
+	INSERT INTO saga_events (id, saga_id, seq, event_type, step_index, data, instance_id, actor, created_at, hash)
+	SELECT e.id, $1, e.seq, e.type, e.step, e.data, e.instance, e.actor, $5, e.hash
+	FROM jsonb_to_recordset($8::jsonb) AS ` + eventRecord + `
+)
+SELECT * FROM upd`
 
 // Statistics: counts by status, then the window of $1 µs before now().
 const (
@@ -312,24 +356,27 @@ FROM ended`
 )
 
 // sqlDeleteExpired deletes up to $3 sagas that ended in status $1 more
-// than $2 µs ago and are not under legal hold; the foreign keys cascade to
-// their other rows. The status leads the index it walks, oldest first.
+// than $2 µs before $8 (the time of the write, the frame of completed_at)
+// and are not under legal hold, and writes the tombstone of each (rule $4,
+// requested by actor $5 with reason $6 from address $7); the foreign keys
+// cascade to their other rows. The status leads the index it walks, oldest
+// first.
 const sqlDeleteExpired = `
-DELETE FROM sagas WHERE id = ANY (ARRAY(
-	SELECT id FROM sagas
-	WHERE status = $1::saga_status AND status IN ('Completed', 'Compensated', 'Cancelled', 'TimedOut')
-		AND completed_at < now() - $2::bigint * interval '1 microsecond'
-		AND NOT legal_hold
-	ORDER BY completed_at
-	LIMIT $3
-	FOR UPDATE SKIP LOCKED
-))`
-
-// sqlSetLegalHold sets saga $1's legal hold to $2.
-const sqlSetLegalHold = `
-UPDATE sagas AS s SET legal_hold = $2, updated_at = now()
-WHERE s.id = $1
-RETURNING ` + sagaColumns
+WITH gone AS (
+	DELETE FROM sagas WHERE id = ANY (ARRAY(
+		SELECT id FROM sagas
+		WHERE status = $1::saga_status AND status IN ('Completed', 'Compensated', 'Cancelled', 'TimedOut')
+			AND completed_at < $8::timestamptz - $2::bigint * interval '1 microsecond'
+			AND NOT legal_hold
+		ORDER BY completed_at
+		LIMIT $3
+		FOR UPDATE SKIP LOCKED
+	))
+	RETURNING id, name, status, event_seq, last_hash, completed_at
+)
+INSERT INTO saga_deletions (saga_id, name, final_status, event_seq, last_hash, completed_at,
+	deleted_at, rule, actor, reason, client_addr)
+SELECT id, name, status, event_seq, last_hash, completed_at, now(), $4, $5, $6, $7 FROM gone`
 
 // sqlPing is the health check's round trip.
 const sqlPing = `SELECT 1`
@@ -343,17 +390,20 @@ const sqlPing = `SELECT 1`
 // $15 owner_id, $16 lease_expires_at, $17 lease_epoch, $18 next_run_at,
 // $19 event_seq, $20 created_at, $21 updated_at, $22 started_at,
 // $23 completed_at, $24 steps, $25 compensations, $26 events,
-// $27 checkpoints (JSON arrays), $28 legal_hold.
+// $27 checkpoints (JSON arrays), $28 last_hash, $29 control_seq,
+// $30 control_by, $31 legal_hold.
 const sqlImport = `
 WITH ins AS (
 	INSERT INTO sagas (id, name, status, transaction_id, user_id, transaction_context, definition,
 		idempotency_key, completed_steps, total_steps, error, compensate_to, control_request, deadline,
 		owner_id, lease_expires_at, lease_epoch, next_run_at, event_seq,
-		created_at, updated_at, started_at, completed_at, legal_hold)
+		created_at, updated_at, started_at, completed_at,
+		last_hash, control_seq, control_by, legal_hold)
 	VALUES ($1, $2, $3, $4, $5, coalesce($6::jsonb, '{}'), $7,
 		$8, $9, $10, $11, $12, $13, $14,
 		$15, $16, $17, $18, $19,
-		$20, $21, $22, $23, $28)
+		$20, $21, $22, $23,
+		$28, $29, $30, $31)
 	ON CONFLICT (id) DO NOTHING
 	RETURNING id
 ), step_rows AS (
@@ -372,10 +422,10 @@ WITH ins AS (
 	FROM ins, jsonb_to_recordset($25::jsonb) AS u(id uuid, idx int, status compensation_status,
 		attempts int, output jsonb, error text, started_at timestamptz, completed_at timestamptz)
 ), event_rows AS (
-	INSERT INTO saga_events (id, saga_id, seq, event_type, step_index, data, instance_id, created_at)
-	SELECT e.id, ins.id, e.seq, e.type, e.step, e.data, e.instance, e.created_at
+	INSERT INTO saga_events (id, saga_id, seq, event_type, step_index, data, instance_id, actor, created_at, hash)
+	SELECT e.id, ins.id, e.seq, e.type, e.step, e.data, e.instance, e.actor, e.created_at, e.hash
 	FROM ins, jsonb_to_recordset($26::jsonb) AS e(id uuid, seq bigint, type text, step int,
-		data jsonb, instance text, created_at timestamptz)
+		data jsonb, instance text, actor text, created_at timestamptz, hash bytea)
 ), checkpoint_rows AS (
 	INSERT INTO saga_checkpoints (id, saga_id, step_index, context, created_at)
 	SELECT c.id, ins.id, c.idx, c.context, c.created_at

@@ -46,6 +46,9 @@ type Store struct {
 	observeF func(op string, d time.Duration, err error)
 	slow     time.Duration
 	hooks    hooks
+	chain    *saga.Chain
+	heads    heads        // chain heads of the sagas this store writes
+	clock    dbClock      // the database clock, estimated
 	sealer   *saga.Sealer // seals secret header values of definitions; nil: none
 
 	committer *committer
@@ -87,7 +90,9 @@ func open(ctx context.Context, cfg Config, h hooks) (*Store, error) {
 	poolMade(pool)
 	pingCtx, cancel := context.WithTimeout(ctx, pc.ConnConfig.ConnectTimeout)
 	defer cancel()
-	if err := pool.Ping(pingCtx); err != nil {
+	var dbNow time.Time
+	sent := time.Now()
+	if err := pool.QueryRow(pingCtx, sqlNow).Scan(&dbNow); err != nil {
 		pool.Close()
 		cause := saga.ErrUnavailable
 		if accessRefused(err) {
@@ -102,6 +107,7 @@ func open(ctx context.Context, cfg Config, h hooks) (*Store, error) {
 		observeF: cfg.Observe,
 		slow:     cmp.Or(cfg.SlowQuery, SlowQueryDefault),
 		hooks:    h,
+		chain:    cfg.Chain,
 		sealer:   cfg.Sealer,
 		cfg:      cfg,
 	}
@@ -111,6 +117,7 @@ func open(ctx context.Context, cfg Config, h hooks) (*Store, error) {
 			return nil, fmt.Errorf("configure read replicas: %w", err)
 		}
 	}
+	s.clock.observe(dbNow, sent, time.Now())
 	writers := min(writersDefault, int(pc.MaxConns))
 	s.committer = newCommitter(s, writers, cmp.Or(cfg.MaxBatch, MaxBatchDefault))
 	return s, nil

@@ -1,11 +1,13 @@
 package postgres
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -58,11 +60,13 @@ type (
 	}
 	eventJSON struct {
 		ID       saga.ID         `json:"id"`
-		N        int64           `json:"n"` // position in the write, from 1
+		Seq      int64           `json:"seq"`
 		Type     saga.EventType  `json:"type"`
 		Step     *int            `json:"step,omitempty"`
 		Data     json.RawMessage `json:"data,omitempty"`
 		Instance string          `json:"instance,omitempty"`
+		Actor    string          `json:"actor,omitempty"`
+		Hash     string          `json:"hash,omitempty"` // bytea text
 	}
 )
 
@@ -78,7 +82,8 @@ func (s *Store) CreateSaga(ctx context.Context, c saga.NewSaga) (out *saga.Saga,
 	if id.IsZero() {
 		id = saga.NewID()
 	}
-	args, err := createArgs(id, c, s.sealer)
+	at := s.clock.now()
+	args, chain, err := s.createArgs(ctx, id, c, at)
 	if err != nil {
 		return nil, false, fmt.Errorf("create saga %s: %w", id, err)
 	}
@@ -90,6 +95,7 @@ func (s *Store) CreateSaga(ctx context.Context, c saga.NewSaga) (out *saga.Saga,
 			leaseExp *time.Time
 		)
 		op := &writeOp{sql: sqlCreateSaga, args: args, dest: []any{&now, &deadline, &leaseExp}}
+		sent := time.Now()
 		if err := s.committer.submit(ctx, op); err != nil {
 			// op.sent is final once submit answered for the write (ctx not
 			// done): the committer no longer touches op.
@@ -117,7 +123,13 @@ func (s *Store) CreateSaga(ctx context.Context, c saga.NewSaga) (out *saga.Saga,
 				"(retry with the same idempotency key): %w: %w", doing, saga.ErrUnavailable, errors.Join(err, rerr))
 		}
 		if op.found {
-			return created(in, id, c, now.UTC(), utc(deadline), utc(leaseExp)), false, nil
+			s.clock.observe(now, sent, time.Now())
+			out := created(in, id, c, at, utc(deadline), utc(leaseExp))
+			if c.LeaseFor > 0 {
+				// This instance writes the saga next.
+				s.heads.put(id, head{seq: chain.Seq, hash: chain.Hash, at: at})
+			}
+			return out, false, nil
 		}
 
 		// Nothing inserted: a saga holds the id or the idempotency key.
@@ -166,31 +178,32 @@ func unsentError(err error, op *writeOp) error {
 }
 
 // createArgs validates a new saga and returns the arguments of
-// sqlCreateSaga.
-func createArgs(id saga.ID, c saga.NewSaga, sealer *saga.Sealer) ([]any, error) {
+// sqlCreateSaga, its events sealed at time at, and the head of its chain.
+func (s *Store) createArgs(ctx context.Context, id saga.ID, c saga.NewSaga, at time.Time) ([]any, saga.ChainHead, error) {
+	var chain saga.ChainHead
 	in := c.Saga
 	status := cmp.Or(in.Status, saga.SagaStatusCreated)
 	if !status.Valid() {
-		return nil, fmt.Errorf("unknown saga status %q", in.Status)
+		return nil, chain, fmt.Errorf("unknown saga status %q", in.Status)
 	}
 	if in.CompensateTo != "" && !in.CompensateTo.Valid() {
-		return nil, fmt.Errorf("unknown compensate_to status %q", in.CompensateTo)
+		return nil, chain, fmt.Errorf("unknown compensate_to status %q", in.CompensateTo)
 	}
 	if c.LeaseFor > 0 && in.OwnerID == "" {
-		return nil, errors.New("a lease needs an owner id")
+		return nil, chain, errors.New("a lease needs an owner id")
 	}
 	if len(in.Steps) != len(in.Definition.Steps) {
-		return nil, fmt.Errorf("%d step rows for %d definition steps", len(in.Steps), len(in.Definition.Steps))
+		return nil, chain, fmt.Errorf("%d step rows for %d definition steps", len(in.Steps), len(in.Definition.Steps))
 	}
-	def, err := sealer.EncodeDefinition(&in.Definition)
+	def, err := s.sealer.EncodeDefinition(&in.Definition)
 	if err != nil {
-		return nil, fmt.Errorf("encode definition: %w", err)
+		return nil, chain, fmt.Errorf("encode definition: %w", err)
 	}
 	steps := make([]newStepJSON, len(in.Steps))
 	for i, st := range in.Steps {
 		stStatus := cmp.Or(st.Status, saga.StepStatusPending)
 		if !stStatus.Valid() {
-			return nil, fmt.Errorf("step %d: unknown step status %q", i, st.Status)
+			return nil, chain, fmt.Errorf("step %d: unknown step status %q", i, st.Status)
 		}
 		steps[i] = newStepJSON{
 			ID: saga.NewID(), Name: st.Name, Index: i, Status: stStatus,
@@ -201,11 +214,15 @@ func createArgs(id saga.ID, c saga.NewSaga, sealer *saga.Sealer) ([]any, error) 
 	}
 	stepsJSON, err := json.Marshal(steps)
 	if err != nil {
-		return nil, fmt.Errorf("encode steps: %w", err)
+		return nil, chain, fmt.Errorf("encode steps: %w", err)
 	}
-	eventsJSON, _, err := encodeEvents(c.Events)
+	events, chain, err := s.chain.SealCreate(ctx, saga.ChainHead{SagaID: id}, in, c.Events, at)
 	if err != nil {
-		return nil, err
+		return nil, chain, err
+	}
+	eventsJSON, _, err := encodeEvents(events)
+	if err != nil {
+		return nil, chain, err
 	}
 	var leaseFor int64
 	if c.LeaseFor > 0 {
@@ -217,12 +234,13 @@ func createArgs(id saga.ID, c saga.NewSaga, sealer *saga.Sealer) ([]any, error) 
 		nullString(in.Error), nullString(in.CompensateTo),
 		micros(in.Definition.Timeout()), in.OwnerID, leaseFor,
 		!status.Terminal(), // runnable: claimable once no lease holds it
-		len(c.Events),
+		len(events),
 		status != saga.SagaStatusCreated || in.StartedAt != nil,
 		status.Terminal() || in.CompletedAt != nil,
 		stepsJSON, eventsJSON,
+		at, nullBytes(chain.Hash),
 	}
-	return args, nil
+	return args, chain, nil
 }
 
 // created is the saga CreateSaga returns: the input as stored, with the
@@ -293,61 +311,145 @@ func stepStarted(status saga.StepStatus) bool {
 	return false
 }
 
+// applyAttempts bounds the writes of one Apply whose chain head went stale
+// in between (operator requests written meanwhile).
+const applyAttempts = 5
+
 // Apply writes one fenced transition, group-committed with other writes.
-// See saga.Store.
+// See saga.Store. Its events are chained after the saga's head, which the
+// store remembers from its last write (or reads); a write refused because
+// the head moved meanwhile is sealed again on the new head and resent.
 func (s *Store) Apply(ctx context.Context, t saga.Transition) (a saga.Applied, err error) {
 	defer s.observe(opApply, time.Now(), &err)
 	doing := "apply transition to saga " + t.SagaID.String()
-	args, marker, err := applyArgs(t)
-	if err != nil {
-		return saga.Applied{}, fmt.Errorf("%s: %w", doing, err)
+	// The engine's events keep their ids across attempts: the first one
+	// tells an attempt that did commit.
+	t.Events = slices.Clone(t.Events)
+	for i := range t.Events {
+		if t.Events[i].ID.IsZero() {
+			t.Events[i].ID = saga.NewID()
+		}
 	}
-	var (
-		now      time.Time
-		leaseExp *time.Time
-		control  *string
-		exceeded bool
-		seq      int64
-	)
-	op := &writeOp{sql: sqlApply, args: args, dest: []any{&now, &leaseExp, &control, &exceeded, &seq}}
-	if err := s.committer.submit(ctx, op); err != nil {
-		return saga.Applied{}, interpretError(doing, err)
+	chained := len(t.Events) > 0 || t.ClearControl != saga.ControlNone
+	h, known := s.heads.get(t.SagaID)
+	if !known && chained {
+		if h, err = s.readHead(ctx, t.SagaID); err != nil {
+			return saga.Applied{}, interpretError(doing, err)
+		}
 	}
-	if op.found {
-		return saga.Applied{
-			Now:              now.UTC(),
-			LeaseExpiresAt:   deref(utc(leaseExp)),
-			Control:          saga.ControlAction(deref(control)),
-			DeadlineExceeded: exceeded,
-			EventSeq:         seq,
-		}, nil
-	}
+	for attempt := 1; ; attempt++ {
+		at := s.clock.writeTime(h)
+		events, next, err := s.chain.SealTransition(h.chainHead(t.SagaID), t, h.pending, at)
+		if err != nil {
+			return saga.Applied{}, fmt.Errorf("%s: %w", doing, err)
+		}
+		var after *int64
+		if chained {
+			after = &h.seq
+		}
+		args, marker, err := applyArgs(t, events, at, after, next.Hash)
+		if err != nil {
+			return saga.Applied{}, fmt.Errorf("%s: %w", doing, err)
+		}
+		var (
+			now        time.Time
+			leaseExp   *time.Time
+			control    *string
+			controlSeq *int64
+			controlBy  *string
+			exceeded   bool
+			seq        int64
+		)
+		op := &writeOp{sql: sqlApply, args: args, dest: []any{&now, &leaseExp, &control, &controlSeq, &controlBy, &exceeded, &seq}}
+		sent := time.Now()
+		if err := s.committer.submit(ctx, op); err != nil {
+			return saga.Applied{}, interpretError(doing, err)
+		}
+		if op.found {
+			s.clock.observe(now, sent, time.Now())
+			if t.Release {
+				s.heads.drop(t.SagaID)
+			} else {
+				hash := h.hash
+				if len(events) > 0 {
+					hash = next.Hash
+				}
+				s.heads.put(t.SagaID, head{seq: seq, hash: hash, at: at, pending: saga.PendingControl{
+					Action: saga.ControlAction(deref(control)), Seq: deref(controlSeq), Actor: deref(controlBy)}})
+			}
+			return saga.Applied{
+				Now:              at,
+				LeaseExpiresAt:   deref(utc(leaseExp)),
+				Control:          saga.ControlAction(deref(control)),
+				DeadlineExceeded: exceeded,
+				EventSeq:         seq,
+			}, nil
+		}
 
-	// Refused: no such saga, a lost lease, or already written by an
-	// earlier attempt whose answer was lost.
-	var markerSeq *int64
-	err = retry(ctx, func(ctx context.Context) error {
-		return s.pool.QueryRow(ctx, sqlApplyRefused, t.SagaID, marker).
-			Scan(&markerSeq, &now, &leaseExp, &control, &exceeded)
-	})
-	switch {
-	case err != nil:
-		return saga.Applied{}, interpretError(doing, err)
-	case markerSeq == nil:
-		return saga.Applied{}, fmt.Errorf("%s: %w", doing, saga.ErrLeaseLost)
+		// Refused: no such saga, a lost lease, a head that moved, or already
+		// written by an earlier attempt whose answer was lost.
+		var (
+			markerSeq *int64
+			held      bool
+			cur       head
+		)
+		err = retry(ctx, func(ctx context.Context) error {
+			return s.pool.QueryRow(ctx, sqlApplyRefused, t.SagaID, marker, t.Lease.Owner, t.Lease.Epoch, at).
+				Scan(&markerSeq, &now, &leaseExp, &control, &exceeded, &held,
+					&cur.seq, &cur.hash, &controlSeq, &controlBy, &cur.at)
+		})
+		switch {
+		case err != nil:
+			s.heads.drop(t.SagaID)
+			return saga.Applied{}, interpretError(doing, err)
+		case markerSeq != nil:
+			s.heads.drop(t.SagaID)
+			return saga.Applied{
+				Now:              at,
+				LeaseExpiresAt:   deref(utc(leaseExp)),
+				Control:          saga.ControlAction(deref(control)),
+				DeadlineExceeded: exceeded,
+				EventSeq:         *markerSeq + int64(len(events)) - 1,
+			}, nil
+		case !held:
+			s.heads.drop(t.SagaID)
+			return saga.Applied{}, fmt.Errorf("%s: %w", doing, saga.ErrLeaseLost)
+		case !chained || cur.seq == h.seq && bytes.Equal(cur.hash, h.hash):
+			s.heads.drop(t.SagaID)
+			return saga.Applied{}, fmt.Errorf("%s: refused although the lease is held and the chain did not move", doing)
+		case attempt >= applyAttempts:
+			s.heads.drop(t.SagaID)
+			return saga.Applied{}, fmt.Errorf("%s: the saga's audit chain moved under %d attempts in a row", doing, attempt)
+		}
+		cur.at = cur.at.UTC()
+		cur.pending = saga.PendingControl{Action: saga.ControlAction(deref(control)), Seq: deref(controlSeq), Actor: deref(controlBy)}
+		h = cur
+		s.heads.put(t.SagaID, h)
 	}
-	return saga.Applied{
-		Now:              now.UTC(),
-		LeaseExpiresAt:   deref(utc(leaseExp)),
-		Control:          saga.ControlAction(deref(control)),
-		DeadlineExceeded: exceeded,
-		EventSeq:         *markerSeq + int64(len(t.Events)) - 1,
-	}, nil
+}
+
+// readHead reads the end of a saga's chain and its pending request from
+// its row; pgx.ErrNoRows when there is no such saga.
+func (s *Store) readHead(ctx context.Context, id saga.ID) (head, error) {
+	var (
+		h       head
+		control *string
+		ctlSeq  *int64
+		ctlBy   *string
+	)
+	err := retry(ctx, func(ctx context.Context) error {
+		return s.pool.QueryRow(ctx, sqlReadHead, id).Scan(&h.seq, &h.hash, &control, &ctlSeq, &ctlBy, &h.at)
+	})
+	h.at = h.at.UTC()
+	h.pending = saga.PendingControl{Action: saga.ControlAction(deref(control)), Seq: deref(ctlSeq), Actor: deref(ctlBy)}
+	return h, err
 }
 
 // applyArgs validates a transition and returns the arguments of sqlApply
-// and the id of its first event (nil when it has none).
-func applyArgs(t saga.Transition) ([]any, *saga.ID, error) {
+// for writing it with events (sealed) at time at, fenced on the chain
+// ending at seq after (nil: no fence) and ending at lastHash, and the id
+// of its first event (nil when it has none).
+func applyArgs(t saga.Transition, events []saga.Event, at time.Time, after *int64, lastHash []byte) ([]any, *saga.ID, error) {
 	if t.Status != "" && !t.Status.Valid() {
 		return nil, nil, fmt.Errorf("unknown saga status %q", t.Status)
 	}
@@ -400,9 +502,13 @@ func applyArgs(t saga.Transition) ([]any, *saga.ID, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("encode compensation updates: %w", err)
 	}
-	eventsJSON, marker, err := encodeEvents(t.Events)
+	eventsJSON, marker, err := encodeEvents(events)
 	if err != nil {
 		return nil, nil, err
+	}
+	var hash []byte
+	if len(events) > 0 {
+		hash = lastHash
 	}
 
 	var wakeAt *time.Time
@@ -435,29 +541,27 @@ func applyArgs(t saga.Transition) ([]any, *saga.ID, error) {
 		nullString(t.ClearControl), t.Started, t.Ended,
 		int(t.Wake.Kind), micros(t.Wake.After), wakeAt,
 		t.Release, max(micros(t.LeaseFor), 0),
-		len(t.Events), marker,
+		len(events), marker,
 		stepsJSON, compsJSON, eventsJSON,
 		cpID, cpStep, cpContext,
+		at, after, hash,
 	}
 	return args, marker, nil
 }
 
-// encodeEvents returns events as the JSON array the statements read, with
-// an id given to each event that has none, and the id of the first event.
+// encodeEvents returns sealed events (saga.Chain.Seal) as the JSON array
+// the statements read, and the id of the first event.
 func encodeEvents(events []saga.Event) ([]byte, *saga.ID, error) {
 	if len(events) == 0 {
 		return nil, nil, nil
 	}
 	rows := make([]eventJSON, len(events))
 	for i, e := range events {
-		id := e.ID
-		if id.IsZero() {
-			id = saga.NewID()
-		}
 		if e.Type == "" {
 			return nil, nil, fmt.Errorf("event %d has no type", i)
 		}
-		rows[i] = eventJSON{ID: id, N: int64(i + 1), Type: e.Type, Step: e.StepIndex, Data: e.Data, Instance: e.InstanceID}
+		rows[i] = eventJSON{ID: e.ID, Seq: e.Seq, Type: e.Type, Step: e.StepIndex, Data: e.Data,
+			Instance: e.InstanceID, Actor: e.Actor, Hash: hashText(e.Hash)}
 	}
 	b, err := json.Marshal(rows)
 	if err != nil {

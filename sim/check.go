@@ -3,11 +3,9 @@ package sim
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"slices"
 
 	saga "github.com/tracseq/transaction-service"
-	"github.com/tracseq/transaction-service/engine"
 	"github.com/tracseq/transaction-service/participant"
 )
 
@@ -180,189 +178,53 @@ func (w *world) checkTrail(id saga.ID, events []saga.Event) {
 		}
 		seen[e.ID] = true
 	}
+	// The engine's events, those of the committed transitions, in the
+	// order committed; the store's own are beside them.
 	want := w.db.trail[id]
-	if len(want) != len(events) {
-		w.violate(id, "the trail has %d events, the committed writes %d", len(events), len(want))
-		return
-	}
-	for i, e := range events {
-		if e.ID != want[i] {
-			w.violate(id, "event %d of the trail is %s (%s), the writes wrote %s there", i+1, e.ID, e.Type, want[i])
+	k := 0
+	for _, e := range events {
+		if storeEvents[e.Type] {
+			continue
+		}
+		if k == len(want) || e.ID != want[k] {
+			w.violate(id, "event %d of the trail is %s (%s), not the next event the committed writes wrote", e.Seq, e.ID, e.Type)
 			return
 		}
+		k++
+	}
+	if k != len(want) {
+		w.violate(id, "the trail holds %d events of the engine, the committed writes %d", k, len(want))
 	}
 }
 
-// rrow is a step or compensation row as the trail tells it.
-type rrow struct {
-	status   string
-	attempts int
-	prev     *rrow // the row before the last start, for a withdrawal
+// storeEvents are the events a store writes itself (operator requests,
+// legal holds), beside those of the engine's transitions.
+var storeEvents = map[saga.EventType]bool{
+	saga.EventOperatorRequested:         true,
+	saga.EventOperatorRequestSuperseded: true,
+	saga.EventOperatorRequestCarriedOut: true,
+	saga.EventLegalHoldChanged:          true,
 }
 
-// checkReplay rebuilds the saga's status and rows from its events alone
-// and compares them with what the store holds.
+// checkReplay rebuilds the saga from its trail alone (saga.Replay, the
+// audit's own replay) and compares it with what the store holds; it also
+// checks the trail's hash chain.
 func (w *world) checkReplay(sg *saga.Saga, events []saga.Event) {
-	id := sg.ID
-	n := len(sg.Steps)
-	steps := make([]rrow, n)
-	comps := make([]*rrow, n)
-	for i := range steps {
-		steps[i].status = string(saga.StepStatusPending)
+	rebuilt, err := saga.Replay(events)
+	if err != nil {
+		w.violate(sg.ID, "the trail does not replay: %v", err)
+		return
 	}
-	status := saga.SagaStatus("")
-	for _, e := range events {
-		i := -1
-		if e.StepIndex != nil {
-			i = *e.StepIndex
-			if i < 0 || i >= n {
-				w.violate(id, "event %d (%s) names step %d of %d", e.Seq, e.Type, i, n)
-				return
-			}
-		}
-		data := eventData(e.Data)
-		needStep := func() bool {
-			if i < 0 {
-				w.violate(id, "event %d (%s) names no step", e.Seq, e.Type)
-			}
-			return i >= 0
-		}
-		if st, ok := sagaStatusOf[e.Type]; ok {
-			status = st
-		}
-		switch e.Type {
-		case saga.EventSagaRetried:
-			for j, c := range comps {
-				if c != nil && c.status != string(saga.CompensationStatusCompleted) {
-					comps[j] = &rrow{status: string(saga.CompensationStatusPending)}
-				}
-			}
-		case saga.EventStepStarted:
-			if needStep() {
-				prev := steps[i]
-				steps[i] = rrow{status: string(saga.StepStatusExecuting), attempts: data.Attempt, prev: &prev}
-			}
-		case saga.EventStepCompleted, saga.EventStepRetrying, saga.EventStepFailed, saga.EventStepSkipped:
-			if needStep() {
-				steps[i].status = string(stepStatusOf[e.Type])
-			}
-		case saga.EventCompensationStarted:
-			if needStep() {
-				prev := comps[i]
-				if prev == nil {
-					prev = &rrow{status: string(saga.CompensationStatusPending)}
-				}
-				p := *prev
-				comps[i] = &rrow{status: string(saga.CompensationStatusExecuting), attempts: data.Attempt, prev: &p}
-			}
-		case saga.EventCompensationCompleted, saga.EventCompensationRetrying, saga.EventCompensationFailed:
-			if needStep() {
-				if comps[i] == nil {
-					w.violate(id, "event %d (%s) before the compensation of step %d started", e.Seq, e.Type, i)
-					return
-				}
-				comps[i].status = string(compStatusOf[e.Type])
-			}
-		case saga.EventCallWithdrawn:
-			if !needStep() {
-				break
-			}
-			if data.Kind == string(participant.KindCompensation) {
-				if comps[i] == nil || comps[i].prev == nil {
-					w.violate(id, "event %d withdraws a compensation of step %d never started", e.Seq, i)
-					return
-				}
-				comps[i] = comps[i].prev
-			} else {
-				if steps[i].prev == nil {
-					w.violate(id, "event %d withdraws an action of step %d never started", e.Seq, i)
-					return
-				}
-				steps[i] = *steps[i].prev
-			}
-		case saga.EventLeaseTaken, saga.EventSagaRecovered, saga.EventControlRequested, engine.EventControlIgnored,
-			saga.EventCompensationNotNeeded:
-		default:
-			if _, ok := sagaStatusOf[e.Type]; !ok {
-				w.violate(id, "event %d has a type the replay does not know: %s", e.Seq, e.Type)
-			}
-		}
+	for _, d := range saga.ReplayDiff(sg, rebuilt) {
+		w.violate(sg.ID, "the trail replays to another saga: %s", d)
 	}
-	if status != sg.Status {
-		w.violate(id, "the trail replays to status %s, the store holds %s", status, sg.Status)
+	var last []byte
+	if n := len(events); n > 0 {
+		last = events[n-1].Hash
 	}
-	for i, st := range sg.Steps {
-		r := steps[i]
-		if r.status != string(st.Status) || r.attempts != st.Attempts {
-			w.violate(id, "the trail replays step %d to %s attempt %d, the store holds %s attempt %d", i, r.status, r.attempts, st.Status, st.Attempts)
-		}
-		c := comps[i]
-		switch {
-		case c == nil && st.Compensation != nil:
-			w.violate(id, "the store holds a compensation of step %d the trail never started", i)
-		case c != nil && st.Compensation == nil:
-			w.violate(id, "the trail started a compensation of step %d the store does not hold", i)
-		case c != nil && (c.status != string(st.Compensation.Status) || c.attempts != st.Compensation.Attempts):
-			w.violate(id, "the trail replays the compensation of step %d to %s attempt %d, the store holds %s attempt %d",
-				i, c.status, c.attempts, st.Compensation.Status, st.Compensation.Attempts)
-		}
+	if b := w.db.chain.Verify(saga.ChainHead{SagaID: sg.ID, Seq: sg.EventSeq, Hash: last}, events); b != nil {
+		w.violate(sg.ID, "the trail's hash chain breaks at seq %d: %s", b.Seq, b.Problem)
 	}
-}
-
-// startData is what the replay reads of an event's data.
-type startData struct {
-	Attempt int
-	Kind    string
-}
-
-// eventData reads the attempt and the kind of an event's data: a flat
-// JSON object as the engine writes it. (json.Unmarshal costs a fifth of a
-// run.)
-func eventData(raw json.RawMessage) startData {
-	var d startData
-	if i := bytes.Index(raw, []byte(`"attempt":`)); i >= 0 {
-		for _, c := range raw[i+len(`"attempt":`):] {
-			if c < '0' || c > '9' {
-				break
-			}
-			d.Attempt = d.Attempt*10 + int(c-'0')
-		}
-	}
-	if i := bytes.Index(raw, []byte(`"kind":"`)); i >= 0 {
-		rest := raw[i+len(`"kind":"`):]
-		if j := bytes.IndexByte(rest, '"'); j >= 0 {
-			d.Kind = string(rest[:j])
-		}
-	}
-	return d
-}
-
-// sagaStatusOf is the status each saga event moves a saga to.
-var sagaStatusOf = map[saga.EventType]saga.SagaStatus{
-	saga.EventSagaCreated:      saga.SagaStatusCreated,
-	saga.EventSagaStarted:      saga.SagaStatusExecuting,
-	saga.EventSagaResumed:      saga.SagaStatusExecuting,
-	saga.EventSagaCompensating: saga.SagaStatusCompensating,
-	saga.EventSagaRetried:      saga.SagaStatusCompensating,
-	saga.EventSagaPaused:       saga.SagaStatusPaused,
-	saga.EventSagaCompleted:    saga.SagaStatusCompleted,
-	saga.EventSagaCompensated:  saga.SagaStatusCompensated,
-	saga.EventSagaCancelled:    saga.SagaStatusCancelled,
-	saga.EventSagaTimedOut:     saga.SagaStatusTimedOut,
-	saga.EventSagaFailed:       saga.SagaStatusFailed,
-}
-
-var stepStatusOf = map[saga.EventType]saga.StepStatus{
-	saga.EventStepCompleted: saga.StepStatusCompleted,
-	saga.EventStepRetrying:  saga.StepStatusRetrying,
-	saga.EventStepFailed:    saga.StepStatusFailed,
-	saga.EventStepSkipped:   saga.StepStatusSkipped,
-}
-
-var compStatusOf = map[saga.EventType]saga.CompensationStatus{
-	saga.EventCompensationCompleted: saga.CompensationStatusCompleted,
-	saga.EventCompensationRetrying:  saga.CompensationStatusRetrying,
-	saga.EventCompensationFailed:    saga.CompensationStatusFailed,
 }
 
 // checkEffects checks the saga's effects at its participants against its

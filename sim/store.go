@@ -30,8 +30,9 @@ var (
 // sent. It also watches every write for the invariants that concern the
 // store, and keeps what was committed for the checks at the end.
 type store struct {
-	w   *world
-	mem *memory.Store
+	w     *world
+	mem   *memory.Store
+	chain *saga.Chain // hashes the trails
 
 	// By saga, from the writes committed: the ids of the events written,
 	// in order, and the status.
@@ -49,9 +50,11 @@ type store struct {
 }
 
 func newStore(w *world) *store {
+	chain := saga.NewChain(nil)
 	return &store{
 		w:        w,
-		mem:      memory.New(memory.Config{Now: w.storeNow}),
+		chain:    chain,
+		mem:      memory.New(memory.Config{Now: w.storeNow, Chain: chain}),
 		trail:    map[saga.ID][]saga.ID{},
 		status:   map[saga.ID]saga.SagaStatus{},
 		orders:   map[saga.ID]*order{},

@@ -128,36 +128,40 @@ func (s *Store) RenewLeases(ctx context.Context, owner string, leases map[saga.I
 }
 
 // RequestControl records an operator action on a saga whose status allows
-// it and makes the saga runnable at once, in one statement. See
-// saga.Store.
+// it and makes the saga runnable at once, with the events of the request
+// (saga.Chain.SealControl), in one write. See saga.Store.
 func (s *Store) RequestControl(ctx context.Context, id saga.ID, action saga.ControlAction) (sg *saga.Saga, err error) {
 	defer s.observe(opRequestControl, time.Now(), &err)
 	doing := fmt.Sprintf("request %s of saga %s", action, id)
-	allowed := action.AllowedStatuses()
-	if len(allowed) == 0 {
+	if len(action.AllowedStatuses()) == 0 {
 		return nil, fmt.Errorf("%s: unknown operator action %q: %w", doing, action, saga.ErrInvalidTransition)
-	}
-	statuses, err := json.Marshal(allowed)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", doing, err)
 	}
 	var got *saga.Saga // set on the writer's goroutine only
 	err = s.writer.submit(ctx, func(w *wtx) error {
+		h, err := readHead(w, id)
+		if err != nil {
+			return err
+		}
+		if !action.AllowedIn(h.status) {
+			return fmt.Errorf("cannot %s a saga that is %s: %w", action, h.status, saga.ErrInvalidTransition)
+		}
+		events, next, err := s.chain.SealControl(ctx, h.chain, action, h.pending, w.now)
+		if err != nil {
+			return err
+		}
+		req := events[len(events)-1]
 		var out *saga.Saga
-		err := w.queryRow(sqlRequestControl, []any{sql.Named("action", string(action)), sql.Named("now", w.nowText()),
-			sql.Named("id", idText(id)), sql.Named("statuses", string(statuses))}, sagaDest(&out, s.sealer)...)
-		if err == nil {
-			got = out
-			return nil
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
+		err = w.queryRow(sqlRequestControl, []any{sql.Named("action", string(action)), sql.Named("now", w.nowText()),
+			sql.Named("id", idText(id)), sql.Named("control_seq", req.Seq), sql.Named("control_by", nullText(req.Actor)),
+			sql.Named("event_seq", next.Seq), sql.Named("last_hash", next.Hash)}, sagaDest(&out, s.sealer)...)
+		if err != nil {
 			return err
 		}
-		var status string
-		if err := w.queryRow(sqlSagaStatus, []any{sql.Named("id", idText(id))}, &status); err != nil {
+		if err := insertEvents(w, events); err != nil {
 			return err
 		}
-		return fmt.Errorf("cannot %s a saga that is %s: %w", action, status, saga.ErrInvalidTransition)
+		got = out
+		return nil
 	})
 	if err != nil {
 		return nil, interpretError(doing, err)

@@ -58,6 +58,9 @@ type Config struct {
 	// group-committed transaction), its duration and its error. It feeds
 	// metrics; it must be fast and safe for concurrent use.
 	Observe func(op string, d time.Duration, err error)
+	// Chain hashes the audit events (AUDIT_HMAC_KEY; default: plain
+	// SHA-256).
+	Chain *saga.Chain
 
 	// Sealer, when set (DEFINITION_ENCRYPTION_KEY), encrypts the values of
 	// the definitions' secret headers in the file, and decrypts them when

@@ -54,8 +54,28 @@ func exportPage(r *rtx, after string, limit int, sealer *saga.Sealer) ([]saga.Sa
 	if err != nil {
 		return nil, err
 	}
-	sagas, err := collectSagas(rows, sealer)
-	if err != nil || len(sagas) == 0 {
+	var (
+		sagas   []*saga.Saga
+		pending []saga.PendingControl
+	)
+	for rows.Next() {
+		var (
+			sg     *saga.Saga
+			h      head
+			ctlSeq sql.NullInt64
+		)
+		dest := append(sagaDest(&sg, sealer), &h.chain.Seq, &h.chain.Hash, textCol[saga.ControlAction]{&h.pending.Action},
+			&ctlSeq, textCol[string]{&h.pending.Actor})
+		if err := rows.Scan(dest...); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		h.pending.Seq = ctlSeq.Int64
+		sagas = append(sagas, sg)
+		pending = append(pending, h.pending)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || len(sagas) == 0 {
 		return nil, err
 	}
 	if err := loadSteps(r, sagas); err != nil {
@@ -66,7 +86,7 @@ func exportPage(r *rtx, after string, limit int, sealer *saga.Sealer) ([]saga.Sa
 	out := make([]saga.SagaRecord, len(sagas))
 	for i, sg := range sagas {
 		ids[i] = idText(sg.ID)
-		out[i] = saga.SagaRecord{Saga: sg, Events: []saga.Event{}, Checkpoints: []saga.Checkpoint{}}
+		out[i] = saga.SagaRecord{Saga: sg, Events: []saga.Event{}, Checkpoints: []saga.Checkpoint{}, Pending: pending[i]}
 		byID[sg.ID] = &out[i]
 	}
 	idsJSON, err := json.Marshal(ids)

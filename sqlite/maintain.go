@@ -104,7 +104,7 @@ func seconds(secs float64) time.Duration {
 
 // DeleteFinished deletes sagas that ended (Completed, Compensated,
 // Cancelled, TimedOut) longer than age ago, other than those under legal
-// hold. See DeleteExpired and saga.Store.
+// hold, leaving a tombstone of each. See DeleteExpired and saga.Store.
 func (s *Store) DeleteFinished(ctx context.Context, age time.Duration, batch int) (int, error) {
 	if age < 0 {
 		return 0, fmt.Errorf("delete finished sagas: age %v is negative", age)
@@ -114,8 +114,9 @@ func (s *Store) DeleteFinished(ctx context.Context, age time.Duration, batch int
 
 // DeleteExpired deletes, status by status, the sagas whose retention has
 // passed and that are not under legal hold, batch sagas per write (1,000
-// when batch <= 0), their other rows following by cascade, and returns how
-// many it deleted. See saga.Store.
+// when batch <= 0), their other rows following by cascade, writes a
+// tombstone of each to saga_deletions (the rule, and the requester ctx
+// carries), and returns how many it deleted. See saga.Store.
 func (s *Store) DeleteExpired(ctx context.Context, r saga.Retention, batch int) (deleted int, err error) {
 	defer s.observe(opDeleteFinished, time.Now(), &err)
 	for _, status := range saga.RetainedStatuses {
@@ -126,18 +127,31 @@ func (s *Store) DeleteExpired(ctx context.Context, r saga.Retention, batch int) 
 	if batch <= 0 {
 		batch = deleteBatchDefault
 	}
+	req, _ := saga.RequesterFrom(ctx)
 	for _, status := range saga.RetainedStatuses {
 		age, _ := r.For(status)
+		rule := saga.RetentionRule(status, age)
 		for {
 			var n int64 // set on the writer's goroutine only
 			err = s.writer.submit(ctx, func(w *wtx) error {
-				res, err := w.exec(sqlDeleteExpired, sql.Named("status", string(status)),
-					sql.Named("cutoff", fmtTime(w.now.Add(-age))), sql.Named("batch", batch))
+				n = 0
+				gone, err := deleteBatch(w, status, age, batch)
 				if err != nil {
 					return err
 				}
-				n, err = res.RowsAffected()
-				return err
+				for _, d := range gone {
+					_, err := w.exec(sqlInsertDeletion, sql.Named("saga_id", idText(d.SagaID)), sql.Named("name", d.Name),
+						sql.Named("status", string(d.Status)), sql.Named("event_seq", d.EventSeq),
+						sql.Named("last_hash", nullBytes(d.LastHash)), sql.Named("completed_at", fmtTimePtr(d.CompletedAt)),
+						sql.Named("now", w.nowText()), sql.Named("rule", rule),
+						sql.Named("actor", nullText(req.Actor)), sql.Named("reason", nullText(req.Reason)),
+						sql.Named("client_addr", nullText(req.Address)))
+					if err != nil {
+						return fmt.Errorf("write the tombstone of saga %s: %w", d.SagaID, err)
+					}
+				}
+				n = int64(len(gone))
+				return nil
 			})
 			if err != nil {
 				return deleted, interpretError("delete finished sagas", err)
@@ -154,20 +168,23 @@ func (s *Store) DeleteExpired(ctx context.Context, r saga.Retention, batch int) 
 	return deleted, nil
 }
 
-// SetLegalHold sets or clears a saga's legal hold. See saga.Store.
-func (s *Store) SetLegalHold(ctx context.Context, id saga.ID, hold bool) (got *saga.Saga, err error) {
-	defer s.observe(opSetLegalHold, time.Now(), &err)
-	err = s.writer.submit(ctx, func(w *wtx) error {
-		var out *saga.Saga
-		if err := w.queryRow(sqlSetLegalHold, []any{sql.Named("hold", hold), sql.Named("now", w.nowText()),
-			sql.Named("id", idText(id))}, sagaDest(&out, s.sealer)...); err != nil {
-			return err
-		}
-		got = out
-		return nil
-	})
+// deleteBatch deletes up to batch sagas that ended in status more than age
+// ago in the writer's transaction and returns what their tombstones keep.
+func deleteBatch(w *wtx, status saga.SagaStatus, age time.Duration, batch int) ([]saga.Deletion, error) {
+	rows, err := w.query(sqlDeleteExpired, sql.Named("status", string(status)),
+		sql.Named("cutoff", fmtTime(w.now.Add(-age))), sql.Named("batch", batch))
 	if err != nil {
-		return nil, interpretError("set legal hold of saga "+id.String(), err)
+		return nil, err
 	}
-	return got, nil
+	defer rows.Close()
+	var gone []saga.Deletion
+	for rows.Next() {
+		var d saga.Deletion
+		if err := rows.Scan(idCol{&d.SagaID}, &d.Name, textCol[saga.SagaStatus]{&d.Status}, &d.EventSeq, &d.LastHash,
+			nullTimeCol{&d.CompletedAt}); err != nil {
+			return nil, err
+		}
+		gone = append(gone, d)
+	}
+	return gone, rows.Err()
 }

@@ -35,7 +35,7 @@ var readQueries = []string{
 	sqlCountByStatus, sqlStartedSince, sqlEndedSummary, sqlEndedAt,
 	sqlExportSagas, sqlExportEvents, sqlExportCheckpoints, sqlCountRows, sqlPing,
 	sqlGaugesRunning, sqlGaugesLeases, sqlActivityStarted, sqlActivityEndedByMinute, sqlActivityEndedAt,
-	sqlActivityInstances,
+	sqlActivityInstances, sqlChainHeads, sqlChainEvents, sqlAuditExport, sqlDeletions,
 }
 
 func (r *rtx) query(query string, args ...any) (*sql.Rows, error) {
@@ -220,10 +220,11 @@ func (s *Store) ListEvents(ctx context.Context, id saga.ID, afterSeq int64, limi
 }
 
 // eventDest is the scan destination of the event columns after saga_id:
-// id, seq, event_type, step_index, data, instance_id, created_at.
+// id, seq, event_type, step_index, data, instance_id, created_at, actor,
+// hash.
 func eventDest(e *saga.Event) []any {
 	return []any{idCol{&e.ID}, &e.Seq, textCol[saga.EventType]{&e.Type}, &e.StepIndex,
-		jsonCol{&e.Data}, textCol[string]{&e.InstanceID}, timeCol{&e.CreatedAt}}
+		jsonCol{&e.Data}, textCol[string]{&e.InstanceID}, timeCol{&e.CreatedAt}, textCol[string]{&e.Actor}, &e.Hash}
 }
 
 // LatestCheckpoint returns the saga's newest checkpoint, nil when it has

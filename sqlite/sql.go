@@ -11,6 +11,10 @@ const sagaColumns = `id, name, status, transaction_id, user_id, transaction_cont
 	control_request, deadline, owner_id, lease_expires_at, lease_epoch, next_run_at,
 	event_seq, created_at, updated_at, started_at, completed_at, legal_hold`
 
+// headColumns are the end of a saga's audit chain and the attribution of
+// its pending request (sqlReadHead, Export).
+const headColumns = `event_seq, last_hash, control_request, control_seq, control_by`
+
 // stepColumns is the column list scanned by scanStep, on aliases st (the
 // step) and c (its compensation, left-joined).
 const stepColumns = `st.saga_id, st.step_index, st.step_name, st.status, st.attempts, st.input_data,
@@ -25,11 +29,11 @@ const (
 INSERT INTO sagas (id, name, status, transaction_id, user_id, transaction_context, definition,
 	idempotency_key, completed_steps, total_steps, error, compensate_to, deadline,
 	owner_id, lease_expires_at, lease_epoch, next_run_at, event_seq,
-	started_at, completed_at, created_at, updated_at)
+	started_at, completed_at, created_at, updated_at, last_hash)
 VALUES (:id, :name, :status, :transaction_id, :user_id, coalesce(:context, '{}'), :definition,
 	:idempotency_key, :completed_steps, :total_steps, :error, :compensate_to, :deadline,
 	:owner_id, :lease_expires_at, :lease_epoch, :next_run_at, :event_seq,
-	:started_at, :completed_at, :now, :now)
+	:started_at, :completed_at, :now, :now, :last_hash)
 ON CONFLICT DO NOTHING`
 
 	sqlInsertStep = `
@@ -39,9 +43,12 @@ VALUES (:id, :saga_id, :name, :idx, :status, :input, :output,
 	:attempts, :error, :uncertain, :started_at, :completed_at, :now, :now)`
 
 	sqlInsertEvent = `
-INSERT INTO saga_events (id, saga_id, seq, event_type, step_index, data, instance_id, created_at)
-VALUES (:id, :saga_id, :seq, :type, :step, :data, :instance, :now)`
+INSERT INTO saga_events (id, saga_id, seq, event_type, step_index, data, instance_id, actor, created_at, hash)
+VALUES (:id, :saga_id, :seq, :type, :step, :data, :instance, :actor, :now, :hash)`
 )
+
+// sqlReadHead reads the status of saga :id and the end of its chain.
+const sqlReadHead = `SELECT status, ` + headColumns + ` FROM sagas WHERE id = :id`
 
 // sqlApplySaga updates the saga row of a transition, fenced on the
 // writer's lease: no row comes back when the lease is not live. SET sees
@@ -54,6 +61,8 @@ UPDATE sagas SET
 	error = :error,
 	compensate_to = :compensate_to,
 	control_request = CASE WHEN control_request = :clear_control THEN NULL ELSE control_request END,
+	control_seq = CASE WHEN control_request = :clear_control THEN NULL ELSE control_seq END,
+	control_by = CASE WHEN control_request = :clear_control THEN NULL ELSE control_by END,
 	started_at = CASE WHEN :started THEN coalesce(started_at, :now) ELSE started_at END,
 	completed_at = CASE WHEN :ended THEN :now ELSE completed_at END,
 	next_run_at = CASE
@@ -64,6 +73,7 @@ UPDATE sagas SET
 	owner_id = CASE WHEN :release THEN NULL ELSE owner_id END,
 	lease_expires_at = CASE WHEN :release THEN NULL ELSE :lease_until END,
 	event_seq = event_seq + :events,
+	last_hash = coalesce(:last_hash, last_hash),
 	updated_at = :now
 WHERE id = :id AND owner_id = :owner AND lease_epoch = :epoch AND lease_expires_at > :now
 RETURNING event_seq, lease_expires_at, control_request, deadline IS NOT NULL AND deadline <= :now`
@@ -156,7 +166,7 @@ const (
 // sqlListEvents returns a saga's events after seq :after, at most :limit
 // (-1: all).
 const sqlListEvents = `
-SELECT id, seq, event_type, step_index, data, instance_id, created_at
+SELECT id, seq, event_type, step_index, data, instance_id, created_at, actor, hash
 FROM saga_events WHERE saga_id = :id AND seq > :after
 ORDER BY seq
 LIMIT :limit`
@@ -194,11 +204,20 @@ WHERE sagas.id = l.id AND sagas.lease_epoch = l.epoch
 	AND sagas.owner_id = :owner AND sagas.lease_expires_at > :now
 RETURNING id`
 
-// sqlRequestControl records operator action :action on saga :id when its
-// status is one of the JSON array :statuses, and makes it runnable now.
+// sqlRequestControl records operator action :action on saga :id, asked
+// by event :control_seq of :control_by, whose chain now ends at :event_seq
+// with :last_hash, and makes it runnable now.
 const sqlRequestControl = `
-UPDATE sagas SET control_request = :action, next_run_at = :now, updated_at = :now
-WHERE id = :id AND status IN (SELECT value FROM json_each(:statuses))
+UPDATE sagas SET control_request = :action, control_seq = :control_seq, control_by = :control_by,
+	next_run_at = :now, updated_at = :now, event_seq = :event_seq, last_hash = :last_hash
+WHERE id = :id
+RETURNING ` + sagaColumns
+
+// sqlSetLegalHold sets saga :id's legal hold to :hold; its chain ends at
+// :event_seq with :last_hash.
+const sqlSetLegalHold = `
+UPDATE sagas SET legal_hold = :hold, updated_at = :now, event_seq = :event_seq, last_hash = :last_hash
+WHERE id = :id
 RETURNING ` + sagaColumns
 
 // Statistics: counts by status, then the window since :since.
@@ -230,19 +249,23 @@ SELECT secs FROM ended ORDER BY secs LIMIT 2 OFFSET :offset`
 
 // sqlDeleteExpired deletes up to :batch sagas that ended in :status before
 // :cutoff and are not under legal hold, oldest first along the index led
-// by the status; the foreign keys cascade to their other rows.
+// by the status, and returns what their tombstones keep; the foreign keys
+// cascade to their other rows.
 const sqlDeleteExpired = `
 DELETE FROM sagas WHERE id IN (
 	SELECT id FROM sagas INDEXED BY sagas_finished_status_completed_at_idx
 	WHERE status = :status AND status IN ('Completed', 'Compensated', 'Cancelled', 'TimedOut')
 		AND completed_at < :cutoff AND NOT legal_hold
 	ORDER BY completed_at
-	LIMIT :batch)`
+	LIMIT :batch)
+RETURNING id, name, status, event_seq, last_hash, completed_at`
 
-// sqlSetLegalHold sets saga :id's legal hold to :hold.
-const sqlSetLegalHold = `
-UPDATE sagas SET legal_hold = :hold, updated_at = :now WHERE id = :id
-RETURNING ` + sagaColumns
+// sqlInsertDeletion writes a tombstone, unless the saga has one.
+const sqlInsertDeletion = `
+INSERT INTO saga_deletions (saga_id, name, final_status, event_seq, last_hash, completed_at,
+	deleted_at, rule, actor, reason, client_addr)
+VALUES (:saga_id, :name, :status, :event_seq, :last_hash, :completed_at, :now, :rule, :actor, :reason, :client_addr)
+ON CONFLICT (saga_id) DO NOTHING`
 
 // sqlPing is the health check's round trip.
 const sqlPing = `SELECT 1`
@@ -250,9 +273,9 @@ const sqlPing = `SELECT 1`
 // Export: sagas by id after :after, and the events and checkpoints of the
 // sagas of the JSON array :ids.
 const (
-	sqlExportSagas  = `SELECT ` + sagaColumns + ` FROM sagas WHERE id > :after ORDER BY id LIMIT :limit`
+	sqlExportSagas  = `SELECT ` + sagaColumns + `, ` + headColumns + ` FROM sagas WHERE id > :after ORDER BY id LIMIT :limit`
 	sqlExportEvents = `
-SELECT saga_id, id, seq, event_type, step_index, data, instance_id, created_at
+SELECT saga_id, id, seq, event_type, step_index, data, instance_id, created_at, actor, hash
 FROM saga_events WHERE saga_id IN (SELECT value FROM json_each(:ids))
 ORDER BY saga_id, seq`
 	sqlExportCheckpoints = `
@@ -270,4 +293,40 @@ SELECT (SELECT count(*) FROM sagas), (SELECT count(*) FROM saga_steps),
 const (
 	sqlRecordMove = `INSERT INTO store_moves (target, moved_at, sagas) VALUES (:target, :now, :sagas)`
 	sqlLastMove   = `SELECT target, moved_at, sagas FROM store_moves ORDER BY moved_at DESC LIMIT 1`
+)
+
+// The audit reads (saga.AuditStore), each in one read transaction.
+const (
+	// sqlChainHeads: the heads of up to :limit sagas with an id above
+	// :after, updated at or after :since, among :ids (a JSON array; NULL:
+	// all).
+	sqlChainHeads = `
+SELECT id, event_seq, last_hash FROM sagas
+WHERE id > :after AND updated_at >= :since
+	AND (:ids IS NULL OR id IN (SELECT value FROM json_each(:ids)))
+ORDER BY id
+LIMIT :limit`
+
+	// sqlChainEvents: the events of the sagas of the JSON array :ids, by
+	// saga and seq.
+	sqlChainEvents = `
+SELECT saga_id, id, seq, event_type, step_index, data, instance_id, created_at, actor, hash
+FROM saga_events WHERE saga_id IN (SELECT value FROM json_each(:ids))
+ORDER BY saga_id, seq`
+
+	// sqlAuditExport: the events created in [:from, :to), by saga and
+	// seq, with the hash of the event before each.
+	sqlAuditExport = `
+SELECT e.saga_id, e.id, e.seq, e.event_type, e.step_index, e.data, e.instance_id, e.created_at, e.actor, e.hash,
+	(SELECT p.hash FROM saga_events AS p WHERE p.saga_id = e.saga_id AND p.seq = e.seq - 1)
+FROM saga_events AS e
+WHERE e.created_at >= :from AND e.created_at < :to
+ORDER BY e.saga_id, e.seq`
+
+	// sqlDeletions: the tombstones of the sagas deleted in [:from, :to).
+	sqlDeletions = `
+SELECT saga_id, name, final_status, event_seq, last_hash, completed_at, deleted_at, rule, actor, reason, client_addr
+FROM saga_deletions
+WHERE deleted_at >= :from AND deleted_at < :to
+ORDER BY deleted_at, saga_id`
 )

@@ -60,6 +60,7 @@ type Store struct {
 	slow     time.Duration
 	hooks    hooks
 	clock    clock
+	chain    *saga.Chain
 	sealer   *saga.Sealer // seals secret header values of definitions; nil: none
 
 	lock      *fileLock
@@ -107,6 +108,7 @@ func open(ctx context.Context, cfg Config, h hooks) (_ *Store, err error) {
 		slow:      cfg.SlowQuery,
 		hooks:     h,
 		readConns: cfg.ReadConns,
+		chain:     cfg.Chain,
 		sealer:    cfg.Sealer,
 	}
 	s.clock.now = time.Now

@@ -41,7 +41,7 @@ func (s *Store) CreateSaga(ctx context.Context, c saga.NewSaga) (out *saga.Saga,
 	)
 	err = s.writer.submit(ctx, func(t *wtx) error {
 		stored, found = nil, false
-		inserted, err := insertSaga(t, id, c, def)
+		inserted, err := s.insertSaga(ctx, t, id, c, def)
 		if err != nil || inserted {
 			if err == nil {
 				stored = newlyCreated(in, id, c, t.now)
@@ -104,12 +104,17 @@ func checkNewSaga(c saga.NewSaga, sealer *saga.Sealer) ([]byte, error) {
 	return def, nil
 }
 
-// insertSaga writes the rows of a new saga at the group's time. It
-// reports false, having written nothing, when the id or the idempotency
+// insertSaga writes the rows of a new saga at the group's time, its events
+// sealed (saga.Chain.SealCreate, attributed to the requester ctx carries).
+// It reports false, having written nothing, when the id or the idempotency
 // key is taken.
-func insertSaga(t *wtx, id saga.ID, c saga.NewSaga, def []byte) (bool, error) {
+func (s *Store) insertSaga(ctx context.Context, t *wtx, id saga.ID, c saga.NewSaga, def []byte) (bool, error) {
 	in := c.Saga
 	now := t.nowText()
+	events, head, err := s.chain.SealCreate(ctx, saga.ChainHead{SagaID: id}, in, c.Events, t.now)
+	if err != nil {
+		return false, err
+	}
 	status := cmp.Or(in.Status, saga.SagaStatusCreated)
 	var deadline, owner, leaseExp, nextRun, started, completed any
 	if d := in.Definition.Timeout(); d > 0 {
@@ -137,7 +142,8 @@ func insertSaga(t *wtx, id saga.ID, c saga.NewSaga, def []byte) (bool, error) {
 		sql.Named("error", nullText(in.Error)), sql.Named("compensate_to", nullText(in.CompensateTo)),
 		sql.Named("deadline", deadline), sql.Named("owner_id", owner), sql.Named("lease_expires_at", leaseExp),
 		sql.Named("lease_epoch", epoch), sql.Named("next_run_at", nextRun), sql.Named("event_seq", len(c.Events)),
-		sql.Named("started_at", started), sql.Named("completed_at", completed), sql.Named("now", now))
+		sql.Named("started_at", started), sql.Named("completed_at", completed), sql.Named("now", now),
+		sql.Named("last_hash", nullBytes(head.Hash)))
 	if err != nil {
 		return false, err
 	}
@@ -163,30 +169,55 @@ func insertSaga(t *wtx, id saga.ID, c saga.NewSaga, def []byte) (bool, error) {
 			return false, fmt.Errorf("insert step %d: %w", i, err)
 		}
 	}
-	return true, insertEvents(t, id, 1, c.Events)
+	return true, insertEvents(t, events)
 }
 
-// insertEvents writes events as seq first, first+1, ... at the group's
-// time, giving an id to each event that has none.
-func insertEvents(t *wtx, sagaID saga.ID, first int64, events []saga.Event) error {
+// insertEvents writes events sealed by saga.Chain (numbered, timed at the
+// group's time, hashed).
+func insertEvents(t *wtx, events []saga.Event) error {
 	for i, e := range events {
-		eid := e.ID
-		if eid.IsZero() {
-			eid = saga.NewID()
-		}
 		var step any
 		if e.StepIndex != nil {
 			step = *e.StepIndex
 		}
 		_, err := t.exec(sqlInsertEvent,
-			sql.Named("id", idText(eid)), sql.Named("saga_id", idText(sagaID)), sql.Named("seq", first+int64(i)),
+			sql.Named("id", idText(e.ID)), sql.Named("saga_id", idText(e.SagaID)), sql.Named("seq", e.Seq),
 			sql.Named("type", string(e.Type)), sql.Named("step", step), sql.Named("data", jsonText(e.Data)),
-			sql.Named("instance", nullText(e.InstanceID)), sql.Named("now", t.nowText()))
+			sql.Named("instance", nullText(e.InstanceID)), sql.Named("actor", nullText(e.Actor)),
+			sql.Named("now", fmtTime(e.CreatedAt)), sql.Named("hash", e.Hash))
 		if err != nil {
 			return fmt.Errorf("insert event %d (%s): %w", i, e.Type, err)
 		}
 	}
 	return nil
+}
+
+// nullBytes maps empty to SQL NULL.
+func nullBytes(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+// head is the end of a saga's chain and its pending request, read in the
+// writer's transaction.
+type head struct {
+	status  saga.SagaStatus
+	chain   saga.ChainHead
+	pending saga.PendingControl
+}
+
+// readHead reads the status and the chain head of saga id in the writer's
+// transaction; sql.ErrNoRows when there is no such saga.
+func readHead(t *wtx, id saga.ID) (head, error) {
+	h := head{chain: saga.ChainHead{SagaID: id}}
+	var ctlSeq sql.NullInt64
+	err := t.queryRow(sqlReadHead, []any{sql.Named("id", idText(id))},
+		textCol[saga.SagaStatus]{&h.status}, &h.chain.Seq, &h.chain.Hash,
+		textCol[saga.ControlAction]{&h.pending.Action}, &ctlSeq, textCol[string]{&h.pending.Actor})
+	h.pending.Seq = ctlSeq.Int64
+	return h, err
 }
 
 // newlyCreated is the saga CreateSaga returns: the input as stored, with
@@ -275,7 +306,7 @@ func (s *Store) Apply(ctx context.Context, t saga.Transition) (a saga.Applied, e
 	var applied saga.Applied // set on the writer's goroutine only
 	err = s.writer.submit(ctx, func(w *wtx) error {
 		var err error
-		applied, err = applyTransition(w, t, steps, comps)
+		applied, err = s.applyTransition(w, t, steps, comps)
 		return err
 	})
 	if err != nil {
@@ -340,9 +371,24 @@ func checkTransition(t saga.Transition) ([]saga.StepUpdate, []saga.CompensationU
 
 // applyTransition writes t in the group's transaction: the fenced saga
 // row first (nothing else when the lease is not live), then the steps,
-// compensations, events and checkpoint.
-func applyTransition(w *wtx, t saga.Transition, steps []saga.StepUpdate, comps []saga.CompensationUpdate) (saga.Applied, error) {
+// compensations, events (sealed after the saga's chain, read in the same
+// transaction) and checkpoint.
+func (s *Store) applyTransition(w *wtx, t saga.Transition, steps []saga.StepUpdate, comps []saga.CompensationUpdate) (saga.Applied, error) {
+	if a, done, err := appliedBefore(w, t); done || err != nil {
+		return a, err
+	}
 	now := w.nowText()
+	h, err := readHead(w, t.SagaID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return saga.Applied{}, saga.ErrNotFound
+	}
+	if err != nil {
+		return saga.Applied{}, err
+	}
+	events, next, err := s.chain.SealTransition(h.chain, t, h.pending, w.now)
+	if err != nil {
+		return saga.Applied{}, err
+	}
 	var wakeAt any
 	switch t.Wake.Kind {
 	case saga.WakeAfter:
@@ -356,17 +402,14 @@ func applyTransition(w *wtx, t saga.Transition, steps []saga.StepUpdate, comps [
 		control  saga.ControlAction
 		exceeded bool
 	)
-	if a, done, err := appliedBefore(w, t); done || err != nil {
-		return a, err
-	}
-	err := w.queryRow(sqlApplySaga, []any{
+	err = w.queryRow(sqlApplySaga, []any{
 		sql.Named("id", idText(t.SagaID)), sql.Named("owner", t.Lease.Owner), sql.Named("epoch", t.Lease.Epoch),
 		sql.Named("now", now), sql.Named("status", nullText(t.Status)), sql.Named("completed_steps", t.CompletedSteps),
 		sql.Named("error", nullText(t.Error)), sql.Named("compensate_to", nullText(t.CompensateTo)),
 		sql.Named("clear_control", nullText(t.ClearControl)), sql.Named("started", boolInt(t.Started)),
 		sql.Named("ended", boolInt(t.Ended)), sql.Named("wake_kind", int(t.Wake.Kind)), sql.Named("wake_at", wakeAt),
 		sql.Named("release", boolInt(t.Release)), sql.Named("lease_until", fmtTime(after(w.now, max(t.LeaseFor, 0)))),
-		sql.Named("events", len(t.Events)),
+		sql.Named("events", len(events)), sql.Named("last_hash", nullBytes(next.Hash)),
 	}, &seq, nullTimeCol{&leaseExp}, textCol[saga.ControlAction]{&control}, &exceeded)
 	if errors.Is(err, sql.ErrNoRows) {
 		// Refused: no such saga, or a lost lease.
@@ -403,7 +446,7 @@ func applyTransition(w *wtx, t saga.Transition, steps []saga.StepUpdate, comps [
 			return saga.Applied{}, fmt.Errorf("write compensation of step %d: %w", u.StepIndex, err)
 		}
 	}
-	if err := insertEvents(w, t.SagaID, seq-int64(len(t.Events))+1, t.Events); err != nil {
+	if err := insertEvents(w, events); err != nil {
 		return saga.Applied{}, err
 	}
 	if cp := t.Checkpoint; cp != nil {

@@ -290,7 +290,7 @@ var writeQueries = []string{
 	sqlInsertSaga, sqlInsertStep, sqlInsertEvent, sqlSagaExists, sqlSagaIDByKey, sqlGetSaga, sqlGetSteps,
 	sqlApplySaga, sqlUpdateStep, sqlUpsertCompensation, sqlInsertCheckpoint, sqlEventSeq, sqlAppliedAnswer,
 	sqlClaimSagas, sqlGetStepsOf, sqlRenewLeases, sqlRequestControl, sqlSagaStatus,
-	sqlDeleteExpired, sqlSetLegalHold, sqlRecordMove,
+	sqlDeleteExpired, sqlRecordMove, sqlReadHead, sqlInsertDeletion, sqlSetLegalHold,
 }
 
 // prepareAll prepares queries on db. database/sql keeps each statement

@@ -339,8 +339,10 @@ func checkEvents(t *testing.T, sagaID saga.ID, stored, written []saga.Event, fir
 		if (e.StepIndex == nil) != (w.StepIndex == nil) || e.StepIndex != nil && *e.StepIndex != *w.StepIndex {
 			t.Errorf("event %d step index = %v, want %v", i, e.StepIndex, w.StepIndex)
 		}
-		if len(w.Data) > 0 && !jsonEqual(e.Data, w.Data) {
-			t.Errorf("event %d data = %s, want %s", i, e.Data, w.Data)
+		// The store keeps every member written and may add those a replay
+		// of the saga needs (saga.Chain.SealCreate, SealTransition).
+		if len(w.Data) > 0 && !jsonContains(e.Data, w.Data) {
+			t.Errorf("event %d data = %s, want the members of %s", i, e.Data, w.Data)
 		}
 		if e.ID.IsZero() || seen[e.ID] {
 			t.Errorf("event %d id %s: want a unique non-zero id", i, e.ID)

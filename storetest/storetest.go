@@ -56,6 +56,7 @@ func Run(t *testing.T, newStore func(t *testing.T) saga.Store) {
 		{"DeleteExpired", testDeleteExpired},
 		{"Health", testHealth},
 		{"Gauges", testGauges},
+		{"Audit", testAudit},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
@@ -369,6 +370,21 @@ func jsonEqual(a, b []byte) bool {
 		}
 	}
 	return reflect.DeepEqual(va, vb)
+}
+
+// jsonContains reports whether the JSON object got has every member of
+// the JSON object want, with the same value.
+func jsonContains(got, want []byte) bool {
+	var g, w map[string]any
+	if json.Unmarshal(got, &g) != nil || json.Unmarshal(want, &w) != nil {
+		return false
+	}
+	for k, v := range w {
+		if gv, ok := g[k]; !ok || !reflect.DeepEqual(gv, v) {
+			return false
+		}
+	}
+	return true
 }
 
 // near reports whether got is within slack of want.

@@ -360,14 +360,14 @@ func printEvents(w io.Writer, events []httpapi.EventJSON) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SEQ\tTIME\tTYPE\tSTEP\tINSTANCE\tDATA")
+	fmt.Fprintln(tw, "SEQ\tTIME\tTYPE\tSTEP\tINSTANCE\tACTOR\tDATA")
 	for _, e := range events {
 		step := "-"
 		if e.StepIndex != nil {
 			step = strconv.Itoa(*e.StepIndex)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.CreatedAt.UTC().Format("15:04:05.000"),
-			e.Type, step, dash(e.InstanceID), dash(compactJSON(e.Data, 100)))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.CreatedAt.UTC().Format("15:04:05.000"),
+			e.Type, step, dash(e.InstanceID), dash(e.Actor), dash(compactJSON(e.Data, 100)))
 	}
 	_ = tw.Flush()
 }
@@ -375,6 +375,7 @@ func printEvents(w io.Writer, events []httpapi.EventJSON) {
 func (m *Main) runSubmit(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
 	fs, cf := newClientFlagSet("submit", "FILE|- [flags]", stderr)
 	wait := fs.Duration("wait", 0, "wait up to this long for the saga to end (e.g. 30s)")
+	reason := fs.String("reason", "", "why the saga is submitted (recorded in its audit trail)")
 	key := fs.String("idempotency-key", "", "the submit's idempotency key (default: the definition's, else a new one, printed); give the printed key again to retry a submit whose answer was lost")
 	rest, err := parseInterspersed(fs, args)
 	if err != nil {
@@ -410,7 +411,7 @@ func (m *Main) runSubmit(ctx context.Context, args []string, env func(string) st
 		return err
 	}
 	callCtx, cancel := context.WithTimeout(ctx, cf.timeout+min(*wait, serverMaxWait))
-	s, replayed, err := c.Submit(callCtx, *def, client.WithWait(min(*wait, serverMaxWait)))
+	s, replayed, err := c.Submit(callCtx, *def, client.WithWait(min(*wait, serverMaxWait)), client.WithSubmitReason(*reason))
 	cancel()
 	if err != nil {
 		return apiError(err)
@@ -490,6 +491,7 @@ func (m *Main) readDefinition(path string) (*saga.Definition, error) {
 func controlCommand(action saga.ControlAction) func(*Main, context.Context, []string, func(string) string, io.Writer, io.Writer) error {
 	return func(_ *Main, ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
 		fs, cf := newClientFlagSet(string(action), "ID [flags]", stderr)
+		reason := fs.String("reason", "", "why (recorded with the request in the saga's audit trail)")
 		id, err := parseOneID(fs, args)
 		if err != nil || id == "" {
 			return err
@@ -500,7 +502,7 @@ func controlCommand(action saga.ControlAction) func(*Main, context.Context, []st
 		if err != nil {
 			return err
 		}
-		s, err := c.Control(callCtx, id, action)
+		s, err := c.Control(callCtx, id, action, client.WithReason(*reason))
 		if err != nil {
 			return apiError(err)
 		}
@@ -520,6 +522,7 @@ func holdCommand(hold bool) func(*Main, context.Context, []string, func(string) 
 	}
 	return func(_ *Main, ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
 		fs, cf := newClientFlagSet(name, "ID [flags]", stderr)
+		reason := fs.String("reason", "", "why (recorded on the LegalHoldChanged event of the saga's audit trail)")
 		id, err := parseOneID(fs, args)
 		if err != nil || id == "" {
 			return err
@@ -530,7 +533,7 @@ func holdCommand(hold bool) func(*Main, context.Context, []string, func(string) 
 		}
 		callCtx, cancel := cf.withTimeout(ctx)
 		defer cancel()
-		s, err := c.SetLegalHold(callCtx, id, hold)
+		s, err := c.SetLegalHold(callCtx, id, hold, client.WithReason(*reason))
 		if err != nil {
 			return apiError(err)
 		}
@@ -588,8 +591,9 @@ func (m *Main) runStats(ctx context.Context, args []string, env func(string) str
 }
 
 func (m *Main) runCleanup(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
-	fs, cf := newClientFlagSet("cleanup", "[--direct] [flags]", stderr)
+	fs, cf := newClientFlagSet("cleanup", "[--direct] [--reason R] [flags]", stderr)
 	direct := fs.Bool("direct", false, "clean up in this process, on DATABASE_URL with the CLEANUP_*_AFTER_HOURS of the environment, without a running service and without a time limit (cron jobs, large backlogs)")
+	reason := fs.String("reason", "", "why (recorded on the tombstone of each saga deleted)")
 	rest, err := parseInterspersed(fs, args)
 	if err != nil {
 		return flagError(err)
@@ -599,7 +603,7 @@ func (m *Main) runCleanup(ctx context.Context, args []string, env func(string) s
 		return usagef("cleanup takes no arguments, got %q", rest)
 	}
 	if *direct {
-		return cleanupDirect(ctx, env, cf.json, stdout, stderr)
+		return cleanupDirect(ctx, env, *reason, cf.json, stdout, stderr)
 	}
 	callCtx, cancel := cf.withTimeout(ctx)
 	defer cancel()
@@ -607,7 +611,7 @@ func (m *Main) runCleanup(ctx context.Context, args []string, env func(string) s
 	if err != nil {
 		return err
 	}
-	n, err := c.Cleanup(callCtx)
+	n, err := c.Cleanup(callCtx, client.WithReason(*reason))
 	if err != nil {
 		return apiError(err)
 	}
@@ -618,9 +622,13 @@ func (m *Main) runCleanup(ctx context.Context, args []string, env func(string) s
 	return nil
 }
 
+// DirectCleanupActor is the actor the tombstones of cleanup --direct name.
+const DirectCleanupActor = "tracseq-tx cleanup --direct"
+
 // cleanupDirect deletes the sagas whose retention has passed straight
-// from the database, and says how many and how fast.
-func cleanupDirect(ctx context.Context, env func(string) string, asJSON bool, stdout, stderr io.Writer) error {
+// from the database, and says how many and how fast. Its tombstones name
+// DirectCleanupActor and reason.
+func cleanupDirect(ctx context.Context, env func(string) string, reason string, asJSON bool, stdout, stderr io.Writer) error {
 	cfg, err := LoadConfig(env)
 	if err != nil {
 		return err
@@ -639,6 +647,7 @@ func cleanupDirect(ctx context.Context, env func(string) string, asJSON bool, st
 	}
 	defer store.Close()
 	start := time.Now()
+	ctx = saga.WithRequester(ctx, saga.Requester{Actor: DirectCleanupActor, Reason: reason})
 	n, err := store.DeleteExpired(ctx, cfg.retention(), engine.CleanupBatch)
 	took := time.Since(start)
 	if err != nil {

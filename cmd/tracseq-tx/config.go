@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	saga "github.com/tracseq/transaction-service"
+	"github.com/tracseq/transaction-service/httpapi"
 	"github.com/tracseq/transaction-service/sqlite"
 )
 
@@ -71,6 +72,7 @@ const (
 	maxSlowQueryMs       = 3_600_000
 	maxConnsPerHost      = 100_000
 	maxInstanceIDLength  = 200
+	minAuditKeyLength    = 16
 	maxReadLagMs         = 3_600_000
 	maxClaimPollSeconds  = 3600
 	maxGaugeTTLMs        = 3_600_000
@@ -99,7 +101,7 @@ type Config struct {
 	HTTPAddr           string        // HTTP_ADDR
 	LogLevel           slog.Level    // LOG_LEVEL
 	LogFormat          string        // LOG_FORMAT: text or json
-	APITokens          []string      // API_TOKENS; empty: the API is open
+	APITokens          []string      // API_TOKENS ("name:secret" or "secret"); empty: the API is open
 	InstanceID         string        // INSTANCE_ID
 	LeaseDuration      time.Duration // LEASE_SECONDS
 	MaxConcurrentSagas int           // MAX_CONCURRENT_SAGAS
@@ -107,6 +109,7 @@ type Config struct {
 	MaxConnsPerHost    int           // PARTICIPANT_MAX_CONNS_PER_HOST
 	SlowQuery          time.Duration // DB_SLOW_QUERY_MS
 	PprofAddr          string        // PPROF_ADDR; empty: no profiling listener
+	AuditKey           []byte        // AUDIT_HMAC_KEY; empty: the audit chain is plain SHA-256
 	// DefinitionKeys (DEFINITION_ENCRYPTION_KEY, newest first) encrypt the
 	// secret header values of definitions at rest; empty: not encrypted.
 	DefinitionKeys [][]byte
@@ -148,6 +151,7 @@ func LoadConfig(env func(string) string) (Config, error) {
 		MaxConnsPerHost:    p.integer("PARTICIPANT_MAX_CONNS_PER_HOST", MaxConnsPerHostDefault, 1, maxConnsPerHost),
 		SlowQuery:          time.Duration(p.integer("DB_SLOW_QUERY_MS", int(SlowQueryDefault/time.Millisecond), 1, maxSlowQueryMs)) * time.Millisecond,
 		PprofAddr:          p.address("PPROF_ADDR", ""),
+		AuditKey:           p.secret("AUDIT_HMAC_KEY", minAuditKeyLength),
 		DefinitionKeys:     p.keys("DEFINITION_ENCRYPTION_KEY"),
 		OutageMode:         p.outageMode("DB_OUTAGE_MODE"),
 		GaugeTTL:           time.Duration(p.integer("METRICS_GAUGE_TTL_MS", int(GaugeTTLDefault/time.Millisecond), 1, maxGaugeTTLMs)) * time.Millisecond,
@@ -408,14 +412,38 @@ func list(v string) []string {
 func (p *envParser) tokens(name string) []string {
 	v, _ := p.value(name)
 	tokens := list(v)
+	names := map[string]int{}
 	for i, tok := range tokens {
 		if strings.IndexFunc(tok, func(r rune) bool { return unicode.IsSpace(r) || !unicode.IsPrint(r) }) >= 0 {
 			// Secrets are never echoed.
 			p.fail(name, fmt.Sprintf("%s: token %d contains whitespace or a control character (value not shown)", name, i+1))
 			return nil
 		}
+		tokName, _, err := httpapi.ParseToken(tok, i+1)
+		if err != nil {
+			p.fail(name, fmt.Sprintf("%s: %v", name, err))
+			return nil
+		}
+		if first, dup := names[tokName]; dup {
+			p.fail(name, fmt.Sprintf("%s: tokens %d and %d are both named %q", name, first, i+1, tokName))
+			return nil
+		}
+		names[tokName] = i + 1
 	}
 	return tokens
+}
+
+// secret reads a secret of at least minLen bytes; it is never echoed.
+func (p *envParser) secret(name string, minLen int) []byte {
+	v, set := p.value(name)
+	if !set {
+		return nil
+	}
+	if len(v) < minLen {
+		p.fail(name, fmt.Sprintf("%s: must be at least %d bytes (value not shown)", name, minLen))
+		return nil
+	}
+	return []byte(v)
 }
 
 func (p *envParser) instanceID(name string) string {

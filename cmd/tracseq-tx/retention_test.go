@@ -47,9 +47,17 @@ func TestRetentionAndLegalHold(t *testing.T) {
 	}
 	completed, held, compensated := submit("completed", false), submit("held", false), submit("compensated", true)
 
-	out, err := b.cli(t, "hold", held)
+	out, err := b.cli(t, "hold", held, "--reason", "litigation 2024-17")
 	if err != nil || !strings.Contains(out, "under legal hold") {
 		t.Fatalf("hold: %q, %v", out, err)
+	}
+	events, err := b.client.Events(ctx, held)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := events[len(events)-1]; e.Type != saga.EventLegalHoldChanged || e.Actor != saga.AnonymousActor ||
+		!strings.Contains(string(e.Data), `"legal_hold":true`) || !strings.Contains(string(e.Data), `"reason":"litigation 2024-17"`) {
+		t.Errorf("the last event of the held saga is %+v, want LegalHoldChanged with the hold and its reason", e)
 	}
 	if shown, err := b.client.Get(ctx, held); err != nil || !shown.LegalHold {
 		t.Fatalf("the held saga reads %+v, %v", shown, err)
@@ -64,7 +72,7 @@ func TestRetentionAndLegalHold(t *testing.T) {
 	if _, err := conn.Exec(ctx, `UPDATE sagas SET completed_at = completed_at - interval '48 hours'`); err != nil {
 		t.Fatal(err)
 	}
-	out, err = b.cli(t, "cleanup", "--json")
+	out, err = b.cli(t, "cleanup", "--json", "--reason", "quarterly purge")
 	if err != nil {
 		t.Fatalf("cleanup: %v", err)
 	}
@@ -96,7 +104,7 @@ func TestRetentionAndLegalHold(t *testing.T) {
 		t.Fatal(err)
 	}
 	direct := map[string]string{"DATABASE_URL": dbURL, "CLEANUP_AFTER_HOURS": "24", "CLEANUP_COMPENSATED_AFTER_HOURS": "72", "LOG_LEVEL": "warn"}
-	out, err = runCLI(t, direct, nil, "cleanup", "--direct")
+	out, err = runCLI(t, direct, nil, "cleanup", "--direct", "--reason", "backlog")
 	if err != nil || !strings.Contains(out, "deleted 1 finished sagas") {
 		t.Fatalf("cleanup --direct: %q, %v", out, err)
 	}
@@ -111,5 +119,48 @@ func TestRetentionAndLegalHold(t *testing.T) {
 	}
 	if _, err := b.cli(t, "hold", saga.NewID().String()); err == nil || !strings.Contains(err.Error(), "404") {
 		t.Errorf("hold of an unknown saga: %v, want 404", err)
+	}
+
+	// Each deleted saga left its tombstone: the rule of its status and
+	// who asked, why.
+	type tomb struct{ status, rule, actor, reason string }
+	want := map[string]tomb{
+		completed:   {"Completed", "retention: Completed more than 24h0m0s ago", saga.AnonymousActor, "quarterly purge"},
+		compensated: {"Compensated", "retention: Compensated more than 72h0m0s ago", DirectCleanupActor, "backlog"},
+		held:        {"Completed", "retention: Completed more than 24h0m0s ago", DirectCleanupActor, ""},
+	}
+	rows, err := conn.Query(ctx, `SELECT saga_id::text, final_status::text, rule, coalesce(actor, ''), coalesce(reason, ''),
+		last_hash IS NOT NULL FROM saga_deletions`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]tomb{}
+	for rows.Next() {
+		var (
+			id     string
+			tb     tomb
+			hashed bool
+		)
+		if err := rows.Scan(&id, &tb.status, &tb.rule, &tb.actor, &tb.reason, &hashed); err != nil {
+			t.Fatal(err)
+		}
+		if !hashed {
+			t.Errorf("the tombstone of saga %s keeps no last hash", id)
+		}
+		got[id] = tb
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Errorf("tombstones = %v, want %v", got, want)
+	}
+	for id, w := range want {
+		if got[id] != w {
+			t.Errorf("tombstone of saga %s = %+v, want %+v", id, got[id], w)
+		}
+	}
+	if out, err := runCLI(t, direct, nil, "audit", "verify"); err != nil || !strings.Contains(out, "0 broken") {
+		t.Errorf("audit verify after the deletions: %q, %v", out, err)
 	}
 }

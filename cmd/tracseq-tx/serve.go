@@ -134,7 +134,8 @@ func startService(ctx context.Context, cfg Config, stderr io.Writer) (_ *service
 		}
 	}()
 
-	svc.store, err = openStore(ctx, bgCtx, cfg, logger, mx)
+	chain := saga.NewChain(cfg.AuditKey)
+	svc.store, err = openStore(ctx, bgCtx, cfg, chain, logger, mx)
 	if err != nil {
 		return nil, err
 	}
@@ -198,6 +199,7 @@ func startService(ctx context.Context, cfg Config, stderr io.Writer) (_ *service
 
 	svc.wg.Go(func() { runRetention(bgCtx, svc.engine, retention, logger) })
 
+	auditStore, _ := svc.store.(saga.AuditStore)
 	dtm, err := dtmapi.New(dtmapi.Config{
 		Coordinator: svc.engine,
 		Version:     versionString(),
@@ -210,6 +212,8 @@ func startService(ctx context.Context, cfg Config, stderr io.Writer) (_ *service
 		Routes:         dtm.Routes(),
 		Coordinator:    apiCoordinator{Coordinator: svc.engine, retention: retention},
 		Tokens:         cfg.APITokens,
+		Audit:          auditStore,
+		Chain:          chain,
 		Logger:         logger.With("component", "http"),
 		Metrics:        mx.Handler(),
 		Version:        versionString(),
@@ -305,11 +309,11 @@ func (s *service) serve(srv *http.Server, ln net.Listener, name string) {
 // and moves what memory holds to it when it answers. With
 // DB_OUTAGE_MODE=reject and a database that answers at start-up, the
 // PostgreSQL store itself, whose outages are answered 503.
-func openStore(ctx, bgCtx context.Context, cfg Config, logger *slog.Logger, mx *metrics.Metrics) (saga.Store, error) {
+func openStore(ctx, bgCtx context.Context, cfg Config, chain *saga.Chain, logger *slog.Logger, mx *metrics.Metrics) (saga.Store, error) {
 	if !cfg.Persistence {
 		logger.Warn("persistence disabled: sagas live in memory only (ENABLE_PERSISTENCE=false)")
 		mx.SetPersistence(false)
-		return memory.New(memory.Config{}), nil
+		return memory.New(memory.Config{Chain: chain}), nil
 	}
 
 	sealer, err := cfg.sealer()
@@ -320,7 +324,7 @@ func openStore(ctx, bgCtx context.Context, cfg Config, logger *slog.Logger, mx *
 		logger.Info("secret header values of definitions are encrypted at rest", "keys", len(cfg.DefinitionKeys))
 	}
 	if cfg.SQLitePath != "" {
-		return openSQLite(ctx, cfg, sealer, logger, mx)
+		return openSQLite(ctx, cfg, sealer, chain, logger, mx)
 	}
 
 	// The pool gauges follow whichever PostgreSQL store is in use.
@@ -337,6 +341,7 @@ func openStore(ctx, bgCtx context.Context, cfg Config, logger *slog.Logger, mx *
 	connect := func(ctx context.Context) (*postgres.Store, error) {
 		pcfg := dbConfig(cfg, logger, mx.ObserveDB)
 		pcfg.Sealer = sealer
+		pcfg.Chain = chain
 		pg, err := postgres.Open(ctx, pcfg)
 		if err != nil {
 			return nil, err
@@ -387,6 +392,7 @@ func openStore(ctx, bgCtx context.Context, cfg Config, logger *slog.Logger, mx *
 		// at start-up, new sagas in memory until the database answers.
 		Fallback:     fallback,
 		Logger:       logger,
+		Chain:        chain,
 		OnModeChange: mx.SetPersistence,
 	}
 	if pg != nil {
@@ -492,7 +498,7 @@ func checkPoolSizing(ctx context.Context, pg *postgres.Store, cfg Config, logger
 // A file that cannot be opened (or that another process holds) stops the
 // start: unlike an unreachable PostgreSQL, it is no outage to ride out in
 // memory.
-func openSQLite(ctx context.Context, cfg Config, sealer *saga.Sealer, logger *slog.Logger, mx *metrics.Metrics) (saga.Store, error) {
+func openSQLite(ctx context.Context, cfg Config, sealer *saga.Sealer, chain *saga.Chain, logger *slog.Logger, mx *metrics.Metrics) (saga.Store, error) {
 	st, err := sqlite.Open(ctx, sqlite.Config{
 		Path:       cfg.SQLitePath,
 		InstanceID: cfg.InstanceID,
@@ -500,6 +506,7 @@ func openSQLite(ctx context.Context, cfg Config, sealer *saga.Sealer, logger *sl
 		Logger:     logger,
 		Observe:    mx.ObserveDB,
 		Sealer:     sealer,
+		Chain:      chain,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open DATABASE_URL %s: %w", cfg.DatabaseURL, err)
