@@ -22,6 +22,10 @@ type Config struct {
 	// deliveries, claims. For finding out why a run failed.
 	Trace     func(string)
 	TraceSaga saga.ID
+	// ReplayEvery > 1 replays the trail of one saga in ReplayEvery at the
+	// end of the run (the replay is most of a run's cost under the race
+	// detector); 0 or 1: every saga's.
+	ReplayEvery int
 }
 
 // SagasPerRunDefault is the number of sagas of a run when Config.Sagas is
@@ -38,6 +42,7 @@ type Stats struct {
 	// ones.
 	Violations int
 	Messages   []string
+	Replayed   int // sagas whose trail was replayed at the end
 	Events     int // simulated events
 	Writes     int // transitions committed
 	Calls      int // participant calls made
@@ -62,6 +67,7 @@ func (s *Stats) Add(o *Stats) {
 		s.Faults[k] += v
 	}
 	s.Violations += o.Violations
+	s.Replayed += o.Replayed
 	s.Events += o.Events
 	s.Writes += o.Writes
 	s.Calls += o.Calls
@@ -141,7 +147,7 @@ func Run(cfg Config) *Stats {
 		stats: &Stats{Seed: cfg.Seed, Ended: map[saga.SagaStatus]int{}, Faults: map[string]int{}},
 	}
 	w.faulty = w.p.intensity > 0
-	w.tracef, w.traceSaga = cfg.Trace, cfg.TraceSaga
+	w.tracef, w.traceSaga, w.replayEvery = cfg.Trace, cfg.TraceSaga, cfg.ReplayEvery
 	w.stats.Params = w.p.String()
 	w.db = newStore(w)
 	w.parts = newParticipants(w)

@@ -48,9 +48,10 @@ type world struct {
 	trace  hash.Hash64
 	// faulty is false once the storm is over: no faults, healthy
 	// participants, every instance up.
-	faulty    bool
-	tracef    func(string)
-	traceSaga saga.ID
+	faulty      bool
+	tracef      func(string)
+	traceSaga   saga.ID
+	replayEvery int
 	// aborted stops the run at once: it found something that would not
 	// end.
 	aborted bool
