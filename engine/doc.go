@@ -11,6 +11,10 @@
 // that came back, it returns the next transition and the calls it allows.
 // A saga is run by one goroutine of the instance that holds its lease (a
 // runner, runner.go), a loop of decide → write → call → record → decide.
+// What the runner keeps between decisions, and the rules by which it
+// changes, are its loop (loop.go), which does no I/O; Loop and Submission
+// (drive.go) lend the state machine and that loop to the deterministic
+// simulator (package sim), which runs them under a virtual clock.
 // Every transition is one fenced Store.Apply written before the calls it
 // allows go out; "step k completed" and "step k+1 started" are one write, so
 // a two-step saga that succeeds costs three writes. After every write the
