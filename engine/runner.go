@@ -379,7 +379,9 @@ func refusedOutcomes(outs []outcome, err error) []outcome {
 
 // probe writes nothing but the lease, to learn a pending operator request.
 func (r *runner) probe() bool {
+	// The fields every write sets are written as they are.
 	d := decision{write: true}
+	d.t.CompletedSteps, d.t.Error, d.t.CompensateTo = r.s.CompletedSteps, r.s.Error, r.s.CompensateTo
 	return r.write(&d)
 }
 
