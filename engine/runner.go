@@ -171,8 +171,10 @@ func (r *runner) run() {
 			return
 		}
 		if len(d.start) > 0 {
-			// Started and durable: the next decision sends them, or
-			// withdraws them if the write revealed a reason to.
+			// Calls this decision sends go out now; those it started are
+			// durable and the next decision sends them, or withdraws them
+			// if the write revealed a reason to.
+			r.sendAll(d.send)
 			r.unsent = d.start
 			continue
 		}
@@ -189,14 +191,20 @@ func (r *runner) run() {
 			}
 			continue
 		}
-		for _, c := range d.send {
-			r.inFlight[c.key()] = c
-			ctx, cancel := r.callContext(c)
-			go func() { r.results <- r.invoke(ctx, cancel, c) }()
-		}
+		r.sendAll(d.send)
 		if !r.await(d.wakeAt) {
 			return
 		}
+	}
+}
+
+// sendAll makes the calls, each on its own goroutine; their outcomes come
+// back on r.results.
+func (r *runner) sendAll(calls []*call) {
+	for _, c := range calls {
+		r.inFlight[c.key()] = c
+		ctx, cancel := r.callContext(c)
+		go func() { r.results <- r.invoke(ctx, cancel, c) }()
 	}
 }
 
