@@ -395,10 +395,10 @@ func jsonBool(b bool) []byte {
 func requestMembers(req Requester) []member {
 	var out []member
 	if req.Reason != "" {
-		out = append(out, member{"reason", jsonText(req.Reason)})
+		out = append(out, member{key: "reason", value: jsonText(req.Reason)})
 	}
 	if req.Address != "" {
-		out = append(out, member{"client_addr", jsonText(req.Address)})
+		out = append(out, member{key: "client_addr", value: jsonText(req.Address)})
 	}
 	return out
 }
@@ -427,17 +427,17 @@ func (c *Chain) SealCreate(ctx context.Context, head ChainHead, s *Saga, events 
 			}
 		}
 		extra := []member{
-			{"transaction_id", jsonText(s.TransactionID.String())},
-			{"definition", definition},
+			{key: "transaction_id", value: jsonText(s.TransactionID.String())},
+			{key: "definition", value: definition},
 		}
 		if s.UserID != nil {
-			extra = append(extra, member{"user_id", jsonText(s.UserID.String())})
+			extra = append(extra, member{key: "user_id", value: jsonText(s.UserID.String())})
 		}
 		if s.IdempotencyKey != "" {
-			extra = append(extra, member{"idempotency_key", jsonText(s.IdempotencyKey)})
+			extra = append(extra, member{key: "idempotency_key", value: jsonText(s.IdempotencyKey)})
 		}
 		if len(s.Context) > 0 && !sameJSON(s.Context, s.Definition.Context) {
-			extra = append(extra, member{"context", s.Context})
+			extra = append(extra, member{key: "context", value: s.Context})
 		}
 		if hasReq {
 			if drafts[i].e.Actor == "" {
@@ -474,9 +474,9 @@ func (c *Chain) SealTransition(head ChainHead, t Transition, p PendingControl, a
 		drafts = append(drafts, draft{
 			e: Event{Type: EventOperatorRequestCarriedOut, InstanceID: t.Lease.Owner, Actor: p.Actor},
 			extra: []member{
-				{"action", jsonText(string(p.Action))},
-				{"request_seq", strconv.AppendInt(nil, p.Seq, 10)},
-				{"outcome", jsonText(outcome)},
+				{key: "action", value: jsonText(string(p.Action))},
+				{key: "request_seq", value: strconv.AppendInt(nil, p.Seq, 10)},
+				{key: "outcome", value: jsonText(outcome)},
 			},
 		})
 	}
@@ -487,36 +487,49 @@ func (c *Chain) SealTransition(head ChainHead, t Transition, p PendingControl, a
 // the rows of e's subject.
 func transitionMembers(t Transition, e *Event) []member {
 	switch e.Type {
-	case EventStepCompleted, EventStepFailed, EventStepRetrying:
+	case EventStepStarted, EventStepCompleted, EventStepFailed, EventStepRetrying, EventStepSkipped, EventCallWithdrawn:
 		u, ok := stepUpdate(t, e.StepIndex)
-		switch {
-		case !ok:
-			return nil
-		case e.Type == EventStepCompleted && u.Output != nil:
-			return []member{{"output", u.Output}}
-		case e.Type == EventStepCompleted:
+		if !ok {
 			return nil
 		}
-		return []member{{"error", jsonText(u.Error)}, {"uncertain", jsonBool(u.Uncertain)}}
+		var m []member
+		switch e.Type {
+		case EventStepCompleted:
+			if u.Output != nil {
+				m = append(m, member{key: "output", value: u.Output})
+			}
+		case EventStepFailed, EventStepRetrying:
+			m = append(m, member{key: "error", value: jsonText(u.Error)}, member{key: "uncertain", value: jsonBool(u.Uncertain)})
+		}
+		// The step's own uncertainty, which the engine's uncertain (that
+		// of the attempt) need not be: an engine may keep a step uncertain
+		// once any attempt was. Written where the replay cannot infer it.
+		switch {
+		case e.Type == EventCallWithdrawn:
+			m = append(m, member{key: "step_uncertain", value: jsonBool(u.Uncertain)})
+		case u.Uncertain:
+			m = append(m, member{key: "step_uncertain", value: jsonBool(true), unless: "uncertain"})
+		}
+		return m
 	case EventCompensationCompleted, EventCompensationFailed, EventCompensationRetrying:
 		u, ok := compensationUpdate(t, e.StepIndex)
 		switch {
 		case !ok:
 			return nil
 		case e.Type == EventCompensationCompleted && u.Output != nil:
-			return []member{{"output", u.Output}}
+			return []member{{key: "output", value: u.Output}}
 		case e.Type == EventCompensationCompleted:
 			return nil
 		}
-		return []member{{"error", jsonText(u.Error)}}
+		return []member{{key: "error", value: jsonText(u.Error)}}
 	case EventSagaCompensating:
-		return []member{{"error", jsonText(t.Error)}, {"compensate_to", jsonText(string(t.CompensateTo))}}
+		return []member{{key: "error", value: jsonText(t.Error)}, {key: "compensate_to", value: jsonText(string(t.CompensateTo))}}
 	case EventSagaCompensated, EventSagaCancelled, EventSagaTimedOut, EventSagaFailed:
 		if t.Error != "" {
-			return []member{{"error", jsonText(t.Error)}}
+			return []member{{key: "error", value: jsonText(t.Error)}}
 		}
 	case EventSagaRetried:
-		return []member{{"compensate_to", jsonText(string(t.CompensateTo))}}
+		return []member{{key: "compensate_to", value: jsonText(string(t.CompensateTo))}}
 	}
 	return nil
 }
@@ -560,16 +573,16 @@ func (c *Chain) SealControl(ctx context.Context, head ChainHead, a ControlAction
 		drafts = append(drafts, draft{
 			e: Event{Type: EventOperatorRequestSuperseded, InstanceID: req.Instance, Actor: req.Actor},
 			extra: []member{
-				{"action", jsonText(string(p.Action))},
-				{"request_seq", strconv.AppendInt(nil, p.Seq, 10)},
-				{"requested_by", jsonText(p.Actor)},
-				{"superseded_by", jsonText(string(a))},
+				{key: "action", value: jsonText(string(p.Action))},
+				{key: "request_seq", value: strconv.AppendInt(nil, p.Seq, 10)},
+				{key: "requested_by", value: jsonText(p.Actor)},
+				{key: "superseded_by", value: jsonText(string(a))},
 			},
 		})
 	}
 	drafts = append(drafts, draft{
 		e:     Event{Type: EventOperatorRequested, InstanceID: req.Instance, Actor: req.Actor},
-		extra: append([]member{{"action", jsonText(string(a))}}, requestMembers(req)...),
+		extra: append([]member{{key: "action", value: jsonText(string(a))}}, requestMembers(req)...),
 	})
 	return c.seal(head, drafts, at)
 }
@@ -581,7 +594,7 @@ func (c *Chain) SealLegalHold(ctx context.Context, head ChainHead, hold bool, at
 	req, _ := RequesterFrom(ctx)
 	return c.seal(head, []draft{{
 		e:     Event{Type: EventLegalHoldChanged, InstanceID: req.Instance, Actor: req.Actor},
-		extra: append([]member{{"legal_hold", jsonBool(hold)}}, requestMembers(req)...),
+		extra: append([]member{{key: "legal_hold", value: jsonBool(hold)}}, requestMembers(req)...),
 	}}, at)
 }
 

@@ -294,3 +294,48 @@ func BenchmarkSeal(b *testing.B) {
 		})
 	}
 }
+
+// An engine may keep a step uncertain after an attempt that was certain (an
+// earlier one timed out): the events then carry the step's uncertainty
+// beside the attempt's, and the replay follows the step's.
+func TestSealTransitionStepUncertainty(t *testing.T) {
+	t.Parallel()
+	c := NewChain(nil)
+	def := Definition{Name: "order", Steps: []StepDefinition{{Name: "a"}}}
+	s := &Saga{ID: NewID(), Name: def.Name, TransactionID: NewID(), Definition: def, TotalSteps: 1}
+	at := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	trail, head, err := c.SealCreate(context.Background(), ChainHead{SagaID: s.ID}, s, []Event{{Type: EventSagaCreated}, {Type: EventSagaStarted}}, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(u StepUpdate, e Event, want string) {
+		t.Helper()
+		at = at.Add(time.Millisecond)
+		evs, next, err := c.SealTransition(head, Transition{Steps: []StepUpdate{u}, Events: []Event{e}}, PendingControl{}, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := string(evs[0].Data); got != want {
+			t.Errorf("%s data = %s, want %s", e.Type, got, want)
+		}
+		head, trail = next, append(trail, evs...)
+	}
+	write(StepUpdate{Status: StepStatusExecuting, Attempts: 1}, ev(EventStepStarted, 0, `{"attempt":1}`), `{"attempt":1}`)
+	write(StepUpdate{Status: StepStatusRetrying, Attempts: 1, Error: "timeout", Uncertain: true},
+		ev(EventStepRetrying, 0, `{"error":"timeout","uncertain":true}`), `{"error":"timeout","uncertain":true}`)
+	write(StepUpdate{Status: StepStatusExecuting, Attempts: 2, Uncertain: true},
+		ev(EventStepStarted, 0, `{"attempt":2}`), `{"attempt":2,"step_uncertain":true}`)
+	write(StepUpdate{Status: StepStatusPending, Attempts: 1, Uncertain: false},
+		ev(EventCallWithdrawn, 0, `{"kind":"action"}`), `{"kind":"action","step_uncertain":false}`)
+	write(StepUpdate{Status: StepStatusExecuting, Attempts: 2, Uncertain: true},
+		ev(EventStepStarted, 0, `{"attempt":2}`), `{"attempt":2,"step_uncertain":true}`)
+	write(StepUpdate{Status: StepStatusFailed, Attempts: 2, Error: "402", Uncertain: true},
+		ev(EventStepFailed, 0, `{"error":"402","uncertain":false}`), `{"error":"402","step_uncertain":true,"uncertain":false}`)
+	rebuilt, err := Replay(trail)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := rebuilt.Steps[0]; st.Status != StepStatusFailed || !st.Uncertain || st.Error != "402" {
+		t.Errorf("rebuilt step = %s, uncertain %v, error %q; want Failed, uncertain, 402", st.Status, st.Uncertain, st.Error)
+	}
+}

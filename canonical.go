@@ -38,6 +38,9 @@ func CanonicalJSON(raw []byte) ([]byte, error) {
 type member struct {
 	key   string
 	value []byte
+	// unless names a member whose value, when it is value (canonical),
+	// makes this one redundant: it is not added then.
+	unless string
 }
 
 // canonicalize returns the canonical form of raw with the members of extra
@@ -267,7 +270,7 @@ func (c *canonicalizer) addExtra(members []span) ([]span, error) {
 				break
 			}
 		}
-		if have {
+		if have || x.unless != "" && c.memberIs(members, x.unless, x.value) {
 			c.out = c.out[:start-min(1, len(members))]
 			continue
 		}
@@ -288,6 +291,17 @@ func (c *canonicalizer) addExtra(members []span) ([]span, error) {
 		members = append(members, span{start, colon, len(c.out)})
 	}
 	return members, nil
+}
+
+// memberIs reports whether one of members is key with the canonical value.
+func (c *canonicalizer) memberIs(members []span, key string, value []byte) bool {
+	for _, m := range members {
+		k := c.key(m)
+		if len(k) == len(key)+2 && string(k[1:len(k)-1]) == key {
+			return bytes.Equal(c.out[m.colon+1:m.end], value)
+		}
+	}
+	return false
 }
 
 // reorder rewrites the members written from begin sorted by key, keeping

@@ -45,7 +45,7 @@ func TestCanonicalJSON(t *testing.T) {
 
 func TestCanonicalJSONExtraMembers(t *testing.T) {
 	t.Parallel()
-	extra := []member{{"output", []byte(` {"z": 1, "y": [ 2 ]} `)}, {"error", []byte(`"boom"`)}, {"kind", []byte(`"x"`)}}
+	extra := []member{{key: "output", value: []byte(` {"z": 1, "y": [ 2 ]} `)}, {key: "error", value: []byte(`"boom"`)}, {key: "kind", value: []byte(`"x"`)}}
 	got, err := canonicalize([]byte(`{"kind": "action", "attempt": 2}`), extra)
 	if want := `{"attempt":2,"error":"boom","kind":"action","output":{"y":[2],"z":1}}`; err != nil || string(got) != want {
 		t.Errorf("canonicalize with extra members = %s, %v; want %s (the event's own kind kept)", got, err, want)

@@ -33,6 +33,12 @@ import (
 //	CallWithdrawn          data: kind (action or compensation). The step or
 //	                       compensation returns to its state before its
 //	                       last start (its start time stays)
+//
+// After each of these step events the step is uncertain as data's
+// step_uncertain says when it has one, else as its uncertain (StepRetrying,
+// StepFailed), else not; CallWithdrawn without step_uncertain keeps the
+// uncertainty it restores.
+//
 //	CompensationStarted    data: attempt. Executing, started (first start)
 //	CompensationCompleted  data: output. Completed at the event, no error
 //	CompensationRetrying   data: error. Retrying
@@ -94,10 +100,20 @@ type eventData struct {
 	Output         json.RawMessage `json:"output"`
 	Error          *string         `json:"error"`
 	Uncertain      bool            `json:"uncertain"`
+	StepUncertain  *bool           `json:"step_uncertain"`
 	Kind           string          `json:"kind"`
 	CompensateTo   SagaStatus      `json:"compensate_to"`
 	Action         ControlAction   `json:"action"`
 	LegalHold      bool            `json:"legal_hold"`
+}
+
+// stepUncertain returns the step's uncertainty after the event:
+// step_uncertain when the event has it, else otherwise.
+func (d *eventData) stepUncertain(otherwise bool) bool {
+	if d.StepUncertain != nil {
+		return *d.StepUncertain
+	}
+	return otherwise
 }
 
 func (r *replayer) apply(e *Event) error {
@@ -149,6 +165,7 @@ func (r *replayer) apply(e *Event) error {
 		r.beforeSt[st.Index] = st.Clone()
 		st.Status = StepStatusExecuting
 		st.Attempts = *d.Attempt
+		st.Uncertain = d.stepUncertain(false)
 		if st.StartedAt == nil {
 			st.StartedAt = new(at)
 		}
@@ -160,7 +177,7 @@ func (r *replayer) apply(e *Event) error {
 		if d.Output == nil {
 			return fmt.Errorf("no output")
 		}
-		st.Status, st.Output, st.Error, st.Uncertain = StepStatusCompleted, cloneRaw(d.Output), "", false
+		st.Status, st.Output, st.Error, st.Uncertain = StepStatusCompleted, cloneRaw(d.Output), "", d.stepUncertain(false)
 		st.CompletedAt = new(at)
 	case EventStepRetrying, EventStepFailed:
 		st, err := step()
@@ -170,7 +187,7 @@ func (r *replayer) apply(e *Event) error {
 		if d.Error == nil {
 			return fmt.Errorf("no error")
 		}
-		st.Status, st.Error, st.Uncertain = StepStatusRetrying, *d.Error, d.Uncertain
+		st.Status, st.Error, st.Uncertain = StepStatusRetrying, *d.Error, d.stepUncertain(d.Uncertain)
 		if e.Type == EventStepFailed {
 			st.Status = StepStatusFailed
 			st.CompletedAt = new(at)
@@ -180,9 +197,14 @@ func (r *replayer) apply(e *Event) error {
 		if err != nil {
 			return err
 		}
-		st.Status = StepStatusSkipped
+		st.Status, st.Uncertain = StepStatusSkipped, d.stepUncertain(false)
 	case EventCallWithdrawn:
-		return r.withdrawn(e, d.Kind, step)
+		if err := r.withdrawn(e, d.Kind, step); err != nil {
+			return err
+		}
+		if d.StepUncertain != nil {
+			s.Steps[*e.StepIndex].Uncertain = *d.StepUncertain
+		}
 	case EventCompensationStarted:
 		st, err := step()
 		if err != nil {

@@ -85,6 +85,11 @@ func TestReplayProperty(t *testing.T) {
 	statuses := map[saga.SagaStatus]int{}
 	events := map[saga.EventType]int{}
 	bad, inconsistent := 0, 0
+	var (
+		mostEvents int
+		mostID     saga.ID
+		mostEvs    []saga.Event
+	)
 	for i, id := range ids {
 		stored, err := store.GetSaga(ctx, id)
 		if err != nil {
@@ -105,6 +110,9 @@ func TestReplayProperty(t *testing.T) {
 		}
 		for _, e := range evs {
 			events[e.Type]++
+		}
+		if len(evs) > mostEvents {
+			mostEvents, mostID, mostEvs = len(evs), id, evs
 		}
 		rebuilt, err := saga.Replay(evs)
 		var diff []string
@@ -127,6 +135,10 @@ func TestReplayProperty(t *testing.T) {
 	verified, broken := verifyAll(t, store, chain)
 	if verified != len(ids) || broken != 0 {
 		t.Errorf("audit chains: %d verified, %d broken, want %d and 0", verified, broken, len(ids))
+	}
+	if mostEvents > 1000 {
+		// Not this test's property, but worth seeing: an engine that loops.
+		t.Logf("saga %s wrote %d events; its first 40:\n%s", mostID, mostEvents, eventLines(mostEvs[:40]))
 	}
 	t.Logf("end states: %v", statuses)
 	t.Logf("events: %v; coordinators crashed: %d", events, p.crashed.Load())

@@ -143,7 +143,7 @@ func (r *runner) run() {
 			// out now: dropped, their steps would look abandoned to the
 			// next decision, which would make them again (the simulator
 			// found sagas writing so for ever).
-			r.sendAsync(d.send)
+			r.sendAll(d.send)
 			r.unsent = d.start
 			continue
 		}
@@ -160,7 +160,7 @@ func (r *runner) run() {
 			}
 			continue
 		}
-		r.sendAsync(d.send)
+		r.sendAll(d.send)
 		if !r.await(d.wakeAt) {
 			return
 		}
@@ -283,9 +283,9 @@ func refusedOutcomes(outs []outcome, err error) []outcome {
 	return out
 }
 
-// sendAsync makes each call on a goroutine of its own; await receives
-// their outcomes.
-func (r *runner) sendAsync(calls []*call) {
+// sendAll makes the calls, each on its own goroutine; their outcomes come
+// back on r.results.
+func (r *runner) sendAll(calls []*call) {
 	for _, c := range calls {
 		r.inFlight[c.key()] = c
 		ctx, cancel := r.callContext(c)

@@ -108,6 +108,31 @@ func newAuditFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
 }
 
 // timeFlag parses an RFC 3339 time or a duration ago; zero when empty.
+// parseTimeRange parses the flags of an audit subcommand that takes no
+// arguments and the times of its --from and --to flags; no --to means now
+// plus slack.
+func parseTimeRange(fs *flag.FlagSet, args []string, from, to *string, slack time.Duration) (fromT, toT time.Time, err error) {
+	rest, err := parseInterspersed(fs, args)
+	if err != nil {
+		return fromT, toT, flagError(err)
+	}
+	if len(rest) > 0 {
+		fs.Usage()
+		return fromT, toT, usagef("%s takes no arguments, got %q", fs.Name(), rest)
+	}
+	now := time.Now()
+	if fromT, err = timeFlag("from", *from, now); err != nil {
+		return fromT, toT, err
+	}
+	if toT, err = timeFlag("to", *to, now); err != nil {
+		return fromT, toT, err
+	}
+	if *to == "" {
+		toT = now.UTC().Add(slack)
+	}
+	return fromT, toT, nil
+}
+
 func timeFlag(name, v string, now time.Time) (time.Time, error) {
 	if v == "" {
 		return time.Time{}, nil
@@ -354,29 +379,13 @@ func (m *Main) runAuditExport(ctx context.Context, args []string, env func(strin
 	to := fs.String("to", "", "end of the range, excluded (default now)")
 	format := fs.String("format", "csv", "csv or json")
 	output := fs.String("output", "", "write to this file instead of standard output")
-	rest, err := parseInterspersed(fs, args)
-	if err != nil {
-		return flagError(err)
-	}
-	if len(rest) > 0 {
-		fs.Usage()
-		return usagef("audit export takes no arguments, got %q", rest)
-	}
-	now := time.Now()
-	fromT, err := timeFlag("from", *from, now)
+	fromT, toT, err := parseTimeRange(fs, args, from, to, 0)
 	if err != nil {
 		return err
 	}
-	toT, err := timeFlag("to", *to, now)
-	if err != nil {
-		return err
-	}
-	switch {
-	case *from == "":
+	if *from == "" {
 		fs.Usage()
 		return usagef("audit export needs --from")
-	case *to == "":
-		toT = now.UTC()
 	}
 	if !toT.After(fromT) {
 		return usagef("--to (%s) must be after --from (%s)", toT.Format(time.RFC3339), fromT.Format(time.RFC3339))
@@ -483,25 +492,9 @@ func (m *Main) runAuditDeletions(ctx context.Context, args []string, env func(st
 	from := fs.String("from", "", "first deletion time (RFC 3339 or a duration ago; default: the beginning)")
 	to := fs.String("to", "", "end of the range, excluded (default now)")
 	asJSON := fs.Bool("json", false, "print JSON lines")
-	rest, err := parseInterspersed(fs, args)
-	if err != nil {
-		return flagError(err)
-	}
-	if len(rest) > 0 {
-		fs.Usage()
-		return usagef("audit deletions takes no arguments, got %q", rest)
-	}
-	now := time.Now()
-	fromT, err := timeFlag("from", *from, now)
+	fromT, toT, err := parseTimeRange(fs, args, from, to, time.Second)
 	if err != nil {
 		return err
-	}
-	toT, err := timeFlag("to", *to, now)
-	if err != nil {
-		return err
-	}
-	if *to == "" {
-		toT = now.UTC().Add(time.Second)
 	}
 	store, _, err := openAuditStore(ctx, env, stderr)
 	if err != nil {
