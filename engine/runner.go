@@ -187,13 +187,14 @@ func (r *runner) write(d *decision) bool {
 	if end := int64(start + t.LeaseFor); len(d.start) > 0 && end > r.holdUntil.Load() {
 		r.holdUntil.Store(end)
 	}
-	if hold := time.Duration(r.holdUntil.Load()) - start; !t.Release && hold > t.LeaseFor {
+	if known := max(time.Duration(r.holdUntil.Load()), time.Duration(r.leaseEnd.Load())) - start; !t.Release && known > t.LeaseFor {
 		// The store sets the lease, it does not extend it: no write
-		// shortens the lease a call was allowed under, which may still be
-		// in flight (a graph's) and which the runner's estimate, the
-		// longest it was told, would outlast (the simulator found calls
-		// sent under a lease run out so).
-		t.LeaseFor = hold
+		// shortens the lease as the runner knows it (one a call was
+		// allowed under, which may still be in flight, or a renewal's),
+		// which the runner's estimate, the longest it was told, would
+		// outlast (the simulator found calls sent under a lease run out
+		// so).
+		t.LeaseFor = known
 	}
 	if t.Release {
 		r.finishing.Store(true)
@@ -435,9 +436,16 @@ func callLease(leaseFor time.Duration, calls []*call) time.Duration {
 
 // renewFor returns how long a renewal at now must lease the saga: the
 // lease duration, or up to the end of the longest call in flight.
+//
+// Nor less than the lease as the runner knows it (leaseEnd): the store
+// sets the lease, so a renewal (or a write) for less would shorten it,
+// and the runner, which keeps the longest end it was told, would believe
+// a lease the store no longer grants (the simulator found calls sent
+// under such a lease after a pause).
 func (r *runner) renewFor(now time.Duration) time.Duration {
 	d := r.c.cfg.LeaseDuration
-	if left := time.Duration(r.holdUntil.Load()) - now; left > d {
+	left := max(time.Duration(r.holdUntil.Load()), time.Duration(r.leaseEnd.Load())) - now
+	if left > d {
 		// Whole seconds, so that runners share few renewal statements.
 		d = left.Truncate(time.Second) + time.Second
 	}

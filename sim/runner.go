@@ -151,6 +151,9 @@ func (r *runner) iterate() {
 
 // acted goes on after the decision d was written.
 func (r *runner) acted(d *engine.Decision) {
+	if r.in.w.tracef != nil {
+		r.in.w.logf(r.id, "%s/%d acts: lease until %v (local), now %v, hold until %v", r.in.name, r.lease.Epoch, r.leaseEnd, r.in.local(), r.holdUntil)
+	}
 	switch {
 	case d.Exit:
 		r.exit()
@@ -202,8 +205,8 @@ func (r *runner) write(d *engine.Decision, cont func()) {
 	if end := start + t.LeaseFor; len(d.Start) > 0 && end > r.holdUntil {
 		r.holdUntil = end
 	}
-	if hold := r.holdUntil - start; !t.Release && hold > t.LeaseFor {
-		t.LeaseFor = hold
+	if known := max(r.holdUntil, r.leaseEnd) - start; !t.Release && known > t.LeaseFor {
+		t.LeaseFor = known
 	}
 	if t.Release {
 		r.finishing = true
@@ -476,7 +479,7 @@ func (r *runner) extendLeaseTo(end time.Duration) {
 // renewFor is runner.renewFor: how long a renewal at now leases the saga.
 func (r *runner) renewFor(now time.Duration) time.Duration {
 	d := r.in.w.p.leaseFor
-	if left := r.holdUntil - now; left > d {
+	if left := max(r.holdUntil, r.leaseEnd) - now; left > d {
 		d = left.Truncate(time.Second) + time.Second
 	}
 	return d

@@ -47,6 +47,7 @@ type store struct {
 	// for good, refused those whose data the store refuses for good.
 	poisoned map[uint64]bool
 	refused  map[uint64]bool
+	seen     map[uint64]bool // the series sent at least once
 }
 
 func newStore(w *world) *store {
@@ -61,6 +62,7 @@ func newStore(w *world) *store {
 		failed:   map[saga.ID]bool{},
 		poisoned: map[uint64]bool{},
 		refused:  map[uint64]bool{},
+		seen:     map[uint64]bool{},
 	}
 }
 
@@ -109,10 +111,12 @@ func (s *store) do(in *instance, o op) {
 		fault = "transient"
 	case o.write && w.chance(0.003*w.p.intensity):
 		fault = "ambiguous"
-	case o.series != 0 && w.chance(0.0005*w.p.intensity):
+	case o.series != 0 && !s.seen[o.series] && w.chance(0.0005*w.p.intensity):
+		// A write that fails for good fails from its first attempt: a
+		// retry of one that committed is recognised, never refused.
 		fault = "permanent"
 		s.poisoned[o.series] = true
-	case o.series != 0 && w.chance(0.0003*w.p.intensity):
+	case o.series != 0 && !s.seen[o.series] && w.chance(0.0003*w.p.intensity):
 		// A data exception: refused for good (saga.ErrRefused).
 		fault = "refused"
 		s.refused[o.series] = true
@@ -121,6 +125,9 @@ func (s *store) do(in *instance, o op) {
 		fault = "unreachable"
 		in.storeDownUntil = w.now + w.between(100*time.Millisecond, 3*w.p.leaseFor)
 		w.fault("store outage")
+	}
+	if o.series != 0 {
+		s.seen[o.series] = true
 	}
 	if fault != "" {
 		w.fault("store " + fault)
