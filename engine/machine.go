@@ -547,7 +547,12 @@ func (m *machine) recordAction(o outcome, data outcomeData) {
 	// attempt that timed out (or was cut short by a crash) may still take
 	// effect, however certain the last failure (a 429, a refused
 	// connection).
+	// A refusal is the participant's answer to this idempotency key, which
+	// an idempotent participant gives only when nothing was done: certain.
 	st.Uncertain = st.Uncertain || res.Uncertain
+	if res.Outcome == participant.OutcomePermanent && res.StatusCode != 0 {
+		st.Uncertain = res.Uncertain
+	}
 	m.putStep(st, true, true)
 	data.res = uncertainAs(data.res, st.Uncertain)
 	m.eventJSON(saga.EventStepFailed, &i, data.json())
