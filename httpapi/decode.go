@@ -57,12 +57,16 @@ func DecodeDefinition(body []byte) (saga.Definition, error) {
 	if p := saga.CheckStorableJSON(body); p != nil {
 		return def, saga.Errorf(saga.ECodeInvalid, p.Field(""), "%s", p.Message)
 	}
-	if err := unknownFields(body); err != nil {
-		return def, err
-	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&def); err != nil {
+		// Every unknown member fails the strict decode, which names only
+		// the first (or stops earlier, at a value of the wrong type): a
+		// second pass names them all, and wins over the decode's error.
+		// Bodies that decode are spared it.
+		if uerr := unknownFields(body); uerr != nil {
+			return saga.Definition{}, uerr
+		}
 		return def, decodeError(err, body)
 	}
 	if bytes.Equal(bytes.TrimSpace(def.Context), []byte("null")) {
