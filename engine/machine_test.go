@@ -86,11 +86,12 @@ func mIn(s *saga.Saga, now time.Time) *input {
 // inFlightCall marks the call of step i in flight with its current
 // attempt, and returns it.
 func inFlightCall(in *input, kind participant.Kind, i int) *call {
-	a := in.s.Steps[i].Attempts
+	a, from := in.s.Steps[i].Attempts, 0
 	if kind == participant.KindCompensation {
-		a = in.s.Steps[i].Compensation.Attempts
+		a, from = in.s.Steps[i].Compensation.Attempts, in.s.Steps[i].Compensation.AttemptsBeforeRetry
 	}
 	c := callOf(in.s, kind, i, a)
+	c.budgetFrom = from
 	in.inFlight[c.key()] = c
 	return c
 }
@@ -600,7 +601,7 @@ func TestDecide(t *testing.T) {
 			want: summary{Events: "ControlIgnored CompensationStarted@0", Start: "compensation 0#1", Control: saga.ControlCancel},
 		},
 		{
-			name: "an operator's retry of a Failed saga runs the failed compensation again",
+			name: "an operator's retry of a Failed saga runs the failed compensation again, its attempts counting on",
 			build: func() *input {
 				s := mSaga(saga.SagaStatusFailed, 2, nil)
 				s.Control = saga.ControlRetry
@@ -609,7 +610,21 @@ func TestDecide(t *testing.T) {
 				setComp(s, 0, saga.CompensationStatusFailed, 5)
 				return mIn(s, t0)
 			},
-			want: summary{Status: saga.SagaStatusCompensating, Events: "SagaRetried CompensationStarted@0", Start: "compensation 0#1", Control: saga.ControlRetry},
+			want: summary{Status: saga.SagaStatusCompensating, Events: "SagaRetried CompensationStarted@0", Start: "compensation 0#6", Control: saga.ControlRetry},
+		},
+		{
+			name: "after an operator's retry a compensation's budget counts from the retry",
+			build: func() *input {
+				s := mSaga(saga.SagaStatusCompensating, 1, nil)
+				s.CompensateTo = saga.SagaStatusCompensated
+				setStep(s, 0, saga.StepStatusCompleted, 1)
+				setComp(s, 0, saga.CompensationStatusExecuting, saga.CompensationMaxAttempts+1)
+				s.Steps[0].Compensation.AttemptsBeforeRetry = saga.CompensationMaxAttempts
+				in := mIn(s, t0)
+				back(in, inFlightCall(in, comp, 0), result(tr, true), time.Millisecond)
+				return in
+			},
+			want: summary{Events: "CompensationRetrying@0"},
 		},
 		{
 			name: "a Failed saga without a retry stays parked",
