@@ -214,6 +214,8 @@ FROM sagas s WHERE s.id = $1`
 const (
 	sqlGetSaga      = `SELECT ` + sagaColumns + ` FROM sagas AS s WHERE s.id = $1`
 	sqlGetSagaByKey = `SELECT id FROM sagas WHERE idempotency_key = $1`
+	// sqlSagaStatuses reads the statuses of the sagas $1 by primary key.
+	sqlSagaStatuses = `SELECT id, status FROM sagas WHERE id = ANY($1::uuid[])`
 	sqlGetSteps     = `
 SELECT ` + stepColumns + `
 FROM saga_steps AS st
