@@ -28,6 +28,8 @@
 #   DBCOST_C       concurrency (default 16)
 #   DBCOST_PATHS   paths to measure (default "success compensation")
 #   DBCOST_BINDIR  PostgreSQL's programs (default the newest /usr/lib/postgresql/*/bin)
+#   DBCOST_TX      a tracseq-tx binary to measure instead of building this tree's
+#                  (an earlier build, for a before/after in one sitting)
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -83,6 +85,9 @@ trap 'exit 130' INT TERM
 
 echo "building tracseq-tx and tracseq-load" >&2
 (cd "$repo" && go build -o "$work/tracseq-tx" ./cmd/tracseq-tx && go build -o "$work/tracseq-load" ./cmd/tracseq-load)
+if [ -n "${DBCOST_TX:-}" ]; then
+	cp "$DBCOST_TX" "$work/tracseq-tx"
+fi
 
 port=$(freeport)
 user=$(id -un)
@@ -198,7 +203,7 @@ done
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
 echo
-echo "Database work per saga, tracseq-tx $(cd "$repo" && git describe --always --dirty 2>/dev/null || echo tree), $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "Database work per saga, tracseq-tx ${DBCOST_TX:-$(cd "$repo" && git describe --always --dirty 2>/dev/null || echo tree)}, $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "PostgreSQL $(q "$admin" 'show server_version'), 2-step sagas, c=$conc, $sagas sagas per path, $(nproc) CPUs"
 echo "load average (1/5/15 min): $load_start at the start, $load_end at the end"
 echo
