@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 PKGS    ?= ./...
 
 .DEFAULT_GOAL := help
-.PHONY: help run test race bench bench-dtm lint build clean
+.PHONY: help run test race bench bench-dtm db-cost lint build clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -27,6 +27,9 @@ bench: ## Run the benchmarks without the race detector (PostgreSQL on 127.0.0.1:
 
 bench-dtm: ## Side by side with DTM v1.19.0 on PostgreSQL at c = 1, 16, 64 (a few minutes; BENCH_DURATION, BENCH_WARMUP)
 	./scripts/bench-dtm.sh
+
+db-cost: ## The database's work per saga (commits, statements, rows, index entries, WAL, CPU) on a private cluster (DBCOST_SAGAS, DBCOST_C)
+	./scripts/db-cost.sh
 
 lint: ## gofmt -l and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); \

@@ -33,6 +33,12 @@ type Store interface {
 	// ErrNotFound.
 	GetSaga(ctx context.Context, id ID) (*Saga, error)
 
+	// SagaStatuses returns the status of each of ids that the store holds,
+	// in one read; ids it does not hold are absent from the answer. It is
+	// how one poller follows many sagas at the cost of one query (see
+	// engine's Wait); an empty ids reads nothing.
+	SagaStatuses(ctx context.Context, ids []ID) (map[ID]SagaStatus, error)
+
 	// ListSagas returns sagas matching f, newest first (created_at, id
 	// descending), without steps, and the cursor of the next page.
 	ListSagas(ctx context.Context, f Filter) (Page, error)

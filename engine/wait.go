@@ -22,15 +22,15 @@ type watch struct {
 	final   *saga.Saga    // the ended saga as stored
 	taken   bool          // the first waiter took final; the others copy it
 	err     error
-	last    *saga.Saga // the latest read of a saga not ended yet
 }
 
 // Wait returns the saga once it is in an end state (saga.SagaStatus.Terminal),
 // or as it is when ctx is done; ctx ending is not an error. Waiters of one
 // saga share one watch: its runner tells them at once when it runs here,
-// and one poller reads it (once per period, whatever the number of
-// waiters) when it runs elsewhere. An error wraps saga.ErrNotFound for an
-// unknown saga.
+// and when it runs elsewhere one poller reads the statuses of all the
+// sagas waited for in one query per period, whatever their number, and
+// reads a saga whole only once it has ended. An error wraps
+// saga.ErrNotFound for an unknown saga.
 func (c *Coordinator) Wait(ctx context.Context, id saga.ID) (*saga.Saga, error) {
 	w := c.join(id)
 	defer c.leave(w)
@@ -39,13 +39,7 @@ func (c *Coordinator) Wait(ctx context.Context, id saga.ID) (*saga.Saga, error) 
 		return c.answer(w)
 	case <-ctx.Done():
 	}
-	c.mu.Lock()
-	last := w.last
-	c.mu.Unlock()
-	if last != nil {
-		return cloneSaga(last), nil
-	}
-	// No read yet: look once more, past ctx.
+	// Read it as it is now, past ctx.
 	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	s, err := c.store.GetSaga(lctx, id)
@@ -126,9 +120,9 @@ func (c *Coordinator) pokePoller() {
 	}
 }
 
-// pollWatches reads, every waitPollInterval or when poked, the sagas
-// waited for that no runner of this instance holds, and resolves those
-// that ended. It returns when nothing is waited for.
+// pollWatches reads, every waitPollInterval or when poked, the statuses
+// of the sagas waited for that no runner of this instance holds, and
+// resolves those that ended. It returns when nothing is waited for.
 func (c *Coordinator) pollWatches() {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -150,8 +144,8 @@ func (c *Coordinator) pollWatches() {
 			}
 		}
 		c.mu.Unlock()
-		for _, w := range remote {
-			c.pollOne(w)
+		if len(remote) > 0 {
+			c.pollRemote(remote)
 		}
 		if !timer.Stop() {
 			select {
@@ -163,18 +157,42 @@ func (c *Coordinator) pollWatches() {
 	}
 }
 
-func (c *Coordinator) pollOne(w *watch) {
+// pollRemote reads the statuses of the watched sagas in one query, then
+// each saga that ended (the rest are not read). A failed read of the
+// statuses leaves the waiters waiting for the next period; the store has
+// retried what was transient.
+func (c *Coordinator) pollRemote(remote []*watch) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	ids := make([]saga.ID, len(remote))
+	for i, w := range remote {
+		ids[i] = w.id
+	}
+	statuses, err := c.store.SagaStatuses(ctx, ids)
+	if err != nil {
+		c.log.Warn("read statuses of awaited sagas", "sagas", len(ids), "error", err)
+		return
+	}
+	for _, w := range remote {
+		st, ok := statuses[w.id]
+		switch {
+		case !ok:
+			c.resolve(w, nil, fmt.Errorf("get saga %s: %w", w.id, saga.ErrNotFound))
+		case st.Terminal():
+			c.pollEnded(ctx, w)
+		}
+	}
+}
+
+// pollEnded reads a saga the poller saw ended and gives its watch the
+// answer. A saga moved on since (an operator's retry of a Failed saga) is
+// left to the next period.
+func (c *Coordinator) pollEnded(ctx context.Context, w *watch) {
 	s, err := c.store.GetSaga(ctx, w.id)
 	switch {
 	case err != nil:
 		c.resolve(w, nil, fmt.Errorf("get saga: %w", err))
 	case s.Status.Terminal():
 		c.resolve(w, s, nil)
-	default:
-		c.mu.Lock()
-		w.last = s
-		c.mu.Unlock()
 	}
 }

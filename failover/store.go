@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -372,6 +373,52 @@ func (s *Store) GetSaga(ctx context.Context, id saga.ID) (*saga.Saga, error) {
 	}
 	defer s.mu.RUnlock()
 	return s.mem.GetSaga(ctx, id)
+}
+
+// SagaStatuses returns the status of each of ids wherever it is: one read
+// of the database for those it holds, the others from memory; see
+// saga.Store.
+func (s *Store) SagaStatuses(ctx context.Context, ids []saga.ID) (map[saga.ID]saga.SagaStatus, error) {
+	if s.durable.Load() {
+		out, err := s.db.SagaStatuses(ctx, ids)
+		s.check(err)
+		return out, err
+	}
+	out := make(map[saga.ID]saga.SagaStatus, len(ids))
+	var (
+		db     Durable
+		inDB   []saga.ID
+		status func(context.Context, []saga.ID) (map[saga.ID]saga.SagaStatus, error)
+	)
+	for _, id := range ids {
+		p, d := s.locate(id)
+		switch p {
+		case inDatabase:
+			db = d
+			inDB = append(inDB, id)
+			continue
+		case setAside:
+			status = s.aside.SagaStatuses
+		default:
+			status = s.mem.SagaStatuses
+		}
+		got, err := status(ctx, []saga.ID{id})
+		s.mu.RUnlock()
+		if err != nil {
+			return nil, err
+		}
+		maps.Copy(out, got)
+	}
+	if len(inDB) == 0 {
+		return out, nil
+	}
+	got, err := db.SagaStatuses(ctx, inDB)
+	s.check(err)
+	if err != nil {
+		return nil, err
+	}
+	maps.Copy(out, got)
+	return out, nil
 }
 
 // ListEvents returns the saga's events wherever it is; see saga.Store.

@@ -45,30 +45,60 @@ func (s *Server) decodeDefinition(w http.ResponseWriter, r *http.Request) (saga.
 // invalid naming the field where it can be told; the CLI and the API use
 // it alike.
 func DecodeDefinition(body []byte) (saga.Definition, error) {
-	var def saga.Definition
-	if len(bytes.TrimSpace(body)) == 0 {
-		return def, saga.Errorf(saga.ECodeInvalid, "", "the request body must hold a saga definition (a JSON object); it is empty")
+	// A good body is read once by the strict decode and once for what the
+	// decode does not check; only a bad one is gone over again, check by
+	// check, to say what is wrong with it.
+	def, err := decodeStrict(body)
+	if err != nil {
+		return saga.Definition{}, explainDefinition(body, err)
 	}
-	if !json.Valid(body) {
-		return def, syntaxError(body)
-	}
-	// Before decoding: Go's decoder would turn invalid UTF-8 and lone
-	// surrogates into U+FFFD without a word.
+	// Go's decoder turned invalid UTF-8 and lone surrogates into U+FFFD
+	// without a word: the body itself is checked.
 	if p := saga.CheckStorableJSON(body); p != nil {
-		return def, saga.Errorf(saga.ECodeInvalid, p.Field(""), "%s", p.Message)
-	}
-	if err := unknownFields(body); err != nil {
-		return def, err
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&def); err != nil {
-		return def, decodeError(err, body)
+		return saga.Definition{}, saga.Errorf(saga.ECodeInvalid, p.Field(""), "%s", p.Message)
 	}
 	if bytes.Equal(bytes.TrimSpace(def.Context), []byte("null")) {
 		def.Context = nil
 	}
 	return def, nil
+}
+
+// errTrailing is decodeStrict's error for a body with more after its value.
+var errTrailing = errors.New("data after the JSON value")
+
+// decodeStrict decodes body, one JSON value and nothing after it, into a
+// definition, failing on the first unknown field.
+func decodeStrict(body []byte) (saga.Definition, error) {
+	var def saga.Definition
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&def); err != nil {
+		return def, err
+	}
+	if len(bytes.TrimSpace(body[dec.InputOffset():])) != 0 {
+		return def, errTrailing
+	}
+	return def, nil
+}
+
+// explainDefinition says what is wrong with a body decodeStrict failed on
+// with err, in the order of the checks a client should fix first: empty,
+// not JSON, not storable, unknown fields (all of them, where the decode
+// names the first only), then the decode's own error.
+func explainDefinition(body []byte, err error) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return saga.Errorf(saga.ECodeInvalid, "", "the request body must hold a saga definition (a JSON object); it is empty")
+	}
+	if !json.Valid(body) {
+		return syntaxError(body)
+	}
+	if p := saga.CheckStorableJSON(body); p != nil {
+		return saga.Errorf(saga.ECodeInvalid, p.Field(""), "%s", p.Message)
+	}
+	if uerr := unknownFields(body); uerr != nil {
+		return uerr
+	}
+	return decodeError(err, body)
 }
 
 // syntaxError explains why body is not one valid JSON value.

@@ -226,6 +226,23 @@ func (s *Store) GetSaga(ctx context.Context, id saga.ID) (*saga.Saga, error) {
 	return cloneSaga(e.saga, true), nil
 }
 
+// SagaStatuses returns the status of each of ids the store holds; see
+// saga.Store.
+func (s *Store) SagaStatuses(ctx context.Context, ids []saga.ID) (map[saga.ID]saga.SagaStatus, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("read saga statuses: %w", err)
+	}
+	out := make(map[saga.ID]saga.SagaStatus, len(ids))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range ids {
+		if e, ok := s.sagas[id]; ok {
+			out[id] = e.saga.Status
+		}
+	}
+	return out, nil
+}
+
 // Inspect calls fn with the saga id as the store holds it (with its
 // steps), under the store's lock, and reports whether the store holds it.
 // It is for checks that read a saga many times without copying it (the

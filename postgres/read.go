@@ -28,6 +28,36 @@ func (s *Store) GetSaga(ctx context.Context, id saga.ID) (sg *saga.Saga, err err
 	return sg, nil
 }
 
+// SagaStatuses returns the status of each of ids the store holds, in one
+// statement. See saga.Store.
+func (s *Store) SagaStatuses(ctx context.Context, ids []saga.ID) (out map[saga.ID]saga.SagaStatus, err error) {
+	defer s.observe(opSagaStatuses, time.Now(), &err)
+	out = make(map[saga.ID]saga.SagaStatus, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	err = retry(ctx, s.reading(func(ctx context.Context, pool *pgxpool.Pool) error {
+		clear(out)
+		rows, err := pool.Query(ctx, sqlSagaStatuses, ids)
+		if err != nil {
+			return err
+		}
+		var (
+			id     saga.ID
+			status string
+		)
+		_, err = pgx.ForEachRow(rows, []any{&id, &status}, func() error {
+			out[id] = saga.SagaStatus(status)
+			return nil
+		})
+		return err
+	}))
+	if err != nil {
+		return nil, interpretError("read saga statuses", err)
+	}
+	return out, nil
+}
+
 // loadSaga reads a saga and its steps in one round trip, from one
 // snapshot (a read-only repeatable-read transaction), retrying transient
 // errors. pgx.ErrNoRows when there is no such saga.

@@ -94,17 +94,20 @@ const eventRecord = `e(id uuid, seq bigint, type text, step int, data jsonb, ins
 // the updated row, so a refused write changes nothing and, returning no
 // row, raises no error. A step or compensation update naming a step the
 // saga does not have fails the statement (a NOT NULL and a foreign key
-// violation), so nothing of the transition is written. The NOT EXISTS guard makes a retried write whose
-// first attempt did commit (its reply lost with the connection) a no-op.
+// violation), so nothing of the transition is written. A retried write
+// whose first attempt did commit (its reply lost with the connection) is
+// refused: the saga row keeps the id of the first event of the latest
+// transition written (last_write_id), so the test costs no lookup.
 //
 // $1 id, $2 owner, $3 epoch, $4 status (NULL: keep), $5 completed_steps,
 // $6 error, $7 compensate_to, $8 the control request to clear (NULL: none), $9 started, $10 ended,
 // $11 wake kind, $12 wake after (µs), $13 wake at, $14 release,
-// $15 lease (µs), $16 event count, $17 first event id,
-// $18 steps, $19 compensations, $20 events (JSON arrays),
-// $21 checkpoint id, $22 checkpoint step, $23 checkpoint context (NULL: none),
-// $24 the time of the write, $25 the event_seq the events were chained
-// after (NULL: no fence on it), $26 the hash of the last event (NULL: keep).
+// $15 lease (µs), $16 event count,
+// $17 steps, $18 compensations, $19 events (JSON arrays),
+// $20 checkpoint id, $21 checkpoint step, $22 checkpoint context (NULL: none),
+// $23 the time of the write, $24 the event_seq the events were chained
+// after (NULL: no fence on it), $25 the hash of the last event (NULL: keep),
+// $26 the id of the first event (NULL: none).
 // The rows' times and the events' are the time of the write, and so is the
 // deadline test (the deadline is created_at + timeout); the lease and the
 // next-run time are on the database clock.
@@ -118,8 +121,8 @@ WITH upd AS (
 		control_request = CASE WHEN control_request = $8::text THEN NULL ELSE control_request END,
 		control_seq = CASE WHEN control_request = $8::text THEN NULL ELSE control_seq END,
 		control_by = CASE WHEN control_request = $8::text THEN NULL ELSE control_by END,
-		started_at = CASE WHEN $9::bool THEN coalesce(started_at, $24::timestamptz) ELSE started_at END,
-		completed_at = CASE WHEN $10::bool THEN $24::timestamptz ELSE completed_at END,
+		started_at = CASE WHEN $9::bool THEN coalesce(started_at, $23::timestamptz) ELSE started_at END,
+		completed_at = CASE WHEN $10::bool THEN $23::timestamptz ELSE completed_at END,
 		-- A request this write does not carry out is due now (SET sees the
 		-- old row: control_request is the request pending before it).
 		next_run_at = CASE
@@ -133,13 +136,14 @@ WITH upd AS (
 			WHEN $14::bool THEN NULL
 			ELSE now() + $15::bigint * interval '1 microsecond' END,
 		event_seq = event_seq + $16::int,
-		last_hash = coalesce($26::bytea, last_hash),
-		updated_at = $24::timestamptz
+		last_hash = coalesce($25::bytea, last_hash),
+		last_write_id = coalesce($26::uuid, last_write_id),
+		updated_at = $23::timestamptz
 	WHERE id = $1 AND owner_id = $2 AND lease_epoch = $3 AND lease_expires_at > now()
-		AND ($25::bigint IS NULL OR event_seq = $25::bigint)
-		AND NOT EXISTS (SELECT 1 FROM saga_events WHERE saga_id = $1 AND id = $17::uuid)
+		AND ($24::bigint IS NULL OR event_seq = $24::bigint)
+		AND ($26::uuid IS NULL OR last_write_id IS DISTINCT FROM $26::uuid)
 	RETURNING id, event_seq, lease_expires_at, control_request, control_seq, control_by,
-		(deadline IS NOT NULL AND deadline <= $24::timestamptz) AS deadline_exceeded
+		(deadline IS NOT NULL AND deadline <= $23::timestamptz) AS deadline_exceeded
 ), step_rows AS (
 	UPDATE saga_steps AS st SET
 		status = u.status,
@@ -147,10 +151,10 @@ WITH upd AS (
 		output_data = coalesce(u.output, st.output_data),
 		error = u.error,
 		uncertain = u.uncertain,
-		started_at = CASE WHEN u.start THEN coalesce(st.started_at, $24::timestamptz) ELSE st.started_at END,
-		completed_at = CASE WHEN u.stop THEN $24::timestamptz ELSE st.completed_at END,
-		updated_at = $24::timestamptz
-	FROM upd, jsonb_to_recordset($18::jsonb) AS u(idx int, status step_status, attempts int,
+		started_at = CASE WHEN u.start THEN coalesce(st.started_at, $23::timestamptz) ELSE st.started_at END,
+		completed_at = CASE WHEN u.stop THEN $23::timestamptz ELSE st.completed_at END,
+		updated_at = $23::timestamptz
+	FROM upd, jsonb_to_recordset($17::jsonb) AS u(idx int, status step_status, attempts int,
 		output jsonb, error text, uncertain bool, start bool, stop bool)
 	WHERE st.saga_id = upd.id AND st.step_index = u.idx
 	RETURNING st.step_index
@@ -160,15 +164,15 @@ WITH upd AS (
 	-- fails the whole transition.
 	INSERT INTO saga_steps (id, saga_id, step_name, step_index, status)
 	SELECT gen_random_uuid(), upd.id, NULL, u.idx, u.status
-	FROM upd, jsonb_to_recordset($18::jsonb) AS u(idx int, status step_status)
+	FROM upd, jsonb_to_recordset($17::jsonb) AS u(idx int, status step_status)
 	WHERE u.idx NOT IN (SELECT step_index FROM step_rows)
 ), compensation_rows AS (
 	INSERT INTO saga_compensations AS c (id, saga_id, step_index, status, attempts, output_data, error,
 		started_at, completed_at, created_at, updated_at)
 	SELECT u.id, upd.id, u.idx, u.status, u.attempts, u.output, u.error,
-		CASE WHEN u.start THEN $24::timestamptz END, CASE WHEN u.stop THEN $24::timestamptz END,
-		$24::timestamptz, $24::timestamptz
-	FROM upd, jsonb_to_recordset($19::jsonb) AS u(id uuid, idx int, status compensation_status,
+		CASE WHEN u.start THEN $23::timestamptz END, CASE WHEN u.stop THEN $23::timestamptz END,
+		$23::timestamptz, $23::timestamptz
+	FROM upd, jsonb_to_recordset($18::jsonb) AS u(id uuid, idx int, status compensation_status,
 		attempts int, output jsonb, error text, start bool, stop bool)
 	ON CONFLICT (saga_id, step_index) DO UPDATE SET
 		status = excluded.status,
@@ -177,14 +181,14 @@ WITH upd AS (
 		error = excluded.error,
 		started_at = coalesce(c.started_at, excluded.started_at),
 		completed_at = coalesce(excluded.completed_at, c.completed_at),
-		updated_at = $24::timestamptz
+		updated_at = $23::timestamptz
 ), event_rows AS (
 	INSERT INTO saga_events (id, saga_id, seq, event_type, step_index, data, instance_id, actor, created_at, hash)
-	SELECT e.id, upd.id, e.seq, e.type, e.step, e.data, e.instance, e.actor, $24::timestamptz, e.hash
-	FROM upd, jsonb_to_recordset($20::jsonb) AS ` + eventRecord + `
+	SELECT e.id, upd.id, e.seq, e.type, e.step, e.data, e.instance, e.actor, $23::timestamptz, e.hash
+	FROM upd, jsonb_to_recordset($19::jsonb) AS ` + eventRecord + `
 ), checkpoint_row AS (
 	INSERT INTO saga_checkpoints (id, saga_id, step_index, context, created_at)
-	SELECT $21::uuid, upd.id, $22::int, $23::jsonb, $24::timestamptz FROM upd WHERE $23::jsonb IS NOT NULL
+	SELECT $20::uuid, upd.id, $21::int, $22::jsonb, $23::timestamptz FROM upd WHERE $22::jsonb IS NOT NULL
 )
 SELECT now(), lease_expires_at, control_request, control_seq, control_by, deadline_exceeded, event_seq FROM upd`
 
@@ -210,6 +214,8 @@ FROM sagas s WHERE s.id = $1`
 const (
 	sqlGetSaga      = `SELECT ` + sagaColumns + ` FROM sagas AS s WHERE s.id = $1`
 	sqlGetSagaByKey = `SELECT id FROM sagas WHERE idempotency_key = $1`
+	// sqlSagaStatuses reads the statuses of the sagas $1 by primary key.
+	sqlSagaStatuses = `SELECT id, status FROM sagas WHERE id = ANY($1::uuid[])`
 	sqlGetSteps     = `
 SELECT ` + stepColumns + `
 FROM saga_steps AS st

@@ -541,10 +541,10 @@ func applyArgs(t saga.Transition, events []saga.Event, at time.Time, after *int6
 		nullString(t.ClearControl), t.Started, t.Ended,
 		int(t.Wake.Kind), micros(t.Wake.After), wakeAt,
 		t.Release, max(micros(t.LeaseFor), 0),
-		len(events), marker,
+		len(events),
 		stepsJSON, compsJSON, eventsJSON,
 		cpID, cpStep, cpContext,
-		at, after, hash,
+		at, after, hash, marker,
 	}
 	return args, marker, nil
 }

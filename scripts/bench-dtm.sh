@@ -21,6 +21,14 @@
 # PostgreSQL's CPU is summed over the backends connected to the run's scratch
 # database and the shared writer processes (walwriter, checkpointer,
 # background writer); on a shared machine the writers also serve others.
+#
+# Commits per saga and statements per saga are deltas over the measured
+# phase of the counters of each run's own database: pg_stat_database's
+# xact_commit, and pg_stat_statements' calls when the server preloads it
+# (shared_preload_libraries); otherwise the table shows rows written per
+# saga instead (pg_stat_database tup_inserted + tup_updated + tup_deleted).
+# A busy backend publishes its counts at most once a second, so these are
+# good to about a second's worth of the phase.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -97,6 +105,22 @@ ticks() { # pids... -> utime+stime summed, in clock ticks (processes gone count 
 	done
 	echo "$sum"
 }
+statements=false
+if [ -n "$(psql "$pgadmin" -qAtc "select 1 from pg_settings where name = 'shared_preload_libraries' and setting ~ 'pg_stat_statements'")" ]; then
+	statements=true
+fi
+dbcounts() { # database -> commits, and statements executed (or rows written), so far
+	local url
+	url=$(dburl "$1")
+	if $statements; then
+		psql "$url" -qAtc "create extension if not exists pg_stat_statements" >/dev/null 2>&1 || true
+		psql "$url" -qAt -F ' ' -c "select d.xact_commit, coalesce((select sum(calls) from pg_stat_statements s
+			where s.dbid = d.datid and s.query !~* 'pg_stat'), 0) from pg_stat_database d where d.datname = '$1'"
+	else
+		psql "$url" -qAt -F ' ' -c "select xact_commit, tup_inserted + tup_updated + tup_deleted
+			from pg_stat_database where datname = '$1'"
+	fi
+}
 pgpids() { # database -> PIDs of its backends and of the shared writers
 	psql "$pgadmin" -qAtc "select pid from pg_stat_activity where datname = '$1' and pid <> pg_backend_pid()
 		or backend_type in ('walwriter', 'checkpointer', 'background writer')"
@@ -125,14 +149,16 @@ measure() {
 	sleep "$(awk -v w="$wsec" 'BEGIN{print w+0.3}')"
 	local pg
 	mapfile -t pg < <(pgpids "$db")
-	local t0 s0 p0 t1 s1 p1
+	local t0 s0 p0 t1 s1 p1 d0 d1
 	t0=$(date +%s.%N)
 	s0=$(ticks "$spid")
 	p0=$(ticks "${pg[@]}")
+	d0=$(dbcounts "$db")
 	sleep "$(awk -v d="$dsec" 'BEGIN{print (d>1)?d-0.6:d/2}')"
 	t1=$(date +%s.%N)
 	s1=$(ticks "$spid")
 	p1=$(ticks "${pg[@]}")
+	d1=$(dbcounts "$db")
 	local rc=0
 	wait "$cpid" || rc=$?
 	local rate p50 p99 errs
@@ -158,9 +184,11 @@ measure() {
 		rate=0 p50=0 p99=0 errs=-1
 	fi
 	awk -v OFS='\t' -v l="$label" -v m="$mode" -v c="$c" -v r="$rate" -v p50="$p50" -v p99="$p99" -v e="$errs" \
-		-v t0="$t0" -v t1="$t1" -v sd=$((s1 - s0)) -v pd=$((p1 - p0)) -v hz="$tck" 'BEGIN{
+		-v t0="$t0" -v t1="$t1" -v sd=$((s1 - s0)) -v pd=$((p1 - p0)) -v hz="$tck" -v d0="$d0" -v d1="$d1" 'BEGIN{
 			el = t1 - t0; n = r * el
-			print l, m, c, r, p50, p99, (n > 0 ? sd / hz * 1000 / n : 0), (n > 0 ? pd / hz * 1000 / n : 0), e
+			split(d0, a, " "); split(d1, b, " ")
+			print l, m, c, r, p50, p99, (n > 0 ? sd / hz * 1000 / n : 0), (n > 0 ? pd / hz * 1000 / n : 0), e,
+				(n > 0 ? (b[1] - a[1]) / n : 0), (n > 0 ? (b[2] - a[2]) / n : 0)
 		}' >>"$results"
 	printf '  %-12s %-12s c=%-3s %8.1f sagas/s  p50 %s ms  p99 %s ms  errors %s\n' "$label" "$mode" "$c" "$rate" "$p50" "$p99" "$errs" >&2
 }
@@ -245,8 +273,10 @@ echo "DTM v1.19.0 vs tracseq-tx, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, ${d
 echo "load average (1/5/15 min): $load_start at the start, $load_end at the end"
 echo "single-row INSERT commit ceiling (commits/s):$ceiling"
 echo
-echo "| mode | c | server | sagas/s | p50 ms | p99 ms | server CPU ms/saga | PostgreSQL CPU ms/saga | sagas/s ÷ DTM | p50 ÷ DTM | errors |"
-echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+per=$($statements && echo "statements/saga" || echo "rows written/saga")
+$statements || echo "(pg_stat_statements is not preloaded on this server: rows written per saga stand in for statements)"
+echo "| mode | c | server | sagas/s | p50 ms | p99 ms | server CPU ms/saga | PostgreSQL CPU ms/saga | commits/saga | $per | sagas/s ÷ DTM | p50 ÷ DTM | errors |"
+echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 awk -F'\t' '
 	{ k = $2 SUBSEP $3; if ($1 == "dtm-sync1") { br[k] = $4; bp[k] = $5 }; rows[NR] = $0 }
 	END {
@@ -265,6 +295,6 @@ awk -F'\t' '
 			split(line[i], f, "\t"); k = f[2] SUBSEP f[3]
 			rr = (br[k] > 0) ? sprintf("%.2f×", f[4] / br[k]) : "n/a"
 			pr = (bp[k] > 0) ? sprintf("%.2f×", f[5] / bp[k]) : "n/a"
-			printf "| %s | %d | %s | %.1f | %.2f | %.2f | %.3f | %.3f | %s | %s | %s |\n", f[2], f[3], name[f[1]], f[4], f[5], f[6], f[7], f[8], rr, pr, f[9]
+			printf "| %s | %d | %s | %.1f | %.2f | %.2f | %.3f | %.3f | %.2f | %.2f | %s | %s | %s |\n", f[2], f[3], name[f[1]], f[4], f[5], f[6], f[7], f[8], f[10], f[11], rr, pr, f[9]
 		}
 	}' "$results"

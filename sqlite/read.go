@@ -29,7 +29,7 @@ type rtx struct {
 // readQueries are the statements of reads, prepared once on the reader
 // pool when the store opens (see prepareAll).
 var readQueries = []string{
-	sqlSagaExists, sqlGetSaga, sqlGetSteps, sqlGetStepsOf,
+	sqlSagaExists, sqlGetSaga, sqlGetSteps, sqlGetStepsOf, sqlSagaStatuses,
 	sqlListSagas, sqlListSagasByStatus, sqlListSagasByName, sqlListSagasByTransaction,
 	sqlListEvents, sqlLatestCheckpoint,
 	sqlCountByStatus, sqlStartedSince, sqlEndedSummary, sqlEndedAt,
@@ -78,6 +78,46 @@ func (s *Store) GetSaga(ctx context.Context, id saga.ID) (sg *saga.Saga, err err
 		return nil, interpretError("get saga "+id.String(), err)
 	}
 	return sg, nil
+}
+
+// SagaStatuses returns the status of each of ids the store holds, in one
+// statement. See saga.Store.
+func (s *Store) SagaStatuses(ctx context.Context, ids []saga.ID) (out map[saga.ID]saga.SagaStatus, err error) {
+	defer s.observe(opSagaStatuses, time.Now(), &err)
+	out = make(map[saga.ID]saga.SagaStatus, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	texts := make([]string, len(ids))
+	for i, id := range ids {
+		texts[i] = idText(id)
+	}
+	idsJSON, err := json.Marshal(texts)
+	if err != nil {
+		return nil, fmt.Errorf("read saga statuses: %w", err)
+	}
+	err = s.readTx(ctx, func(r *rtx) error {
+		rows, err := r.query(sqlSagaStatuses, sql.Named("ids", string(idsJSON)))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				id     saga.ID
+				status saga.SagaStatus
+			)
+			if err := rows.Scan(idCol{&id}, textCol[saga.SagaStatus]{&status}); err != nil {
+				return err
+			}
+			out[id] = status
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, interpretError("read saga statuses", err)
+	}
+	return out, nil
 }
 
 // loadSaga reads a saga and its steps; sql.ErrNoRows when there is none.

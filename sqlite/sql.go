@@ -124,10 +124,13 @@ FROM sagas WHERE id = :saga_id`
 
 // Reads of one saga.
 const (
-	sqlSagaExists   = `SELECT 1 FROM sagas WHERE id = :id`
-	sqlSagaStatus   = `SELECT status FROM sagas WHERE id = :id`
-	sqlSagaIDByKey  = `SELECT id FROM sagas WHERE idempotency_key = :key`
-	sqlGetSaga      = `SELECT ` + sagaColumns + ` FROM sagas WHERE id = :id`
+	sqlSagaExists  = `SELECT 1 FROM sagas WHERE id = :id`
+	sqlSagaStatus  = `SELECT status FROM sagas WHERE id = :id`
+	sqlSagaIDByKey = `SELECT id FROM sagas WHERE idempotency_key = :key`
+	sqlGetSaga     = `SELECT ` + sagaColumns + ` FROM sagas WHERE id = :id`
+	// sqlSagaStatuses reads the statuses of the sagas whose ids are in the
+	// JSON array :ids.
+	sqlSagaStatuses = `SELECT id, status FROM sagas WHERE id IN (SELECT value FROM json_each(:ids))`
 	sqlGetStepsJoin = `
 FROM saga_steps AS st
 LEFT JOIN saga_compensations AS c ON c.saga_id = st.saga_id AND c.step_index = st.step_index`

@@ -22,6 +22,7 @@ import (
 const (
 	opCreateSaga       = "create_saga"
 	opGetSaga          = "get_saga"
+	opSagaStatuses     = "saga_statuses"
 	opListSagas        = "list_sagas"
 	opListEvents       = "list_events"
 	opLatestCheckpoint = "latest_checkpoint"

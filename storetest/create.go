@@ -3,6 +3,7 @@ package storetest
 import (
 	"encoding/json"
 	"errors"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -360,5 +361,52 @@ func testGetSaga(t *testing.T, newStore factory) {
 		h.create(NewTestSaga("", 1), 0)
 		_, err := h.store.GetSaga(h.ctx, saga.NewID())
 		isNotFound(t, "GetSaga of an unknown id", err)
+	})
+}
+
+func testSagaStatuses(t *testing.T, newStore factory) {
+	t.Run("Empty", func(t *testing.T) {
+		h := setup(t, newStore)
+		h.create(NewTestSaga("", 1), 0)
+		got, err := h.store.SagaStatuses(h.ctx, nil)
+		if err != nil {
+			t.Fatalf("SagaStatuses(nil): %v", err)
+		}
+		if len(got) != 0 {
+			t.Errorf("SagaStatuses(nil) = %v, want nothing", got)
+		}
+	})
+
+	// One saga in every status, asked for with unknown ids between them:
+	// each known id answers its status, the unknown ones are absent.
+	t.Run("EveryStatus", func(t *testing.T) {
+		h := setup(t, newStore)
+		want := map[saga.ID]saga.SagaStatus{}
+		var ids []saga.ID
+		for _, st := range saga.SagaStatuses {
+			sg := h.drive(h.create(NewTestSaga("w", 1), longLease), st, true)
+			want[sg.ID] = st
+			ids = append(ids, sg.ID, saga.NewID())
+		}
+		other := h.create(NewTestSaga("", 1), 0) // held, not asked for
+		got, err := h.store.SagaStatuses(h.ctx, ids)
+		if err != nil {
+			t.Fatalf("SagaStatuses: %v", err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("SagaStatuses =\n %v\nwant\n %v", got, want)
+		}
+		if _, ok := got[other.ID]; ok {
+			t.Errorf("SagaStatuses answered saga %s, which was not asked for", other.ID)
+		}
+
+		// A repeated id is answered once.
+		got, err = h.store.SagaStatuses(h.ctx, []saga.ID{ids[0], ids[0]})
+		if err != nil {
+			t.Fatalf("SagaStatuses of a repeated id: %v", err)
+		}
+		if len(got) != 1 || got[ids[0]] != want[ids[0]] {
+			t.Errorf("SagaStatuses of a repeated id = %v, want %s: %s", got, ids[0], want[ids[0]])
+		}
 	})
 }

@@ -44,6 +44,7 @@ func Run(t *testing.T, newStore func(t *testing.T) saga.Store) {
 	}{
 		{"CreateSaga", testCreateSaga},
 		{"GetSaga", testGetSaga},
+		{"SagaStatuses", testSagaStatuses},
 		{"Apply", testApply},
 		{"ClaimSagas", testClaimSagas},
 		{"RenewLeases", testRenewLeases},
