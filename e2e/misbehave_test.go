@@ -29,9 +29,11 @@ import (
 
 // The misbehaving-participant experiment.
 const (
-	// misbehaveSlots is MAX_CONCURRENT_SAGAS: the hanging sagas hold most
-	// of the slots, so that a slot held forever would stall the rest.
-	misbehaveSlots = 6
+	// misbehaveSlots is MAX_CONCURRENT_SAGAS: the hanging sagas and the two
+	// answering 1 MiB a call may hold six slots as long as their calls
+	// last, and the other sagas get through the two left while the hanging
+	// calls are in flight; a slot held forever would stall them.
+	misbehaveSlots = 8
 	// misbehaveConns is PARTICIPANT_MAX_CONNS_PER_HOST: alone, the hanging
 	// path may hold half of them, all its calls at once.
 	misbehaveConns = 8
