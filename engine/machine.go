@@ -590,6 +590,13 @@ func (m *machine) recordCompensation(o outcome, data outcomeData) {
 		comp.Status = saga.CompensationStatusCompleted
 		comp.Output = cmpRaw(res.Output)
 		comp.Error = ""
+		if held := m.outputBytes() - compOutputBytes(m.s.Steps[j].Compensation); held+len(res.Output) > saga.MaxSagaOutputBytes {
+			// The step is undone; only the answer cannot be kept.
+			comp.Output = json.RawMessage("null")
+			data.dropped = len(res.Output)
+			m.log(1, "compensation answer not kept: it would take the saga's outputs past their budget",
+				"step_index", j, "step", c.StepName, "bytes", len(res.Output), "budget", saga.MaxSagaOutputBytes)
+		}
 		m.putComp(j, comp, false, true)
 		m.eventJSON(saga.EventCompensationCompleted, &j, data.json())
 		return
@@ -825,15 +832,27 @@ func (m *machine) failedCompensationOtherThan(skip int) int {
 	return -1
 }
 
-// outputBytes is the size of the outputs the saga holds.
+// outputBytes is the size of the outputs the saga holds, those of its
+// steps and of its compensations: saga.MaxSagaOutputBytes bounds both
+// together.
 func (m *machine) outputBytes() int {
 	n := 0
 	for i := range m.s.Steps {
 		if m.s.Steps[i].Status == saga.StepStatusCompleted {
 			n += len(m.s.Steps[i].Output)
 		}
+		n += compOutputBytes(m.s.Steps[i].Compensation)
 	}
 	return n
+}
+
+// compOutputBytes is the size of a compensation's output, 0 when it has
+// none.
+func compOutputBytes(c *saga.Compensation) int {
+	if c == nil || c.Status != saga.CompensationStatusCompleted {
+		return 0
+	}
+	return len(c.Output)
 }
 
 func (m *machine) allCompleted() bool {

@@ -564,6 +564,52 @@ func TestDecide(t *testing.T) {
 			want: summary{Status: saga.SagaStatusCancelled, Events: "CompensationCompleted@0 SagaCancelled", Exit: true, Wake: saga.WakeNever},
 		},
 		{
+			name: "a compensation answer past the saga's output budget is not kept; the compensation is done",
+			build: func() *input {
+				s := mSaga(saga.SagaStatusCompensating, 3, nil)
+				s.CompensateTo = saga.SagaStatusCompensated
+				setStep(s, 0, saga.StepStatusCompleted, 1)
+				setStep(s, 1, saga.StepStatusCompleted, 1)
+				setStep(s, 2, saga.StepStatusFailed, 1)
+				// The outputs held, step 0's and the compensation of step 1's,
+				// leave less room than the answer takes.
+				setComp(s, 1, saga.CompensationStatusCompleted, 1)
+				s.Steps[1].Compensation.Output = json.RawMessage(`"` + strings.Repeat("x", saga.MaxSagaOutputBytes-len(s.Steps[0].Output)-len(s.Steps[1].Output)-8) + `"`)
+				setComp(s, 0, saga.CompensationStatusExecuting, 1)
+				in := mIn(s, t0)
+				back(in, inFlightCall(in, comp, 0), result(ok, false), 0)
+				return in
+			},
+			want: summary{Status: saga.SagaStatusCompensated, Events: "CompensationCompleted@0 SagaCompensated", Exit: true, Wake: saga.WakeNever},
+			check: func(t *testing.T, in *input, d decision) {
+				if n := len(d.t.Compensations); n != 1 || string(d.t.Compensations[0].Output) != "null" {
+					t.Errorf("compensation updates %+v, want one with output null", d.t.Compensations)
+				}
+				if ev := string(d.t.Events[0].Data); !strings.Contains(ev, `"output_dropped_bytes":8`) {
+					t.Errorf("event data %s does not say what was not kept", ev)
+				}
+			},
+		},
+		{
+			name: "a compensation answer that fits the saga's output budget is kept",
+			build: func() *input {
+				s := mSaga(saga.SagaStatusCompensating, 2, nil)
+				s.CompensateTo = saga.SagaStatusCompensated
+				setStep(s, 0, saga.StepStatusCompleted, 1)
+				setStep(s, 1, saga.StepStatusFailed, 1)
+				setComp(s, 0, saga.CompensationStatusExecuting, 1)
+				in := mIn(s, t0)
+				back(in, inFlightCall(in, comp, 0), result(ok, false), 0)
+				return in
+			},
+			want: summary{Status: saga.SagaStatusCompensated, Events: "CompensationCompleted@0 SagaCompensated", Exit: true, Wake: saga.WakeNever},
+			check: func(t *testing.T, in *input, d decision) {
+				if n := len(d.t.Compensations); n != 1 || string(d.t.Compensations[0].Output) != `{"ok":1}` {
+					t.Errorf("compensation updates %+v, want one with the answer", d.t.Compensations)
+				}
+			},
+		},
+		{
 			name: "a refused compensation fails the saga for an operator",
 			build: func() *input {
 				s := mSaga(saga.SagaStatusCompensating, 2, nil)
