@@ -1289,7 +1289,8 @@ func (m *machine) log(level int, msg string, args ...any) {
 }
 
 // checkpointIfDue adds a checkpoint when this decision completed steps and
-// the completed count reached a power of two or the last step: a saga of
+// the completed count reached a power of two or the last step (unless that
+// ends the saga: see finish): a saga of
 // n steps writes about log2(n) checkpoints, whose total size stays within
 // three times its outputs, and recovery replays at most half of the
 // completed steps from their rows.
@@ -1360,6 +1361,12 @@ func (m *machine) finish() {
 	t.CompletedSteps = m.s.CompletedSteps
 	t.Error = m.s.Error
 	t.CompensateTo = m.s.CompensateTo
+	if t.Checkpoint != nil && m.s.Status.Terminal() {
+		// A checkpoint is where a takeover resumes; one written with the
+		// saga's end would never be read (a successful saga's last write
+		// carried one row and all its outputs again for nothing).
+		t.Checkpoint = nil
+	}
 	if m.s.Status != saga.SagaStatusCreated && m.in.s.StartedAt == nil {
 		t.Started = true
 	}
