@@ -43,8 +43,9 @@ func (s *countingStore) RenewLeases(ctx context.Context, owner string, leases ma
 	return s.Store.RenewLeases(ctx, owner, leases, d)
 }
 
-// A two-step saga that succeeds costs exactly three writes, and the
-// checkpoint after each step holds the context and the outputs.
+// A two-step saga that succeeds costs exactly three writes and one
+// checkpoint, after its first step, holding the context and that output
+// (the write that ends the saga carries none).
 func TestTwoStepSagaCostsThreeWrites(t *testing.T) {
 	t.Parallel()
 	eachStore(t, func(t *testing.T, kind storeKind) {
@@ -62,7 +63,7 @@ func TestTwoStepSagaCostsThreeWrites(t *testing.T) {
 		if err != nil || cp == nil {
 			t.Fatalf("latest checkpoint = %v, %v", cp, err)
 		}
-		if cp.StepIndex != 1 || !jsonEqual(cp.Context, `{"context":{"order":"o-17"},"outputs":{"a":{"done":"action a"},"b":{"done":"action b"}}}`) {
+		if cp.StepIndex != 0 || !jsonEqual(cp.Context, `{"context":{"order":"o-17"},"outputs":{"a":{"done":"action a"}}}`) {
 			t.Errorf("checkpoint = step %d, %s", cp.StepIndex, cp.Context)
 		}
 	})
