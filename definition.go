@@ -27,10 +27,11 @@ const (
 	MaxBackoffLimit         = time.Hour
 	MaxMultiplier           = 10
 
-	// MaxSagaOutputBytes bounds the outputs of one saga's steps together
-	// (each is bounded by the participant client's 1 MiB too): what the
-	// checkpoints and the call bodies carry stays bounded with it. A step
-	// whose answer would pass it fails.
+	// MaxSagaOutputBytes bounds the outputs of one saga's steps and
+	// compensations together (each is bounded by the participant client's
+	// 1 MiB too): what the rows, events, checkpoints and call bodies carry
+	// stays bounded with it. A step whose answer would pass it fails; a
+	// compensation's answer that would pass it is not kept.
 	MaxSagaOutputBytes = 8 << 20
 
 	CallTimeoutDefault      = 10 * time.Second

@@ -223,6 +223,11 @@ func (r *replayer) apply(e *Event) error {
 		r.beforeC[st.Index] = before
 		c := st.Compensation
 		c.Status = CompensationStatusExecuting
+		if *d.Attempt <= c.AttemptsBeforeRetry {
+			// A trail written before attempts counted across retries:
+			// the retry started them over.
+			c.AttemptsBeforeRetry = 0
+		}
 		c.Attempts = *d.Attempt
 		if c.StartedAt == nil {
 			c.StartedAt = new(at)
@@ -270,7 +275,7 @@ func (r *replayer) apply(e *Event) error {
 		s.Status, s.CompensateTo = SagaStatusCompensating, d.CompensateTo
 		for i := range s.Steps {
 			if c := s.Steps[i].Compensation; c != nil && c.Status != CompensationStatusCompleted {
-				c.Status, c.Attempts = CompensationStatusPending, 0
+				c.Status, c.AttemptsBeforeRetry = CompensationStatusPending, c.Attempts
 			}
 		}
 	case EventOperatorRequested:
@@ -447,6 +452,7 @@ func ReplayDiff(stored, rebuilt *Saga) []string {
 		f += "compensation."
 		eq(f+"status", ca.Status, cb.Status)
 		eq(f+"attempts", ca.Attempts, cb.Attempts)
+		eq(f+"attempts_before_retry", ca.AttemptsBeforeRetry, cb.AttemptsBeforeRetry)
 		eqJSON(f+"output", ca.Output, cb.Output)
 		eq(f+"error", ca.Error, cb.Error)
 		eqTime(f+"started_at", ca.StartedAt, cb.StartedAt)

@@ -2,6 +2,7 @@ package saga
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -130,5 +131,57 @@ func TestReplayRefusesBadTrails(t *testing.T) {
 		if _, err := Replay(tc.events); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: Replay error = %v, want …%s…", tc.name, err, tc.want)
 		}
+	}
+}
+
+// Attempts of a compensation count across an operator's retry, and the
+// retry's budget from it; a trail written when the retry started them
+// over replays as it was stored then.
+func TestReplayRetryKeepsAttempts(t *testing.T) {
+	t.Parallel()
+	def := Definition{Name: "order", Steps: []StepDefinition{
+		{Name: "a", Compensation: &Request{}},
+		{Name: "b", Compensation: &Request{}},
+	}}
+	defJSON, _ := json.Marshal(def)
+	for _, tc := range []struct {
+		name             string
+		afterRetry       int // the attempt of the first call after the retry
+		attempts, before int
+	}{
+		{"counted", 3, 3, 2},
+		{"started over", 1, 1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := &trail{t: t, head: ChainHead{SagaID: NewID()}, at: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
+			tr.write(
+				ev(EventSagaCreated, -1, `{"definition":`+string(defJSON)+`,"transaction_id":"`+NewID().String()+`"}`),
+				ev(EventSagaStarted, -1, ""),
+				ev(EventStepStarted, 0, `{"attempt":1}`))
+			tr.write(ev(EventStepCompleted, 0, `{"output":{}}`), ev(EventStepStarted, 1, `{"attempt":1}`))
+			tr.write(ev(EventStepFailed, 1, `{"error":"402"}`),
+				ev(EventSagaCompensating, -1, `{"error":"step b refused","compensate_to":"Compensated"}`),
+				ev(EventCompensationStarted, 0, `{"attempt":1}`))
+			tr.write(ev(EventCompensationRetrying, 0, `{"error":"503"}`))
+			tr.write(ev(EventCompensationStarted, 0, `{"attempt":2}`))
+			tr.write(ev(EventCompensationFailed, 0, `{"error":"503"}`),
+				ev(EventSagaFailed, -1, `{"error":"step b refused; then compensation of step \"a\" failed: 503"}`))
+			tr.write(ev(EventSagaRetried, -1, `{"compensate_to":"Compensated"}`),
+				ev(EventCompensationStarted, 0, fmt.Sprintf(`{"attempt":%d}`, tc.afterRetry)))
+			tr.write(ev(EventCompensationCompleted, 0, `{"output":{}}`), ev(EventSagaCompensated, -1, `{"error":"step b refused"}`))
+			s, err := Replay(tr.events)
+			if err != nil {
+				t.Fatalf("Replay: %v", err)
+			}
+			c := s.Steps[0].Compensation
+			if s.Status != SagaStatusCompensated || c.Status != CompensationStatusCompleted ||
+				c.Attempts != tc.attempts || c.AttemptsBeforeRetry != tc.before {
+				t.Errorf("replayed %s, compensation %s after %d attempts (%d before the retry); want Compensated, Completed, %d (%d)",
+					s.Status, c.Status, c.Attempts, c.AttemptsBeforeRetry, tc.attempts, tc.before)
+			}
+			if s.Error != "step b refused" {
+				t.Errorf("error %q, want the cause", s.Error)
+			}
+		})
 	}
 }

@@ -79,13 +79,17 @@ type Step struct {
 
 // Compensation is the saga_compensations row of one step.
 type Compensation struct {
-	StepIndex   int
-	Status      CompensationStatus
-	Attempts    int
-	Output      json.RawMessage
-	Error       string
-	StartedAt   *time.Time
-	CompletedAt *time.Time
+	StepIndex int
+	Status    CompensationStatus
+	Attempts  int // every attempt, operator retries included
+	// AttemptsBeforeRetry is Attempts when an operator last retried the
+	// saga (0 before any retry): the retry budget counts the attempts
+	// after it.
+	AttemptsBeforeRetry int
+	Output              json.RawMessage
+	Error               string
+	StartedAt           *time.Time
+	CompletedAt         *time.Time
 }
 
 // Checkpoint is the state recovery restarts from: the context after a

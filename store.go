@@ -179,13 +179,14 @@ type StepUpdate struct {
 
 // CompensationUpdate writes a compensation row, inserting it on first use.
 type CompensationUpdate struct {
-	StepIndex int
-	Status    CompensationStatus
-	Attempts  int
-	Output    json.RawMessage
-	Error     string
-	Start     bool
-	End       bool
+	StepIndex           int
+	Status              CompensationStatus
+	Attempts            int
+	AttemptsBeforeRetry int
+	Output              json.RawMessage
+	Error               string
+	Start               bool
+	End                 bool
 }
 
 // WakeKind says how a transition changes NextRunAt.

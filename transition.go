@@ -98,6 +98,7 @@ func (u CompensationUpdate) apply(c *Compensation, now time.Time) {
 		c.Status = u.Status
 	}
 	c.Attempts = u.Attempts
+	c.AttemptsBeforeRetry = u.AttemptsBeforeRetry
 	if u.Output != nil {
 		c.Output = u.Output
 	}

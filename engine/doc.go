@@ -41,7 +41,8 @@
 //   - Steps that will never run are marked Skipped when compensation begins.
 //   - A compensation refused with a permanent failure (4xx) is not retried:
 //     the saga turns Failed at once and waits for an operator's retry, which
-//     runs every unfinished compensation again with a fresh attempt budget.
+//     runs every unfinished compensation again with a fresh attempt budget
+//     counted from the attempts made before it (Attempts counts them all).
 //   - An operator request that is no longer allowed when the runner gets to
 //     it is cleared with an EventControlIgnored event.
 package engine

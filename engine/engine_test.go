@@ -278,8 +278,9 @@ func TestCompensationExhaustedThenRetried(t *testing.T) {
 		if got := s.Steps[0].Compensation.Attempts; got != saga.CompensationMaxAttempts {
 			t.Errorf("compensation attempts = %d; want %d", got, saga.CompensationMaxAttempts)
 		}
-		if !strings.Contains(s.Error, "compensation") {
-			t.Errorf("error = %q", s.Error)
+		cause, then, _ := strings.Cut(s.Error, "; then ")
+		if !strings.HasPrefix(cause, `step "b" failed (refused)`) || !strings.HasPrefix(then, `compensation of step "a" failed`) {
+			t.Errorf("error = %q; want the refused step, then the failed compensation", s.Error)
 		}
 		want := []string{
 			sCreated, sStarted,
@@ -302,8 +303,13 @@ func TestCompensationExhaustedThenRetried(t *testing.T) {
 		}
 		s = waitStatus(t, b.coord, s.ID, saga.SagaStatusCompensated)
 		assertSteps(t, s, []saga.StepStatus{completed, failed}, []saga.CompensationStatus{cDone, ""})
-		if got := s.Steps[0].Compensation.Attempts; got != 1 {
-			t.Errorf("compensation attempts after the retry = %d; want 1 (fresh budget)", got)
+		// Attempts count across the retry; the retry's budget counts from it.
+		if c := s.Steps[0].Compensation; c.Attempts != saga.CompensationMaxAttempts+1 || c.AttemptsBeforeRetry != saga.CompensationMaxAttempts {
+			t.Errorf("compensation attempts after the retry = %d (%d before it); want %d (%d)",
+				c.Attempts, c.AttemptsBeforeRetry, saga.CompensationMaxAttempts+1, saga.CompensationMaxAttempts)
+		}
+		if s.Error != cause {
+			t.Errorf("error after the retry = %q; want the original cause %q alone", s.Error, cause)
 		}
 		if s.Control != saga.ControlNone {
 			t.Errorf("control = %q after it was carried out", s.Control)
@@ -313,6 +319,61 @@ func TestCompensationExhaustedThenRetried(t *testing.T) {
 		assertEqual(t, "events", eventTypes(t, b.coord, s.ID), want)
 		if n := b.stub.count("compensation", "a"); n != saga.CompensationMaxAttempts+1 {
 			t.Errorf("compensation a called %d times; want %d", n, saga.CompensationMaxAttempts+1)
+		}
+	})
+}
+
+// Each operator retry grants a compensation a fresh budget counted from the
+// attempts made before it, while Attempts counts every attempt: an
+// exhausted retry fails again after the budget, not at its first failure.
+func TestCompensationRetryBudgetCountsFromTheRetry(t *testing.T) {
+	t.Parallel()
+	eachStore(t, func(t *testing.T, kind storeKind) {
+		b := setup(t, kind, nil)
+		b.stub.on("action", "b", status(http.StatusBadRequest))
+		b.stub.on("compensation", "a", status(http.StatusInternalServerError))
+		s := wait(t, b.coord, b.submit(t, b.definition("stuck-twice", "a", "b")).ID)
+		if s.Status != saga.SagaStatusFailed {
+			t.Fatalf("status = %s; want Failed", s.Status)
+		}
+		check := func(when string, s *saga.Saga, attempts, before int) {
+			t.Helper()
+			if c := s.Steps[0].Compensation; c.Attempts != attempts || c.AttemptsBeforeRetry != before {
+				t.Errorf("%s: compensation attempts %d (%d before the retry); want %d (%d)", when, c.Attempts, c.AttemptsBeforeRetry, attempts, before)
+			}
+			if n := b.stub.count("compensation", "a"); n != attempts {
+				t.Errorf("%s: compensation a called %d times; want %d", when, n, attempts)
+			}
+		}
+		const budget = saga.CompensationMaxAttempts
+		check("before a retry", s, budget, 0)
+		firstError := s.Error
+
+		// Retried while the participant still fails: a whole budget more.
+		if _, err := b.coord.Control(context.Background(), s.ID, saga.ControlRetry); err != nil {
+			t.Fatalf("retry: %v", err)
+		}
+		eventually(t, "the retry carried out", func() bool {
+			s, err := b.coord.Get(context.Background(), s.ID)
+			return err == nil && s.Steps[0].Compensation.AttemptsBeforeRetry == budget
+		})
+		s = wait(t, b.coord, s.ID)
+		if s.Status != saga.SagaStatusFailed {
+			t.Fatalf("status after the first retry = %s; want Failed", s.Status)
+		}
+		check("after the first retry", s, 2*budget, budget)
+		if s.Error != firstError {
+			t.Errorf("error after the first retry = %q; want %q", s.Error, firstError)
+		}
+
+		b.stub.on("compensation", "a", status(http.StatusOK))
+		if _, err := b.coord.Control(context.Background(), s.ID, saga.ControlRetry); err != nil {
+			t.Fatalf("retry: %v", err)
+		}
+		s = waitStatus(t, b.coord, s.ID, saga.SagaStatusCompensated)
+		check("after the second retry", s, 2*budget+1, 2*budget)
+		if cause, _, _ := strings.Cut(firstError, "; then "); s.Error != cause {
+			t.Errorf("error after the second retry = %q; want the original cause %q", s.Error, cause)
 		}
 	})
 }

@@ -101,11 +101,12 @@ type outcomeData struct {
 	c       *call
 	res     *participant.Result
 	backoff time.Duration // before the next attempt; < 0: none
+	dropped int           // bytes of a successful answer not kept (the output budget)
 }
 
 // json encodes d with its members in key order: attempt, backoff_ms,
-// duration_ms, error, kind, status_code, uncertain (the last three as
-// they apply).
+// duration_ms, error, kind, output_dropped_bytes, status_code, uncertain
+// (as they apply).
 func (d outcomeData) json() json.RawMessage {
 	failed := d.res.Outcome != participant.OutcomeSuccess
 	size := 96
@@ -122,6 +123,9 @@ func (d outcomeData) json() json.RawMessage {
 		o.str("error", d.res.Error)
 	}
 	o.str("kind", string(d.c.Kind))
+	if d.dropped > 0 {
+		o.int("output_dropped_bytes", int64(d.dropped))
+	}
 	if d.res.StatusCode != 0 {
 		o.int("status_code", int64(d.res.StatusCode))
 	}

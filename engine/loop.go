@@ -227,7 +227,7 @@ func (l *loop) restoreFrom(cp *saga.Checkpoint, report func(msg string, args ...
 func newOutcome(c *call, res participant.Result, random func() float64) outcome {
 	o := outcome{call: c, res: res}
 	if res.Outcome == participant.OutcomeTransient {
-		d := participant.Backoff(c.policy, c.Attempt, random)
+		d := participant.Backoff(c.policy, c.budgetAttempt(), random)
 		o.backoff = min(max(d, res.RetryAfter), saga.MaxBackoffLimit)
 	}
 	return o

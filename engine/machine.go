@@ -28,12 +28,19 @@ type callKey struct {
 type call struct {
 	participant.Call
 	policy saga.RetryPolicy // with defaults
+	// budgetFrom is the attempts made before the policy's budget began
+	// (those before an operator's retry): Attempt - budgetFrom counts
+	// against it.
+	budgetFrom int
 	// The row before the start, restored when the call is withdrawn.
 	prevStep saga.Step
 	prevComp *saga.Compensation
 }
 
 func (c *call) key() callKey { return callKey{c.Kind, c.StepIndex} }
+
+// budgetAttempt is the call's attempt within its retry budget.
+func (c *call) budgetAttempt() int { return c.Attempt - c.budgetFrom }
 
 // outcome is what came of a call, with the backoff the runner drew for a
 // retry (jitter is randomness, which the machine does not hold).
@@ -583,11 +590,18 @@ func (m *machine) recordCompensation(o outcome, data outcomeData) {
 		comp.Status = saga.CompensationStatusCompleted
 		comp.Output = cmpRaw(res.Output)
 		comp.Error = ""
+		if held := m.outputBytes() - compOutputBytes(m.s.Steps[j].Compensation); held+len(res.Output) > saga.MaxSagaOutputBytes {
+			// The step is undone; only the answer cannot be kept.
+			comp.Output = json.RawMessage("null")
+			data.dropped = len(res.Output)
+			m.log(1, "compensation answer not kept: it would take the saga's outputs past their budget",
+				"step_index", j, "step", c.StepName, "bytes", len(res.Output), "budget", saga.MaxSagaOutputBytes)
+		}
 		m.putComp(j, comp, false, true)
 		m.eventJSON(saga.EventCompensationCompleted, &j, data.json())
 		return
 	}
-	if res.Outcome == participant.OutcomeTransient && c.Attempt < c.policy.MaxAttempts {
+	if res.Outcome == participant.OutcomeTransient && c.budgetAttempt() < c.policy.MaxAttempts {
 		comp.Status = saga.CompensationStatusRetrying
 		comp.Error = res.Error
 		m.putComp(j, comp, false, false)
@@ -818,15 +832,27 @@ func (m *machine) failedCompensationOtherThan(skip int) int {
 	return -1
 }
 
-// outputBytes is the size of the outputs the saga holds.
+// outputBytes is the size of the outputs the saga holds, those of its
+// steps and of its compensations: saga.MaxSagaOutputBytes bounds both
+// together.
 func (m *machine) outputBytes() int {
 	n := 0
 	for i := range m.s.Steps {
 		if m.s.Steps[i].Status == saga.StepStatusCompleted {
 			n += len(m.s.Steps[i].Output)
 		}
+		n += compOutputBytes(m.s.Steps[i].Compensation)
 	}
 	return n
+}
+
+// compOutputBytes is the size of a compensation's output, 0 when it has
+// none.
+func compOutputBytes(c *saga.Compensation) int {
+	if c == nil || c.Status != saga.CompensationStatusCompleted {
+		return 0
+	}
+	return len(c.Output)
 }
 
 func (m *machine) allCompleted() bool {
@@ -922,8 +948,9 @@ func (m *machine) startCompensation(j int) {
 			Outputs:       m.outputs(j, true),
 			Epoch:         m.s.LeaseEpoch,
 		},
-		policy:   policy,
-		prevComp: prev,
+		policy:     policy,
+		budgetFrom: comp.AttemptsBeforeRetry,
+		prevComp:   prev,
 	}
 	m.clearRetry(k)
 	m.busy.add(k)
@@ -1031,7 +1058,8 @@ func (m *machine) failOpen(reason string) {
 }
 
 // retryCompensation carries out an operator's retry of a Failed saga: the
-// unfinished compensations start over with a fresh attempt budget.
+// unfinished compensations go on with a fresh attempt budget, counted from
+// the attempts made so far (Attempts keeps counting them all).
 func (m *machine) retryCompensation() {
 	m.takeControl()
 	m.setStatus(saga.SagaStatusCompensating)
@@ -1045,7 +1073,7 @@ func (m *machine) retryCompensation() {
 		}
 		fresh := *comp
 		fresh.Status = saga.CompensationStatusPending
-		fresh.Attempts = 0
+		fresh.AttemptsBeforeRetry = fresh.Attempts
 		m.putComp(j, fresh, false, false)
 	}
 	m.forgetRetries()
@@ -1206,8 +1234,8 @@ func (m *machine) putComp(j int, comp saga.Compensation, start, end bool) {
 	comp.StepIndex = j
 	m.s.Steps[j].Compensation = &comp
 	putUpdate(&m.d.t.Compensations, saga.CompensationUpdate{
-		StepIndex: j, Status: comp.Status, Attempts: comp.Attempts, Output: comp.Output,
-		Error: comp.Error, Start: start, End: end,
+		StepIndex: j, Status: comp.Status, Attempts: comp.Attempts, AttemptsBeforeRetry: comp.AttemptsBeforeRetry,
+		Output: comp.Output, Error: comp.Error, Start: start, End: end,
 	}, func(u saga.CompensationUpdate) int { return u.StepIndex })
 	m.d.write = true
 }

@@ -86,11 +86,12 @@ func mIn(s *saga.Saga, now time.Time) *input {
 // inFlightCall marks the call of step i in flight with its current
 // attempt, and returns it.
 func inFlightCall(in *input, kind participant.Kind, i int) *call {
-	a := in.s.Steps[i].Attempts
+	a, from := in.s.Steps[i].Attempts, 0
 	if kind == participant.KindCompensation {
-		a = in.s.Steps[i].Compensation.Attempts
+		a, from = in.s.Steps[i].Compensation.Attempts, in.s.Steps[i].Compensation.AttemptsBeforeRetry
 	}
 	c := callOf(in.s, kind, i, a)
+	c.budgetFrom = from
 	in.inFlight[c.key()] = c
 	return c
 }
@@ -563,6 +564,52 @@ func TestDecide(t *testing.T) {
 			want: summary{Status: saga.SagaStatusCancelled, Events: "CompensationCompleted@0 SagaCancelled", Exit: true, Wake: saga.WakeNever},
 		},
 		{
+			name: "a compensation answer past the saga's output budget is not kept; the compensation is done",
+			build: func() *input {
+				s := mSaga(saga.SagaStatusCompensating, 3, nil)
+				s.CompensateTo = saga.SagaStatusCompensated
+				setStep(s, 0, saga.StepStatusCompleted, 1)
+				setStep(s, 1, saga.StepStatusCompleted, 1)
+				setStep(s, 2, saga.StepStatusFailed, 1)
+				// The outputs held, step 0's and the compensation of step 1's,
+				// leave less room than the answer takes.
+				setComp(s, 1, saga.CompensationStatusCompleted, 1)
+				s.Steps[1].Compensation.Output = json.RawMessage(`"` + strings.Repeat("x", saga.MaxSagaOutputBytes-len(s.Steps[0].Output)-len(s.Steps[1].Output)-8) + `"`)
+				setComp(s, 0, saga.CompensationStatusExecuting, 1)
+				in := mIn(s, t0)
+				back(in, inFlightCall(in, comp, 0), result(ok, false), 0)
+				return in
+			},
+			want: summary{Status: saga.SagaStatusCompensated, Events: "CompensationCompleted@0 SagaCompensated", Exit: true, Wake: saga.WakeNever},
+			check: func(t *testing.T, in *input, d decision) {
+				if n := len(d.t.Compensations); n != 1 || string(d.t.Compensations[0].Output) != "null" {
+					t.Errorf("compensation updates %+v, want one with output null", d.t.Compensations)
+				}
+				if ev := string(d.t.Events[0].Data); !strings.Contains(ev, `"output_dropped_bytes":8`) {
+					t.Errorf("event data %s does not say what was not kept", ev)
+				}
+			},
+		},
+		{
+			name: "a compensation answer that fits the saga's output budget is kept",
+			build: func() *input {
+				s := mSaga(saga.SagaStatusCompensating, 2, nil)
+				s.CompensateTo = saga.SagaStatusCompensated
+				setStep(s, 0, saga.StepStatusCompleted, 1)
+				setStep(s, 1, saga.StepStatusFailed, 1)
+				setComp(s, 0, saga.CompensationStatusExecuting, 1)
+				in := mIn(s, t0)
+				back(in, inFlightCall(in, comp, 0), result(ok, false), 0)
+				return in
+			},
+			want: summary{Status: saga.SagaStatusCompensated, Events: "CompensationCompleted@0 SagaCompensated", Exit: true, Wake: saga.WakeNever},
+			check: func(t *testing.T, in *input, d decision) {
+				if n := len(d.t.Compensations); n != 1 || string(d.t.Compensations[0].Output) != `{"ok":1}` {
+					t.Errorf("compensation updates %+v, want one with the answer", d.t.Compensations)
+				}
+			},
+		},
+		{
 			name: "a refused compensation fails the saga for an operator",
 			build: func() *input {
 				s := mSaga(saga.SagaStatusCompensating, 2, nil)
@@ -600,7 +647,7 @@ func TestDecide(t *testing.T) {
 			want: summary{Events: "ControlIgnored CompensationStarted@0", Start: "compensation 0#1", Control: saga.ControlCancel},
 		},
 		{
-			name: "an operator's retry of a Failed saga runs the failed compensation again",
+			name: "an operator's retry of a Failed saga runs the failed compensation again, its attempts counting on",
 			build: func() *input {
 				s := mSaga(saga.SagaStatusFailed, 2, nil)
 				s.Control = saga.ControlRetry
@@ -609,7 +656,21 @@ func TestDecide(t *testing.T) {
 				setComp(s, 0, saga.CompensationStatusFailed, 5)
 				return mIn(s, t0)
 			},
-			want: summary{Status: saga.SagaStatusCompensating, Events: "SagaRetried CompensationStarted@0", Start: "compensation 0#1", Control: saga.ControlRetry},
+			want: summary{Status: saga.SagaStatusCompensating, Events: "SagaRetried CompensationStarted@0", Start: "compensation 0#6", Control: saga.ControlRetry},
+		},
+		{
+			name: "after an operator's retry a compensation's budget counts from the retry",
+			build: func() *input {
+				s := mSaga(saga.SagaStatusCompensating, 1, nil)
+				s.CompensateTo = saga.SagaStatusCompensated
+				setStep(s, 0, saga.StepStatusCompleted, 1)
+				setComp(s, 0, saga.CompensationStatusExecuting, saga.CompensationMaxAttempts+1)
+				s.Steps[0].Compensation.AttemptsBeforeRetry = saga.CompensationMaxAttempts
+				in := mIn(s, t0)
+				back(in, inFlightCall(in, comp, 0), result(tr, true), time.Millisecond)
+				return in
+			},
+			want: summary{Events: "CompensationRetrying@0"},
 		},
 		{
 			name: "a Failed saga without a retry stays parked",

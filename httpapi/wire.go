@@ -65,12 +65,15 @@ type StepJSON struct {
 
 // CompensationJSON is the compensation of a step, present once it has begun.
 type CompensationJSON struct {
-	Status      saga.CompensationStatus `json:"status"`
-	Attempts    int                     `json:"attempts"`
-	StartedAt   *time.Time              `json:"started_at"`
-	CompletedAt *time.Time              `json:"completed_at"`
-	Error       string                  `json:"error"`
-	Output      json.RawMessage         `json:"output"`
+	Status   saga.CompensationStatus `json:"status"`
+	Attempts int                     `json:"attempts"`
+	// AttemptsBeforeRetry is Attempts when an operator last retried the
+	// saga: the retry budget counts the attempts after it.
+	AttemptsBeforeRetry int             `json:"attempts_before_retry,omitempty"`
+	StartedAt           *time.Time      `json:"started_at"`
+	CompletedAt         *time.Time      `json:"completed_at"`
+	Error               string          `json:"error"`
+	Output              json.RawMessage `json:"output"`
 }
 
 // EventJSON is one entry of a saga's audit trail.
@@ -258,12 +261,13 @@ func newStepJSON(st *saga.Step) StepJSON {
 	}
 	if c := st.Compensation; c != nil {
 		out.Compensation = &CompensationJSON{
-			Status:      c.Status,
-			Attempts:    c.Attempts,
-			StartedAt:   utc(c.StartedAt),
-			CompletedAt: utc(c.CompletedAt),
-			Error:       c.Error,
-			Output:      c.Output,
+			Status:              c.Status,
+			Attempts:            c.Attempts,
+			AttemptsBeforeRetry: c.AttemptsBeforeRetry,
+			StartedAt:           utc(c.StartedAt),
+			CompletedAt:         utc(c.CompletedAt),
+			Error:               c.Error,
+			Output:              c.Output,
 		}
 	}
 	return out

@@ -200,19 +200,25 @@ func (c *Client) invoke(ctx context.Context, call Call) Result {
 	ctx, cancel := context.WithTimeout(ctx, call.Request.Timeout())
 	defer cancel()
 
-	req, err := c.newRequest(ctx, call)
+	// The request is built once a connection is free: a call waiting for
+	// one holds nothing but its place in the queue.
+	u, err := url.Parse(call.Request.URL)
 	if err != nil {
-		return Result{Outcome: OutcomePermanent, Error: storableError(err.Error())}
+		return Result{Outcome: OutcomePermanent, Error: storableError(fmt.Errorf("build request: %w", err).Error())}
 	}
-	host, endpoint := limitKeys(req.URL)
+	host, endpoint := limitKeys(u)
 	release, err := c.limit.acquire(ctx, host, endpoint)
 	if err != nil {
 		// Never sent: certain.
 		return Result{Outcome: OutcomeTransient, Error: storableError(fmt.Sprintf(
 			"timeout: no connection to %s came free for this call (the host's %d connections, PARTICIPANT_MAX_CONNS_PER_HOST, were in use): %v",
-			req.URL.Host, c.limit.perHost, err))}
+			u.Host, c.limit.perHost, err))}
 	}
 	defer release()
+	req, err := c.newRequest(ctx, call)
+	if err != nil {
+		return Result{Outcome: OutcomePermanent, Error: storableError(err.Error())}
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		outcome, uncertain := Classify(0, err)

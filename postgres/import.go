@@ -33,6 +33,7 @@ type (
 		Index       int                     `json:"idx"`
 		Status      saga.CompensationStatus `json:"status"`
 		Attempts    int                     `json:"attempts"`
+		Before      int                     `json:"before_retry,omitempty"`
 		Output      json.RawMessage         `json:"output,omitempty"`
 		Error       string                  `json:"error,omitempty"`
 		StartedAt   *time.Time              `json:"started_at,omitempty"`
@@ -147,7 +148,7 @@ func importArgs(r saga.SagaRecord, sealer *saga.Sealer) ([]any, error) {
 				return nil, fmt.Errorf("compensation %d: unknown compensation status %q", st.Index, c.Status)
 			}
 			comps = append(comps, importCompensationJSON{
-				ID: saga.NewID(), Index: st.Index, Status: c.Status, Attempts: c.Attempts, Output: c.Output,
+				ID: saga.NewID(), Index: st.Index, Status: c.Status, Attempts: c.Attempts, Before: c.AttemptsBeforeRetry, Output: c.Output,
 				Error: c.Error, StartedAt: micro(c.StartedAt), CompletedAt: micro(c.CompletedAt),
 			})
 		}

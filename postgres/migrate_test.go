@@ -72,7 +72,7 @@ func TestMigrateCreatesSchema(t *testing.T) {
 			"lease_expires_at", "lease_epoch", "next_run_at", "event_seq"},
 		"saga_steps": {"id", "saga_id", "step_name", "step_index", "status", "input_data", "output_data",
 			"attempts", "error", "uncertain", "started_at", "completed_at", "created_at", "updated_at"},
-		"saga_compensations": {"id", "saga_id", "step_index", "status", "attempts", "output_data", "error",
+		"saga_compensations": {"id", "saga_id", "step_index", "status", "attempts", "attempts_before_retry", "output_data", "error",
 			"started_at", "completed_at", "created_at", "updated_at"},
 		"saga_checkpoints": {"id", "saga_id", "step_index", "context", "created_at"},
 		"saga_events":      {"id", "saga_id", "seq", "event_type", "step_index", "data", "instance_id", "created_at"},

@@ -80,13 +80,13 @@ func scanStep(row scanner) (saga.ID, saga.Step, error) {
 		status                   string
 		errText                  *string
 		cStatus, cErr            *string
-		cAttempts                *int32
+		cAttempts, cBefore       *int32
 		cOutput                  json.RawMessage
 		cStartedAt, cCompletedAt *time.Time
 	)
 	err := row.Scan(&sagaID, &index, &st.Name, &status, &attempts, &st.Input,
 		&st.Output, &errText, &st.Uncertain, &st.StartedAt, &st.CompletedAt,
-		&cStatus, &cAttempts, &cOutput, &cErr, &cStartedAt, &cCompletedAt)
+		&cStatus, &cAttempts, &cBefore, &cOutput, &cErr, &cStartedAt, &cCompletedAt)
 	if err != nil {
 		return sagaID, st, err
 	}
@@ -98,13 +98,14 @@ func scanStep(row scanner) (saga.ID, saga.Step, error) {
 	st.CompletedAt = utc(st.CompletedAt)
 	if cStatus != nil {
 		st.Compensation = &saga.Compensation{
-			StepIndex:   st.Index,
-			Status:      saga.CompensationStatus(*cStatus),
-			Attempts:    int(deref(cAttempts)),
-			Output:      cOutput,
-			Error:       deref(cErr),
-			StartedAt:   utc(cStartedAt),
-			CompletedAt: utc(cCompletedAt),
+			StepIndex:           st.Index,
+			Status:              saga.CompensationStatus(*cStatus),
+			Attempts:            int(deref(cAttempts)),
+			AttemptsBeforeRetry: int(deref(cBefore)),
+			Output:              cOutput,
+			Error:               deref(cErr),
+			StartedAt:           utc(cStartedAt),
+			CompletedAt:         utc(cCompletedAt),
 		}
 	}
 	return sagaID, st, nil

@@ -20,7 +20,7 @@ const headColumns = `s.last_hash, s.control_seq, s.control_by`
 // step) and c (its compensation, left-joined).
 const stepColumns = `st.saga_id, st.step_index, st.step_name, st.status, st.attempts, st.input_data,
 	st.output_data, st.error, st.uncertain, st.started_at, st.completed_at,
-	c.status, c.attempts, c.output_data, c.error, c.started_at, c.completed_at`
+	c.status, c.attempts, c.attempts_before_retry, c.output_data, c.error, c.started_at, c.completed_at`
 
 // Transaction control of group-committed batches and consistent reads.
 //
@@ -167,16 +167,17 @@ WITH upd AS (
 	FROM upd, jsonb_to_recordset($17::jsonb) AS u(idx int, status step_status)
 	WHERE u.idx NOT IN (SELECT step_index FROM step_rows)
 ), compensation_rows AS (
-	INSERT INTO saga_compensations AS c (id, saga_id, step_index, status, attempts, output_data, error,
-		started_at, completed_at, created_at, updated_at)
-	SELECT u.id, upd.id, u.idx, u.status, u.attempts, u.output, u.error,
+	INSERT INTO saga_compensations AS c (id, saga_id, step_index, status, attempts, attempts_before_retry,
+		output_data, error, started_at, completed_at, created_at, updated_at)
+	SELECT u.id, upd.id, u.idx, u.status, u.attempts, coalesce(u.before_retry, 0), u.output, u.error,
 		CASE WHEN u.start THEN $23::timestamptz END, CASE WHEN u.stop THEN $23::timestamptz END,
 		$23::timestamptz, $23::timestamptz
 	FROM upd, jsonb_to_recordset($18::jsonb) AS u(id uuid, idx int, status compensation_status,
-		attempts int, output jsonb, error text, start bool, stop bool)
+		attempts int, before_retry int, output jsonb, error text, start bool, stop bool)
 	ON CONFLICT (saga_id, step_index) DO UPDATE SET
 		status = excluded.status,
 		attempts = excluded.attempts,
+		attempts_before_retry = excluded.attempts_before_retry,
 		output_data = coalesce(excluded.output_data, c.output_data),
 		error = excluded.error,
 		started_at = coalesce(c.started_at, excluded.started_at),
@@ -427,12 +428,12 @@ WITH ins AS (
 		input jsonb, output jsonb, attempts int, error text, uncertain bool,
 		started_at timestamptz, completed_at timestamptz)
 ), compensation_rows AS (
-	INSERT INTO saga_compensations (id, saga_id, step_index, status, attempts, output_data, error,
-		started_at, completed_at, created_at, updated_at)
-	SELECT u.id, ins.id, u.idx, u.status, u.attempts, u.output, u.error,
+	INSERT INTO saga_compensations (id, saga_id, step_index, status, attempts, attempts_before_retry,
+		output_data, error, started_at, completed_at, created_at, updated_at)
+	SELECT u.id, ins.id, u.idx, u.status, u.attempts, coalesce(u.before_retry, 0), u.output, u.error,
 		u.started_at, u.completed_at, $20, $21
 	FROM ins, jsonb_to_recordset($25::jsonb) AS u(id uuid, idx int, status compensation_status,
-		attempts int, output jsonb, error text, started_at timestamptz, completed_at timestamptz)
+		attempts int, before_retry int, output jsonb, error text, started_at timestamptz, completed_at timestamptz)
 ), event_rows AS (
 	INSERT INTO saga_events (id, saga_id, seq, event_type, step_index, data, instance_id, actor, created_at, hash)
 	SELECT e.id, ins.id, e.seq, e.type, e.step, e.data, e.instance, e.actor, e.created_at, e.hash

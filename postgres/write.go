@@ -53,6 +53,7 @@ type (
 		Index    int                     `json:"idx"`
 		Status   saga.CompensationStatus `json:"status"`
 		Attempts int                     `json:"attempts"`
+		Before   int                     `json:"before_retry,omitempty"`
 		Output   json.RawMessage         `json:"output,omitempty"`
 		Error    string                  `json:"error,omitempty"`
 		Start    bool                    `json:"start"`
@@ -486,7 +487,7 @@ func applyArgs(t saga.Transition, events []saga.Event, at time.Time, after *int6
 			return nil, nil, fmt.Errorf("compensation step index %d is negative", u.StepIndex)
 		}
 		row := compensationUpdateJSON{ID: saga.NewID(), Index: u.StepIndex, Status: u.Status, Attempts: u.Attempts,
-			Output: u.Output, Error: u.Error, Start: u.Start, Stop: u.End}
+			Before: u.AttemptsBeforeRetry, Output: u.Output, Error: u.Error, Start: u.Start, Stop: u.End}
 		if i, ok := compAt[u.StepIndex]; ok {
 			comps[i] = row
 			continue

@@ -334,12 +334,13 @@ func scanStep(rows *sql.Rows) (saga.ID, saga.Step, error) {
 		st        saga.Step
 		cStatus   saga.CompensationStatus
 		cAttempts sql.NullInt64
+		cBefore   sql.NullInt64
 		c         saga.Compensation
 	)
 	err := rows.Scan(idCol{&sagaID}, &st.Index, &st.Name, textCol[saga.StepStatus]{&st.Status}, &st.Attempts,
 		jsonCol{&st.Input}, jsonCol{&st.Output}, textCol[string]{&st.Error}, &st.Uncertain,
 		nullTimeCol{&st.StartedAt}, nullTimeCol{&st.CompletedAt},
-		textCol[saga.CompensationStatus]{&cStatus}, &cAttempts, jsonCol{&c.Output}, textCol[string]{&c.Error},
+		textCol[saga.CompensationStatus]{&cStatus}, &cAttempts, &cBefore, jsonCol{&c.Output}, textCol[string]{&c.Error},
 		nullTimeCol{&c.StartedAt}, nullTimeCol{&c.CompletedAt})
 	if err != nil {
 		return sagaID, st, err
@@ -348,6 +349,7 @@ func scanStep(rows *sql.Rows) (saga.ID, saga.Step, error) {
 		c.StepIndex = st.Index
 		c.Status = cStatus
 		c.Attempts = int(cAttempts.Int64)
+		c.AttemptsBeforeRetry = int(cBefore.Int64)
 		st.Compensation = &c
 	}
 	return sagaID, st, nil

@@ -19,7 +19,7 @@ const headColumns = `event_seq, last_hash, control_request, control_seq, control
 // step) and c (its compensation, left-joined).
 const stepColumns = `st.saga_id, st.step_index, st.step_name, st.status, st.attempts, st.input_data,
 	st.output_data, st.error, st.uncertain, st.started_at, st.completed_at,
-	c.status, c.attempts, c.output_data, c.error, c.started_at, c.completed_at`
+	c.status, c.attempts, c.attempts_before_retry, c.output_data, c.error, c.started_at, c.completed_at`
 
 // Writes of CreateSaga. A conflict on the id or the idempotency key
 // inserts nothing (no error), so that it does not abort the other writes
@@ -95,13 +95,14 @@ UPDATE saga_steps SET
 WHERE saga_id = :saga_id AND step_index = :idx`
 
 	sqlUpsertCompensation = `
-INSERT INTO saga_compensations (id, saga_id, step_index, status, attempts, output_data, error,
-	started_at, completed_at, created_at, updated_at)
-VALUES (:id, :saga_id, :idx, :status, :attempts, :output, :error,
+INSERT INTO saga_compensations (id, saga_id, step_index, status, attempts, attempts_before_retry,
+	output_data, error, started_at, completed_at, created_at, updated_at)
+VALUES (:id, :saga_id, :idx, :status, :attempts, :before_retry, :output, :error,
 	CASE WHEN :start THEN :now END, CASE WHEN :stop THEN :now END, :now, :now)
 ON CONFLICT (saga_id, step_index) DO UPDATE SET
 	status = excluded.status,
 	attempts = excluded.attempts,
+	attempts_before_retry = excluded.attempts_before_retry,
 	output_data = coalesce(excluded.output_data, output_data),
 	error = excluded.error,
 	started_at = coalesce(started_at, excluded.started_at),

@@ -439,7 +439,8 @@ func (s *Store) applyTransition(w *wtx, t saga.Transition, steps []saga.StepUpda
 	for _, u := range comps {
 		_, err := w.exec(sqlUpsertCompensation,
 			sql.Named("id", idText(saga.NewID())), sql.Named("saga_id", sagaID), sql.Named("idx", u.StepIndex),
-			sql.Named("status", string(u.Status)), sql.Named("attempts", u.Attempts), sql.Named("output", jsonText(u.Output)),
+			sql.Named("status", string(u.Status)), sql.Named("attempts", u.Attempts), sql.Named("before_retry", u.AttemptsBeforeRetry),
+			sql.Named("output", jsonText(u.Output)),
 			sql.Named("error", nullText(u.Error)), sql.Named("start", boolInt(u.Start)), sql.Named("stop", boolInt(u.End)),
 			sql.Named("now", now))
 		if err != nil {

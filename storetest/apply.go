@@ -128,8 +128,20 @@ func testApply(t *testing.T, newStore factory) {
 			t.Errorf("compensation 1 output = %s", c.Output)
 		}
 		c = s.Steps[0].Compensation
-		if c == nil || c.StepIndex != 0 || c.Status != saga.CompensationStatusFailed || c.Attempts != 5 || c.Error != "gone" {
+		if c == nil || c.StepIndex != 0 || c.Status != saga.CompensationStatusFailed || c.Attempts != 5 || c.Error != "gone" ||
+			c.AttemptsBeforeRetry != 0 {
 			t.Errorf("compensation 0 = %+v", c)
+		}
+
+		// An operator's retry: the attempts go on counting, the budget
+		// from the attempts made before it.
+		write(saga.CompensationUpdate{StepIndex: 0, Status: saga.CompensationStatusPending, Attempts: 5, AttemptsBeforeRetry: 5, Error: "gone"})
+		if c := h.get(sg.ID).Steps[0].Compensation; c.Status != saga.CompensationStatusPending || c.Attempts != 5 || c.AttemptsBeforeRetry != 5 {
+			t.Errorf("compensation 0 after a retry = %+v", c)
+		}
+		write(saga.CompensationUpdate{StepIndex: 0, Status: saga.CompensationStatusExecuting, Attempts: 6, AttemptsBeforeRetry: 5, Start: true})
+		if c := h.get(sg.ID).Steps[0].Compensation; c.Status != saga.CompensationStatusExecuting || c.Attempts != 6 || c.AttemptsBeforeRetry != 5 {
+			t.Errorf("compensation 0 after its first attempt since the retry = %+v", c)
 		}
 	})
 

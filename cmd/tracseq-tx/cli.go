@@ -308,6 +308,9 @@ func printSaga(w io.Writer, s *httpapi.SagaJSON) {
 		}
 		if c := st.Compensation; c != nil {
 			comp = fmt.Sprintf("%s (%d)", c.Status, c.Attempts)
+			if c.AttemptsBeforeRetry > 0 {
+				comp = fmt.Sprintf("%s (%d, %d since the retry)", c.Status, c.Attempts, c.Attempts-c.AttemptsBeforeRetry)
+			}
 			if c.Error != "" {
 				comp += ": " + oneLine(c.Error, 60)
 			}
