@@ -71,8 +71,8 @@ WITH upd AS (
 	RETURNING ` + sagaColumns + `
 ), event_rows AS (
 	INSERT INTO saga_events (id, saga_id, seq, event_type, step_index, data, instance_id, actor, created_at, hash)
-	SELECT e.id, $1, e.seq, e.type, e.step, e.data, e.instance, e.actor, $3, e.hash
-	FROM jsonb_to_recordset($6::jsonb) AS ` + eventRecord + `
+	SELECT e.id, upd.id, e.seq, e.type, e.step, e.data, e.instance, e.actor, $3, e.hash
+	FROM upd, jsonb_to_recordset($6::jsonb) AS ` + eventRecord + `
 )
 SELECT * FROM upd`
 )

@@ -332,8 +332,8 @@ WITH upd AS (
 	RETURNING ` + sagaColumns + `, ` + headColumns + `
 ), event_rows AS (
 	INSERT INTO saga_events (id, saga_id, seq, event_type, step_index, data, instance_id, actor, created_at, hash)
-	SELECT e.id, $1, e.seq, e.type, e.step, e.data, e.instance, e.actor, $5, e.hash
-	FROM jsonb_to_recordset($8::jsonb) AS ` + eventRecord + `
+	SELECT e.id, upd.id, e.seq, e.type, e.step, e.data, e.instance, e.actor, $5, e.hash
+	FROM upd, jsonb_to_recordset($8::jsonb) AS ` + eventRecord + `
 )
 SELECT * FROM upd`
 
@@ -365,8 +365,8 @@ FROM ended`
 // sqlDeleteExpired deletes up to $3 sagas that ended in status $1 more
 // than $2 µs before $8 (the time of the write, the frame of completed_at)
 // and are not under legal hold, and writes the tombstone of each (rule $4,
-// requested by actor $5 with reason $6 from address $7); the foreign keys
-// cascade to their other rows. The status leads the index it walks, oldest
+// requested by actor $5 with reason $6 from address $7), and their other
+// rows (a compensation goes with its step). The status leads the index it walks, oldest
 // first.
 const sqlDeleteExpired = `
 WITH gone AS (
@@ -380,6 +380,12 @@ WITH gone AS (
 		FOR UPDATE SKIP LOCKED
 	))
 	RETURNING id, name, status, event_seq, last_hash, completed_at
+), gone_steps AS (
+	DELETE FROM saga_steps WHERE saga_id IN (SELECT id FROM gone)
+), gone_events AS (
+	DELETE FROM saga_events WHERE saga_id IN (SELECT id FROM gone)
+), gone_checkpoints AS (
+	DELETE FROM saga_checkpoints WHERE saga_id IN (SELECT id FROM gone)
 )
 INSERT INTO saga_deletions (saga_id, name, final_status, event_seq, last_hash, completed_at,
 	deleted_at, rule, actor, reason, client_addr)

@@ -28,6 +28,8 @@
 #   DBCOST_C       concurrency (default 16)
 #   DBCOST_PATHS   paths to measure (default "success compensation")
 #   DBCOST_BINDIR  PostgreSQL's programs (default the newest /usr/lib/postgresql/*/bin)
+#   DBCOST_TRACK   pg_stat_statements.track: top (default), or all to list the
+#                  statements run inside others too (foreign key checks)
 #   DBCOST_TX      a tracseq-tx binary to measure instead of building this tree's
 #                  (an earlier build, for a before/after in one sitting)
 set -euo pipefail
@@ -98,6 +100,7 @@ listen_addresses = '127.0.0.1'
 unix_socket_directories = '$work'
 shared_preload_libraries = 'pg_stat_statements'
 pg_stat_statements.max = 1000
+pg_stat_statements.track = ${DBCOST_TRACK:-top}
 autovacuum = off
 wal_level = replica
 synchronous_commit = on
@@ -172,7 +175,7 @@ for path in $paths; do
 	txpid=""
 	sleep 1
 	snapshot "$db" >"$work/after.$path"
-	q "$url" "select '$path', calls, rows, wal_bytes, wal_fpi,
+	q "$url" "select '$path', calls, rows, wal_bytes, total_exec_time,
 			regexp_replace(left(regexp_replace(query, '\s+', ' ', 'g'), 70), '\|', '/', 'g')
 		from pg_stat_statements s join pg_database d on d.oid = s.dbid
 		where d.datname = current_database() and query !~* 'pg_stat|pg_current_wal|pg_relation_size|pg_indexes'
@@ -219,8 +222,8 @@ awk -F'\t' '$1 == "table" { printf "| %s | %s | %.2f | %.2f | %.2f | %.2f | %d |
 echo
 echo "Statements (per saga; pg_stat_statements):"
 echo
-echo "| path | calls | rows | WAL bytes | statement |"
-echo "|---|---:|---:|---:|---|"
+echo "| path | calls | rows | WAL bytes | exec ms | statement |"
+echo "|---|---:|---:|---:|---:|---|"
 for path in $paths; do
-	awk -F'|' -v n="$sagas" '$2 / n >= 0.005 { printf "| %s | %.3f | %.2f | %.0f | `%s` |\n", $1, $2 / n, $3 / n, $4 / n, $6 }' "$work/statements.$path"
+	awk -F'|' -v n="$sagas" '$2 / n >= 0.005 { printf "| %s | %.3f | %.2f | %.0f | %.3f | `%s` |\n", $1, $2 / n, $3 / n, $4 / n, $5 / n, $6 }' "$work/statements.$path"
 done
