@@ -492,7 +492,9 @@ func testApplyRetried(t *testing.T, newStore factory) {
 	})
 	t.Run("AfterTheLeasePassed", func(t *testing.T) {
 		h := setup(t, newStore)
-		sg := h.create(NewTestSaga("a", 2), shortLease, event(saga.EventSagaCreated, nil))
+		// Created under a long lease, so the first write cannot be late
+		// however slow the machine; that write leaves the short one.
+		sg := h.create(NewTestSaga("a", 2), longLease, event(saga.EventSagaCreated, nil))
 		tr := saga.Transition{SagaID: sg.ID, Lease: sg.Lease(), LeaseFor: shortLease, Status: saga.SagaStatusExecuting,
 			Events: []saga.Event{event(saga.EventSagaStarted, nil)}}
 		tr.Events[0].ID = saga.NewID()
