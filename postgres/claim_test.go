@@ -240,6 +240,10 @@ func TestOpenErrors(t *testing.T) {
 		{"BadURL", postgres.Config{URL: "postgres://[::1"}, "DATABASE_URL"},
 		{"NegativeMax", postgres.Config{URL: pgtest.ServerURL(), MaxConns: -1}, "DB_MAX_CONNECTIONS"},
 		{"MinAboveMax", postgres.Config{URL: pgtest.ServerURL(), MaxConns: 2, MinConns: 3}, "DB_MIN_CONNECTIONS"},
+		{"WritersAboveMax", postgres.Config{URL: pgtest.ServerURL(), MaxConns: 4, Writers: 5}, "DB_COMMIT_WRITERS"},
+		{"WritersAboveDefaultMax", postgres.Config{URL: pgtest.ServerURL(), Writers: int(postgres.MaxConnsDefault) + 1}, "DB_COMMIT_WRITERS"},
+		{"NegativeWriters", postgres.Config{URL: pgtest.ServerURL(), Writers: -1}, "DB_COMMIT_WRITERS"},
+		{"NegativeMaxBatch", postgres.Config{URL: pgtest.ServerURL(), MaxBatch: -1}, "DB_COMMIT_MAX_BATCH"},
 		{"NegativeTimeout", postgres.Config{URL: pgtest.ServerURL(), ConnectTimeout: -time.Second}, "DB_CONNECTION_TIMEOUT_SECONDS"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

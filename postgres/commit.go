@@ -21,9 +21,6 @@ import (
 // a timer: a lone write is sent at once, as a batch of one, by its caller's
 // own goroutine when nothing is queued and a writer's slot is free.
 const (
-	// writersDefault transactions may be in flight at once, so that one
-	// batch is gathered and sent while another commits.
-	writersDefault = 2
 	// batchTimeout bounds one group-committed transaction with its
 	// retries.
 	batchTimeout = time.Minute

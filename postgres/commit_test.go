@@ -34,9 +34,16 @@ type bundle struct {
 // setup opens a store with hooks on a fresh migrated database.
 func setup(t *testing.T, h hooks) *bundle {
 	t.Helper()
+	return setupConfig(t, Config{MaxConns: 4, MinConns: 1}, h)
+}
+
+// setupConfig is setup with cfg (its URL set to the fresh database's).
+func setupConfig(t *testing.T, cfg Config, h hooks) *bundle {
+	t.Helper()
 	ctx := t.Context()
 	url := pgtest.NewDatabase(t)
-	s, err := open(ctx, Config{URL: url, MaxConns: 4, MinConns: 1}, h)
+	cfg.URL = url
+	s, err := open(ctx, cfg, h)
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
@@ -296,7 +303,7 @@ func (g *gate) hooks() hooks {
 		g.mu.Lock()
 		g.sizes = append(g.sizes, n)
 		g.mu.Unlock()
-		if g.batches.Add(1) <= writersDefault {
+		if g.batches.Add(1) <= WritersDefault {
 			g.held.Add(int32(n))
 			<-g.open
 		}
@@ -459,5 +466,81 @@ func TestCloseDrainsWrites(t *testing.T) {
 	}
 	if _, err := b.store.Apply(b.ctx, stepDone(sagas[0], sagas[0].Lease())); !errors.Is(err, saga.ErrUnavailable) {
 		t.Errorf("Apply after Close: err = %v, want ErrUnavailable", err)
+	}
+}
+
+// gateSQL is run before COMMIT by TestGroupCommitWriters's hook: it waits
+// for the advisory lock the test holds.
+const gateSQL = `SELECT pg_advisory_xact_lock_shared(16005) /* tracseq writers gate */`
+
+// Config.Writers transactions are in flight at once, each on its own
+// backend, and no more while writes keep arriving.
+func TestGroupCommitWriters(t *testing.T) {
+	t.Parallel()
+	const writers = 3
+	var gated atomic.Bool
+	b := setupConfig(t, Config{MaxConns: writers + 1, MinConns: 1, Writers: writers},
+		hooks{beforeSend: func(int) (before, after []string) {
+			if gated.Load() {
+				return []string{gateSQL}, nil
+			}
+			return nil, nil
+		}})
+
+	const n = 4 * writers
+	sagas := make([]*saga.Saga, n)
+	for i := range sagas {
+		sagas[i] = b.create(t, "w")
+	}
+	lock, err := b.db.Acquire(b.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Release()
+	if _, err := lock.Exec(b.ctx, `SELECT pg_advisory_lock(16005)`); err != nil {
+		t.Fatal(err)
+	}
+	gated.Store(true)
+
+	// One write at a time: each of the first writers gets a transaction
+	// of its own, held at the gate; the others find every writer busy and
+	// queue.
+	inFlight := func() int {
+		var open int
+		if err := b.db.QueryRow(b.ctx, `
+			SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND query = $1 AND wait_event_type = 'Lock'`, gateSQL).Scan(&open); err != nil {
+			t.Fatal(err)
+		}
+		return open
+	}
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i, sg := range sagas {
+		wg.Go(func() {
+			_, errs[i] = b.store.Apply(b.ctx, stepDone(sg, sg.Lease()))
+		})
+		deadline := time.Now().Add(20 * time.Second)
+		for inFlight() < min(i+1, writers) || int(b.store.committer.waiting.Load()) < i+1-writers {
+			if time.Now().After(deadline) {
+				t.Fatalf("write %d: %d transactions at the gate, %d writes queued", i, inFlight(), b.store.committer.waiting.Load())
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	if got := inFlight(); got != writers {
+		t.Errorf("%d group-committed transactions in flight with %d writes queued, want %d", got, b.store.committer.waiting.Load(), writers)
+	}
+	if _, err := lock.Exec(b.ctx, `SELECT pg_advisory_unlock(16005)`); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	for i, sg := range sagas {
+		if errs[i] != nil {
+			t.Errorf("write %d: %v", i, errs[i])
+		}
+		if got := b.state(t, sg.ID); got != afterStepDone {
+			t.Errorf("saga %d: %+v, want %+v", i, got, afterStepDone)
+		}
 	}
 }

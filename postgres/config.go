@@ -18,11 +18,15 @@ const (
 	MaxConnsDefault int32 = 20
 	// MinConnsDefault is the default of DB_MIN_CONNECTIONS, applied by the
 	// service's configuration; Config.MinConns itself takes 0 as "none".
-	MinConnsDefault        int32 = 5
-	ConnectTimeoutDefault        = 30 * time.Second
-	SlowQueryDefault             = 200 * time.Millisecond
-	MaxBatchDefault              = 128
-	ApplicationNameDefault       = "tracseq-transaction-service"
+	MinConnsDefault       int32 = 5
+	ConnectTimeoutDefault       = 30 * time.Second
+	SlowQueryDefault            = 200 * time.Millisecond
+	MaxBatchDefault             = 128
+	// WritersDefault is DB_COMMIT_WRITERS: group-committed transactions
+	// in flight at once, so that one batch is gathered and sent while
+	// another commits.
+	WritersDefault         = 2
+	ApplicationNameDefault = "tracseq-transaction-service"
 	// ReadMaxLagDefault is DB_READ_MAX_LAG_MS: a replica further behind is
 	// not read from.
 	ReadMaxLagDefault = time.Second
@@ -84,9 +88,13 @@ type Config struct {
 	// use.
 	Observe func(op string, d time.Duration, err error)
 
-	// MaxBatch is the most writes group-committed in one transaction,
-	// default 128.
+	// MaxBatch is DB_COMMIT_MAX_BATCH: the most writes group-committed in
+	// one transaction, default 128.
 	MaxBatch int
+	// Writers is DB_COMMIT_WRITERS: the most group-committed transactions
+	// in flight at once, each on its own connection; at most MaxConns.
+	// Default WritersDefault (or MaxConns, when smaller).
+	Writers int
 
 	// Chain hashes the audit events (AUDIT_HMAC_KEY; default: plain
 	// SHA-256).
@@ -115,7 +123,11 @@ func (c Config) validate() error {
 	case c.SlowQuery < 0:
 		return fmt.Errorf("DB_SLOW_QUERY_MS must not be negative (got %v)", c.SlowQuery)
 	case c.MaxBatch < 0:
-		return fmt.Errorf("postgres: MaxBatch must not be negative (got %d)", c.MaxBatch)
+		return fmt.Errorf("DB_COMMIT_MAX_BATCH must not be negative (got %d)", c.MaxBatch)
+	case c.Writers < 0:
+		return fmt.Errorf("DB_COMMIT_WRITERS must not be negative (got %d)", c.Writers)
+	case c.Writers > int(cmp.Or(c.MaxConns, MaxConnsDefault)):
+		return fmt.Errorf("DB_COMMIT_WRITERS (%d) must not exceed DB_MAX_CONNECTIONS (%d): each writer holds a connection", c.Writers, cmp.Or(c.MaxConns, MaxConnsDefault))
 	case c.ReadMaxLag < 0:
 		return fmt.Errorf("DB_READ_MAX_LAG_MS must not be negative (got %v)", c.ReadMaxLag)
 	case c.Pooler != PoolerNone && c.Pooler != PoolerPgBouncer:

@@ -119,7 +119,7 @@ func open(ctx context.Context, cfg Config, h hooks) (*Store, error) {
 		}
 	}
 	s.clock.observe(dbNow, sent, time.Now())
-	writers := min(writersDefault, int(pc.MaxConns))
+	writers := cmp.Or(cfg.Writers, min(WritersDefault, int(pc.MaxConns)))
 	s.committer = newCommitter(s, writers, cmp.Or(cfg.MaxBatch, MaxBatchDefault))
 	return s, nil
 }

@@ -18,6 +18,7 @@ import (
 
 	saga "github.com/tracseq/transaction-service"
 	"github.com/tracseq/transaction-service/httpapi"
+	"github.com/tracseq/transaction-service/postgres"
 	"github.com/tracseq/transaction-service/sqlite"
 )
 
@@ -30,6 +31,8 @@ const (
 	DatabaseURLDefault         = "sqlite://" + sqlite.FileDefault
 	DBMaxConnectionsDefault    = 20
 	DBMinConnectionsDefault    = 5
+	DBCommitWritersDefault     = postgres.WritersDefault
+	DBCommitMaxBatchDefault    = postgres.MaxBatchDefault
 	DBConnectionTimeoutDefault = 30 * time.Second
 	PersistenceDefault         = true
 	CleanupAfterDefault        = 24 * time.Hour
@@ -65,6 +68,7 @@ const (
 // real deployments.
 const (
 	maxDBConnections     = 10_000
+	maxCommitBatch       = 10_000
 	maxConnectTimeoutSec = 3600
 	maxCleanupHours      = 24 * 365 * 10
 	maxLeaseSeconds      = 3600
@@ -90,6 +94,8 @@ type Config struct {
 	DBPooler           string        // DB_POOLER: "" or pgbouncer
 	DBMaxConns         int32         // DB_MAX_CONNECTIONS
 	DBMinConns         int32         // DB_MIN_CONNECTIONS
+	DBCommitWriters    int           // DB_COMMIT_WRITERS
+	DBCommitMaxBatch   int           // DB_COMMIT_MAX_BATCH
 	DBConnectTimeout   time.Duration // DB_CONNECTION_TIMEOUT_SECONDS
 	Persistence        bool          // ENABLE_PERSISTENCE
 	CleanupAfter       time.Duration // CLEANUP_AFTER_HOURS (Completed, and the default of the three below)
@@ -136,6 +142,8 @@ func LoadConfig(env func(string) string) (Config, error) {
 		DBPooler:           p.pooler("DB_POOLER"),
 		DBMaxConns:         int32(p.integer("DB_MAX_CONNECTIONS", DBMaxConnectionsDefault, 1, maxDBConnections)),
 		DBMinConns:         int32(p.integer("DB_MIN_CONNECTIONS", DBMinConnectionsDefault, 0, maxDBConnections)),
+		DBCommitWriters:    p.integer("DB_COMMIT_WRITERS", DBCommitWritersDefault, 1, maxDBConnections),
+		DBCommitMaxBatch:   p.integer("DB_COMMIT_MAX_BATCH", DBCommitMaxBatchDefault, 1, maxCommitBatch),
 		DBConnectTimeout:   time.Duration(p.integer("DB_CONNECTION_TIMEOUT_SECONDS", int(DBConnectionTimeoutDefault/time.Second), 1, maxConnectTimeoutSec)) * time.Second,
 		Persistence:        p.boolean("ENABLE_PERSISTENCE", PersistenceDefault),
 		CleanupAfter:       time.Duration(p.integer("CLEANUP_AFTER_HOURS", int(CleanupAfterDefault/time.Hour), 1, maxCleanupHours)) * time.Hour,
@@ -168,6 +176,11 @@ func LoadConfig(env func(string) string) (Config, error) {
 	}
 	if cfg.DBMinConns > cfg.DBMaxConns && p.ok("DB_MIN_CONNECTIONS") && p.ok("DB_MAX_CONNECTIONS") {
 		p.fail("DB_MIN_CONNECTIONS", fmt.Sprintf("DB_MIN_CONNECTIONS=%d must not exceed DB_MAX_CONNECTIONS=%d", cfg.DBMinConns, cfg.DBMaxConns))
+	}
+	if _, set := p.value("DB_COMMIT_WRITERS"); !set {
+		cfg.DBCommitWriters = min(cfg.DBCommitWriters, int(cfg.DBMaxConns)) // a pool of one has one writer
+	} else if cfg.DBCommitWriters > int(cfg.DBMaxConns) && p.ok("DB_COMMIT_WRITERS") && p.ok("DB_MAX_CONNECTIONS") {
+		p.fail("DB_COMMIT_WRITERS", fmt.Sprintf("DB_COMMIT_WRITERS=%d must not exceed DB_MAX_CONNECTIONS=%d: each writer holds a connection", cfg.DBCommitWriters, cfg.DBMaxConns))
 	}
 	if cfg.PprofAddr != "" && cfg.PprofAddr == cfg.HTTPAddr && !strings.HasSuffix(cfg.PprofAddr, ":0") {
 		p.fail("PPROF_ADDR", fmt.Sprintf("PPROF_ADDR=%q must differ from HTTP_ADDR", cfg.PprofAddr))

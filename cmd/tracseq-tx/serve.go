@@ -467,6 +467,8 @@ func dbConfig(cfg Config, logger *slog.Logger, observe func(string, time.Duratio
 		InstanceID:     cfg.InstanceID,
 		MaxConns:       cfg.DBMaxConns,
 		MinConns:       cfg.DBMinConns,
+		Writers:        cfg.DBCommitWriters,
+		MaxBatch:       cfg.DBCommitMaxBatch,
 		ConnectTimeout: cfg.DBConnectTimeout,
 		SlowQuery:      cfg.SlowQuery,
 		Logger:         logger,
