@@ -291,3 +291,15 @@ func TestClaimPollByMode(t *testing.T) {
 		}
 	}
 }
+
+// Unset, DB_COMMIT_WRITERS is at most the pool's size.
+func TestLoadConfigWritersFitPool(t *testing.T) {
+	t.Parallel()
+	cfg, err := LoadConfig(envOf(map[string]string{"DB_MAX_CONNECTIONS": "1", "DB_MIN_CONNECTIONS": "0"}))
+	if err != nil {
+		t.Fatalf("LoadConfig: %v", err)
+	}
+	if cfg.DBCommitWriters != 1 {
+		t.Errorf("DBCommitWriters = %d with a pool of 1, want 1", cfg.DBCommitWriters)
+	}
+}
