@@ -463,7 +463,7 @@ func (c *Chain) SealTransition(head ChainHead, t Transition, p PendingControl, a
 	drafts := make([]draft, len(t.Events), len(t.Events)+1)
 	ignored := false
 	for i, e := range t.Events {
-		drafts[i] = draft{e: e, extra: transitionMembers(t, &e)}
+		drafts[i] = draft{e: e, extra: transitionMembers(&t, &e)}
 		ignored = ignored || e.Type == EventControlIgnored
 	}
 	if t.ClearControl != ControlNone && t.ClearControl == p.Action {
@@ -485,7 +485,7 @@ func (c *Chain) SealTransition(head ChainHead, t Transition, p PendingControl, a
 
 // transitionMembers returns the members the replay needs that t gives to
 // the rows of e's subject.
-func transitionMembers(t Transition, e *Event) []member {
+func transitionMembers(t *Transition, e *Event) []member {
 	switch e.Type {
 	case EventStepStarted, EventStepCompleted, EventStepFailed, EventStepRetrying, EventStepSkipped, EventCallWithdrawn:
 		u, ok := stepUpdate(t, e.StepIndex)
@@ -535,7 +535,7 @@ func transitionMembers(t Transition, e *Event) []member {
 }
 
 // stepUpdate returns t's last update of the step at index.
-func stepUpdate(t Transition, index *int) (StepUpdate, bool) {
+func stepUpdate(t *Transition, index *int) (StepUpdate, bool) {
 	if index == nil {
 		return StepUpdate{}, false
 	}
@@ -549,7 +549,7 @@ func stepUpdate(t Transition, index *int) (StepUpdate, bool) {
 
 // compensationUpdate returns t's last update of the compensation of the
 // step at index.
-func compensationUpdate(t Transition, index *int) (CompensationUpdate, bool) {
+func compensationUpdate(t *Transition, index *int) (CompensationUpdate, bool) {
 	if index == nil {
 		return CompensationUpdate{}, false
 	}
