@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash"
-	"io"
 	"strconv"
 	"strings"
 	"sync"
@@ -103,8 +102,6 @@ const HashSize = sha256.Size
 // hashDomain starts every hashed message: the version of the format.
 const hashDomain = "tracseq.audit.v1\n"
 
-var hashDomainBytes = []byte(hashDomain)
-
 // Chain computes and checks the hash chain of audit events: SHA-256, or
 // HMAC-SHA-256 with a secret key (AUDIT_HMAC_KEY). Every store seals the
 // events it writes with it (Seal), at the store boundary, so that every
@@ -125,32 +122,45 @@ func NewChain(key []byte) *Chain {
 // Keyed reports whether the chain uses an HMAC key.
 func (c *Chain) Keyed() bool { return c != nil && len(c.key) > 0 }
 
+// hashState is a pooled hash state with a buffer in which the fields of a
+// message are laid out, so that they reach the hash in a few writes.
+type hashState struct {
+	h   hash.Hash
+	buf []byte
+}
+
 // getHash returns a fresh hash state of the chain; putHash gives it back.
-func (c *Chain) getHash() hash.Hash {
+func (c *Chain) getHash() *hashState {
 	if c == nil {
-		return sha256.New()
+		return &hashState{h: sha256.New()}
 	}
 	pool := &c.plain
 	if c.Keyed() {
 		pool = &c.macs
 	}
-	if h, ok := pool.Get().(hash.Hash); ok {
-		h.Reset()
-		return h
+	if s, ok := pool.Get().(*hashState); ok {
+		s.h.Reset()
+		return s
 	}
+	s := &hashState{buf: make([]byte, 0, 256)}
 	if c.Keyed() {
-		return hmac.New(sha256.New, c.key)
+		s.h = hmac.New(sha256.New, c.key)
+	} else {
+		s.h = sha256.New()
 	}
-	return sha256.New()
+	return s
 }
 
-func (c *Chain) putHash(h hash.Hash) {
+func (c *Chain) putHash(s *hashState) {
+	if cap(s.buf) > 4096 {
+		s.buf = nil // a long instance or actor name: not worth keeping
+	}
 	switch {
 	case c == nil:
 	case c.Keyed():
-		c.macs.Put(h)
+		c.macs.Put(s)
 	default:
-		c.plain.Put(h)
+		c.plain.Put(s)
 	}
 }
 
@@ -167,55 +177,44 @@ func (c *Chain) Hash(prev []byte, e *Event) ([]byte, error) {
 	return c.hashCanonical(prev, e, data), nil
 }
 
-// hashCanonical is Hash with the data in canonical form already.
+// hashCanonical is Hash with the data in canonical form already. The
+// message is the domain, then each field in order, variable-length ones
+// with their length in front (appendField).
 func (c *Chain) hashCanonical(prev []byte, e *Event, data []byte) []byte {
-	h := c.getHash()
-	defer c.putHash(h)
-	var buf [16]byte
-	h.Write(hashDomainBytes)
+	s := c.getHash()
+	defer c.putHash(s)
 	var zero [HashSize]byte
 	if len(prev) == 0 {
 		prev = zero[:]
 	}
-	writeField(h, prev)
-	h.Write(e.ID[:])
-	h.Write(e.SagaID[:])
-	binary.BigEndian.PutUint64(buf[:8], uint64(e.Seq))
-	h.Write(buf[:8])
-	writeString(h, string(e.Type))
+	b := append(s.buf[:0], hashDomain...)
+	b = appendField(b, prev)
+	b = append(b, e.ID[:]...)
+	b = append(b, e.SagaID[:]...)
+	b = binary.BigEndian.AppendUint64(b, uint64(e.Seq))
+	b = appendField(b, string(e.Type))
 	if e.StepIndex == nil {
-		h.Write([]byte{0})
+		b = append(b, 0)
 	} else {
-		h.Write([]byte{1})
-		binary.BigEndian.PutUint64(buf[:8], uint64(int64(*e.StepIndex)))
-		h.Write(buf[:8])
+		b = append(b, 1)
+		b = binary.BigEndian.AppendUint64(b, uint64(int64(*e.StepIndex)))
 	}
-	writeField(h, data)
-	writeString(h, e.InstanceID)
-	writeString(h, e.Actor)
-	binary.BigEndian.PutUint64(buf[:8], uint64(e.CreatedAt.UnixMilli()))
-	h.Write(buf[:8])
-	return h.Sum(nil)
+	// data, often the largest field, goes to the hash from where it is.
+	b = binary.BigEndian.AppendUint32(b, uint32(len(data)))
+	s.h.Write(b)
+	s.h.Write(data)
+	b = appendField(b[:0], e.InstanceID)
+	b = appendField(b, e.Actor)
+	b = binary.BigEndian.AppendUint64(b, uint64(e.CreatedAt.UnixMilli()))
+	s.h.Write(b)
+	s.buf = b
+	return s.h.Sum(nil)
 }
 
-// writeField writes b with its length in front.
-func writeField(h hash.Hash, b []byte) {
-	var n [4]byte
-	binary.BigEndian.PutUint32(n[:], uint32(len(b)))
-	h.Write(n[:])
-	h.Write(b)
-}
-
-// writeString writes s with its length in front.
-func writeString(h hash.Hash, s string) {
-	var buf [68]byte
-	binary.BigEndian.PutUint32(buf[:4], uint32(len(s)))
-	if len(s) <= len(buf)-4 {
-		h.Write(append(buf[:4], s...))
-		return
-	}
-	h.Write(buf[:4])
-	io.WriteString(h, s)
+// appendField appends v with its length in front.
+func appendField[T string | []byte](b []byte, v T) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(len(v)))
+	return append(b, v...)
 }
 
 // Seal prepares events appended to a saga's trail after head, as every
@@ -463,7 +462,7 @@ func (c *Chain) SealTransition(head ChainHead, t Transition, p PendingControl, a
 	drafts := make([]draft, len(t.Events), len(t.Events)+1)
 	ignored := false
 	for i, e := range t.Events {
-		drafts[i] = draft{e: e, extra: transitionMembers(t, &e)}
+		drafts[i] = draft{e: e, extra: transitionMembers(&t, &e)}
 		ignored = ignored || e.Type == EventControlIgnored
 	}
 	if t.ClearControl != ControlNone && t.ClearControl == p.Action {
@@ -485,7 +484,7 @@ func (c *Chain) SealTransition(head ChainHead, t Transition, p PendingControl, a
 
 // transitionMembers returns the members the replay needs that t gives to
 // the rows of e's subject.
-func transitionMembers(t Transition, e *Event) []member {
+func transitionMembers(t *Transition, e *Event) []member {
 	switch e.Type {
 	case EventStepStarted, EventStepCompleted, EventStepFailed, EventStepRetrying, EventStepSkipped, EventCallWithdrawn:
 		u, ok := stepUpdate(t, e.StepIndex)
@@ -535,7 +534,7 @@ func transitionMembers(t Transition, e *Event) []member {
 }
 
 // stepUpdate returns t's last update of the step at index.
-func stepUpdate(t Transition, index *int) (StepUpdate, bool) {
+func stepUpdate(t *Transition, index *int) (StepUpdate, bool) {
 	if index == nil {
 		return StepUpdate{}, false
 	}
@@ -549,7 +548,7 @@ func stepUpdate(t Transition, index *int) (StepUpdate, bool) {
 
 // compensationUpdate returns t's last update of the compensation of the
 // step at index.
-func compensationUpdate(t Transition, index *int) (CompensationUpdate, bool) {
+func compensationUpdate(t *Transition, index *int) (CompensationUpdate, bool) {
 	if index == nil {
 		return CompensationUpdate{}, false
 	}

@@ -3,6 +3,7 @@ package saga
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -337,5 +338,43 @@ func TestSealTransitionStepUncertainty(t *testing.T) {
 	}
 	if st := rebuilt.Steps[0]; st.Status != StepStatusFailed || !st.Uncertain || st.Error != "402" {
 		t.Errorf("rebuilt step = %s, uncertain %v, error %q; want Failed, uncertain, 402", st.Status, st.Uncertain, st.Error)
+	}
+}
+
+// The hash format is fixed: stored trails written by earlier versions
+// must keep verifying. These are hashes of fixed events as the chain has
+// always computed them, plain and keyed.
+func TestHashFormatIsFixed(t *testing.T) {
+	step := 3
+	id, _ := ParseID("0190f3c2-7a1b-7c3d-8e4f-5a6b7c8d9e0f")
+	sid, _ := ParseID("0190f3c2-7a1b-7c3d-8e4f-000000000001")
+	at := time.Date(2026, 12, 1, 12, 30, 45, 123456000, time.UTC)
+	first := Event{ID: id, SagaID: sid, Seq: 1, Type: EventSagaCreated, Data: json.RawMessage(`{"b":1,"a":"x"}`), InstanceID: "i-1", Actor: "ops", CreatedAt: at}
+	second := Event{ID: id, SagaID: sid, Seq: 2, Type: EventStepCompleted, StepIndex: &step, CreatedAt: at, InstanceID: string(make([]byte, 100))}
+	for _, tc := range []struct {
+		chain         *Chain
+		first, second string
+	}{
+		{nil, "5181f4c11d2b324c65822a05080038db6cae241dafaee048f7130e98fd8201de", "32c05ac82151d20527bbdfef78c4f3d5fafa046d11e4d0e1e1e77d09c3a98b2a"},
+		{NewChain(nil), "5181f4c11d2b324c65822a05080038db6cae241dafaee048f7130e98fd8201de", "32c05ac82151d20527bbdfef78c4f3d5fafa046d11e4d0e1e1e77d09c3a98b2a"},
+		{NewChain([]byte("an audit key of thirty-two bytes")), "1ac016d6fa92af3c502c85e75882eb6269ca04610fe21453aba8ce5d42dc71f7", "26ecc45cb39770d1d79927e08dbe0b6a01d8835af3c6269ad6c2eca5b04d58ed"},
+	} {
+		// Twice: the second round reuses pooled hash states.
+		for range 2 {
+			h1, err := tc.chain.Hash(nil, &first)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h2, err := tc.chain.Hash(h1, &second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := hex.EncodeToString(h1); got != tc.first {
+				t.Errorf("keyed %v: first hash %s, want %s", tc.chain.Keyed(), got, tc.first)
+			}
+			if got := hex.EncodeToString(h2); got != tc.second {
+				t.Errorf("keyed %v: second hash %s, want %s", tc.chain.Keyed(), got, tc.second)
+			}
+		}
 	}
 }

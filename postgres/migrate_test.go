@@ -216,3 +216,38 @@ func statusStrings[S ~string](list []S) []string {
 	}
 	return out
 }
+
+// Every table can be logically replicated: a table whose updates or deletes
+// have no replica identity makes a publication refuse them.
+func TestEveryTableHasAReplicaIdentity(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.NewPool(t)
+	if _, err := postgres.Migrate(ctx, pool, nil); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	rows, err := pool.Query(ctx, `
+		SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relkind = 'r' AND n.nspname = current_schema()
+		  AND (c.relreplident = 'n'
+		       OR (c.relreplident = 'd' AND NOT EXISTS (
+		             SELECT 1 FROM pg_constraint k WHERE k.conrelid = c.oid AND k.contype = 'p')))
+		ORDER BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bare []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			t.Fatal(err)
+		}
+		bare = append(bare, name)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(bare) > 0 {
+		t.Errorf("tables without a replica identity (no primary key, none set): %v", bare)
+	}
+}

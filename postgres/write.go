@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -58,16 +60,6 @@ type (
 		Error    string                  `json:"error,omitempty"`
 		Start    bool                    `json:"start"`
 		Stop     bool                    `json:"stop"`
-	}
-	eventJSON struct {
-		ID       saga.ID         `json:"id"`
-		Seq      int64           `json:"seq"`
-		Type     saga.EventType  `json:"type"`
-		Step     *int            `json:"step,omitempty"`
-		Data     json.RawMessage `json:"data,omitempty"`
-		Instance string          `json:"instance,omitempty"`
-		Actor    string          `json:"actor,omitempty"`
-		Hash     string          `json:"hash,omitempty"` // bytea text
 	}
 )
 
@@ -551,24 +543,76 @@ func applyArgs(t saga.Transition, events []saga.Event, at time.Time, after *int6
 }
 
 // encodeEvents returns sealed events (saga.Chain.Seal) as the JSON array
-// the statements read, and the id of the first event.
+// the statements read, and the id of the first event. It is written by
+// hand, not with json.Marshal: every write encodes its events, and their
+// data, canonical JSON from Seal already, needs no second check.
 func encodeEvents(events []saga.Event) ([]byte, *saga.ID, error) {
 	if len(events) == 0 {
 		return nil, nil, nil
 	}
-	rows := make([]eventJSON, len(events))
-	for i, e := range events {
+	size := 2
+	for i := range events {
+		e := &events[i]
 		if e.Type == "" {
 			return nil, nil, fmt.Errorf("event %d has no type", i)
 		}
-		rows[i] = eventJSON{ID: e.ID, Seq: e.Seq, Type: e.Type, Step: e.StepIndex, Data: e.Data,
-			Instance: e.InstanceID, Actor: e.Actor, Hash: hashText(e.Hash)}
+		size += 128 + len(e.Type) + len(e.Data) + len(e.InstanceID) + len(e.Actor) + 2*len(e.Hash)
 	}
-	b, err := json.Marshal(rows)
-	if err != nil {
-		return nil, nil, fmt.Errorf("encode events: %w", err)
+	b := make([]byte, 0, size)
+	b = append(b, '[')
+	for i := range events {
+		e := &events[i]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"id":"`...)
+		b = append(b, e.ID.String()...)
+		b = append(b, `","seq":`...)
+		b = strconv.AppendInt(b, e.Seq, 10)
+		b = append(b, `,"type":`...)
+		b = appendJSONString(b, string(e.Type))
+		if e.StepIndex != nil {
+			b = append(b, `,"step":`...)
+			b = strconv.AppendInt(b, int64(*e.StepIndex), 10)
+		}
+		if len(e.Data) > 0 {
+			b = append(b, `,"data":`...)
+			b = append(b, e.Data...)
+		}
+		if e.InstanceID != "" {
+			b = append(b, `,"instance":`...)
+			b = appendJSONString(b, e.InstanceID)
+		}
+		if e.Actor != "" {
+			b = append(b, `,"actor":`...)
+			b = appendJSONString(b, e.Actor)
+		}
+		if len(e.Hash) > 0 {
+			// bytea text: \x and hex, the backslash escaped for JSON.
+			b = append(b, `,"hash":"\\x`...)
+			b = hex.AppendEncode(b, e.Hash)
+			b = append(b, '"')
+		}
+		b = append(b, '}')
 	}
-	return b, &rows[0].ID, nil
+	b = append(b, ']')
+	first := events[0].ID
+	return b, &first, nil
+}
+
+// appendJSONString appends s as a JSON string. Printable ASCII needs no
+// escaping; anything else goes through json.Marshal, which escapes it and
+// replaces invalid UTF-8.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			q, _ := json.Marshal(s) // a string always encodes
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // encodeArray returns rows as a JSON array, or nil (SQL NULL: no rows).
