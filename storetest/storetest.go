@@ -256,10 +256,16 @@ func (h *harness) now() time.Time {
 	return a.Now
 }
 
-// waitPast polls the store clock until it is after t.
+// clockMargin is how far past a time waitPast waits: a store's clock is
+// its estimate of the database's (the PostgreSQL store's is good to about
+// the round trip of its best sample), and the database judges the next
+// write by its own, which on a loaded machine may lag the estimate.
+const clockMargin = 10 * time.Millisecond
+
+// waitPast polls the store clock until it is clockMargin after t.
 func (h *harness) waitPast(what string, t time.Time) {
 	h.t.Helper()
-	h.eventually(what, func() bool { return h.now().After(t) })
+	h.eventually(what, func() bool { return h.now().After(t.Add(clockMargin)) })
 }
 
 // eventually polls cond until it holds, failing the test after pollTimeout.
