@@ -2,6 +2,7 @@ package saga
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -427,6 +428,22 @@ func (c *canonicalizer) hex4() (rune, bool) {
 	}
 	c.pos += 4
 	return rune(n), true
+}
+
+// AppendJSONString appends s as encoding/json writes it: plain ASCII as
+// is, anything else (escapes, HTML characters, invalid UTF-8) through
+// json.Marshal. Hot paths that build JSON by hand use it for their
+// strings.
+func AppendJSONString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always marshals
+			return append(dst, q...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
 }
 
 // appendCanonicalString appends s (valid UTF-8) as a canonical JSON

@@ -6,8 +6,8 @@ import (
 	"reflect"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
+	saga "github.com/tracseq/transaction-service"
 	"github.com/tracseq/transaction-service/participant"
 )
 
@@ -43,7 +43,7 @@ func (o *object) int(k string, v int64) {
 // str adds a string member.
 func (o *object) str(k, v string) {
 	o.key(k)
-	o.b = appendJSONString(o.b, v)
+	o.b = saga.AppendJSONString(o.b, v)
 }
 
 // bool adds a boolean member.
@@ -80,20 +80,6 @@ func appendCompact(dst []byte, v json.RawMessage) []byte {
 		return append(dst, "null"...)
 	}
 	return buf.Bytes()
-}
-
-// appendJSONString appends s as a JSON string: plain ASCII as is, anything
-// else escaped by encoding/json.
-func appendJSONString(dst []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, _ := json.Marshal(s) // a string always marshals
-			return append(dst, q...)
-		}
-	}
-	dst = append(dst, '"')
-	dst = append(dst, s...)
-	return append(dst, '"')
 }
 
 // outcomeData is the data of the event recording a call's outcome.

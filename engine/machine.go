@@ -487,7 +487,7 @@ func (m *machine) recoveredData(kind participant.Kind, attempt int) json.RawMess
 	if cp := m.in.checkpoint; cp != nil {
 		o.key("checkpoint")
 		o.b = append(o.b, `{"created_at":`...)
-		o.b = appendJSONString(o.b, cp.CreatedAt.UTC().Format(time.RFC3339Nano))
+		o.b = saga.AppendJSONString(o.b, cp.CreatedAt.UTC().Format(time.RFC3339Nano))
 		o.b = append(o.b, `,"step_index":`...)
 		o.b = fmt.Appendf(o.b, "%d}", cp.StepIndex)
 	} else {
@@ -1342,7 +1342,7 @@ func checkpointContext(ctx json.RawMessage, steps []saga.Step) json.RawMessage {
 		if k > 0 {
 			o.b = append(o.b, ',')
 		}
-		o.b = appendJSONString(o.b, n.name)
+		o.b = saga.AppendJSONString(o.b, n.name)
 		o.b = append(o.b, ':')
 		o.b = appendCompact(o.b, n.out)
 	}

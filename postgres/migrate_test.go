@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	saga "github.com/tracseq/transaction-service"
@@ -236,15 +237,8 @@ func TestEveryTableHasAReplicaIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var bare []string
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			t.Fatal(err)
-		}
-		bare = append(bare, name)
-	}
-	if err := rows.Err(); err != nil {
+	bare, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
 		t.Fatal(err)
 	}
 	if len(bare) > 0 {

@@ -570,7 +570,7 @@ func encodeEvents(events []saga.Event) ([]byte, *saga.ID, error) {
 		b = append(b, `","seq":`...)
 		b = strconv.AppendInt(b, e.Seq, 10)
 		b = append(b, `,"type":`...)
-		b = appendJSONString(b, string(e.Type))
+		b = saga.AppendJSONString(b, string(e.Type))
 		if e.StepIndex != nil {
 			b = append(b, `,"step":`...)
 			b = strconv.AppendInt(b, int64(*e.StepIndex), 10)
@@ -581,11 +581,11 @@ func encodeEvents(events []saga.Event) ([]byte, *saga.ID, error) {
 		}
 		if e.InstanceID != "" {
 			b = append(b, `,"instance":`...)
-			b = appendJSONString(b, e.InstanceID)
+			b = saga.AppendJSONString(b, e.InstanceID)
 		}
 		if e.Actor != "" {
 			b = append(b, `,"actor":`...)
-			b = appendJSONString(b, e.Actor)
+			b = saga.AppendJSONString(b, e.Actor)
 		}
 		if len(e.Hash) > 0 {
 			// bytea text: \x and hex, the backslash escaped for JSON.
@@ -598,21 +598,6 @@ func encodeEvents(events []saga.Event) ([]byte, *saga.ID, error) {
 	b = append(b, ']')
 	first := events[0].ID
 	return b, &first, nil
-}
-
-// appendJSONString appends s as a JSON string. Printable ASCII needs no
-// escaping; anything else goes through json.Marshal, which escapes it and
-// replaces invalid UTF-8.
-func appendJSONString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
-			q, _ := json.Marshal(s) // a string always encodes
-			return append(b, q...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
 }
 
 // encodeArray returns rows as a JSON array, or nil (SQL NULL: no rows).
